@@ -1,0 +1,24 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Both install first if needed.
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+PY := $(VENV)/bin/python
+MPIEXEC := $(VENV)/bin/mpiexec
+
+.PHONY: setup demo test test-fast clean-venv
+
+setup: $(STAMP)
+
+# Re-installs only when a pinned requirement, setup.py or the install script changed.
+$(STAMP): setup.py requirements/constraints.txt requirements/build.txt requirements/runtime.txt tools/install_stack.sh tools/_nms_gpu_post.pyx
+	PYTHON=$(PYTHON) tools/install_stack.sh
+	touch $@
+
+demo: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) scripts/demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,48 @@
+"""Shared test helpers: run scripts and MPI jobs for real, always with a timeout."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+MPIEXEC = os.path.join(BIN, 'mpiexec')
+
+
+def _env(extra=None):
+    env = dict(os.environ)
+    # A rank that raises must end the job instead of hanging the others.
+    env['CHAINERMN_FORCE_ABORT_ON_EXCEPTION'] = '1'
+    env['OMP_NUM_THREADS'] = '1'
+    env['PYTHONUNBUFFERED'] = '1'
+    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
+    env['MPLBACKEND'] = 'Agg'
+    env.update(extra or {})
+    return env
+
+
+def run_python(args, timeout, env=None, cwd=REPO):
+    """Runs ``python ARGS`` in one process; returns the CompletedProcess."""
+    return subprocess.run([sys.executable] + list(args), cwd=cwd, env=_env(env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_mpi(n, args, timeout, env=None, cwd=REPO):
+    """Runs ``mpiexec -n N python ARGS`` with the venv's own MPI; returns CompletedProcess."""
+    cmd = [MPIEXEC, '-n', str(n), sys.executable] + list(args)
+    return subprocess.run(cmd, cwd=cwd, env=_env(env), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def check(proc):
+    """Asserts a CompletedProcess succeeded, showing its output if not."""
+    assert proc.returncode == 0, (
+        'exit %d\n--- stdout\n%s\n--- stderr\n%s' % (proc.returncode, proc.stdout[-5000:],
+                                                      proc.stderr[-5000:]))
+    return proc
+
+
+@pytest.fixture
+def repo():
+    return REPO
