@@ -1,0 +1,144 @@
+"""Measured accuracy of runs beside the papers' published accuracy for the same setting.
+
+The published value of a run is looked up by its preset and its process count
+(``comm_size`` = GPUs):
+
+============================  ============================================
+preset                        published table (column)
+============================  ============================================
+``yolov2_voc_2018``           paper 000 Table 3 (``map_percent``)
+``yolov2_voc_2019``           paper 001 Table 2 (``map_yolov2_percent``)
+``yolov3_voc_2019``           paper 001 Table 2 (``map_yolov3_percent``)
+``darknet53_imagenet_2019``   paper 001 top-1 (sec. 5.2.1)
+``darknet19_imagenet_2019``   paper 001 top-1 (sec. 5.2.2, 64 GPUs only)
+============================  ============================================
+
+Any other preset, or a GPU count the paper did not print, has no published value. Measured
+``map`` / ``top1`` in ``metrics.json`` are fractions and are shown in percent.
+"""
+import csv
+import io
+import os
+import tempfile
+
+from chainer_yolo_dist import published
+
+#: preset -> (table, column, row filter, metric, source as cited)
+SOURCES = {
+    'yolov2_voc_2018': ('p000_table3_voc_map', 'map_percent', {}, 'mAP',
+                        'paper 000 Table 3'),
+    'yolov2_voc_2019': ('p001_table2_voc_map', 'map_yolov2_percent', {}, 'mAP',
+                        'paper 001 Table 2'),
+    'yolov3_voc_2019': ('p001_table2_voc_map', 'map_yolov3_percent', {}, 'mAP',
+                        'paper 001 Table 2'),
+    'darknet53_imagenet_2019': ('p001_imagenet_top1', 'top1_percent', {'model': 'darknet53'},
+                                'top-1', 'paper 001 sec. 5.2.1'),
+    'darknet19_imagenet_2019': ('p001_imagenet_top1', 'top1_percent', {'model': 'darknet19'},
+                                'top-1', 'paper 001 sec. 5.2.2'),
+}
+NO_VALUE = 'no published value'
+COLUMNS = ('run', 'preset', 'gpus', 'metric', 'published_percent', 'measured_percent',
+           'difference', 'source')
+
+
+def published_value(preset, gpus):
+    """Published accuracy for ``preset`` on ``gpus`` GPUs.
+
+    Returns:
+        (value, source): value in percent, or ``None`` where the paper prints none;
+        source names the paper and table, or says there is no published value.
+    """
+    if preset not in SOURCES:
+        return None, NO_VALUE
+    name, column, where, _, source = SOURCES[preset]
+    values = published.column(name, column, gpus=gpus, **where)
+    if not values or values[0] is None:
+        return None, NO_VALUE
+    return values[0], source
+
+
+def measured_value(run):
+    """The run's final accuracy in percent and its metric name.
+
+    Returns:
+        (value, metric): value in percent, from ``map`` (metric ``'mAP'``) or ``top1``
+        (metric ``'top-1'``) of ``metrics.json``; ``(None, metric)`` when the run has no
+        metrics yet, the metric then being the one its preset is published with.
+
+    Raises:
+        ValueError: the value is not a fraction in [0, 1], naming the file.
+    """
+    metrics = run.metrics
+    if metrics is None:
+        metric = SOURCES[run.preset][3] if run.preset in SOURCES else ''
+        return None, metric
+    for key, metric in (('map', 'mAP'), ('top1', 'top-1')):
+        if metrics.get(key) is not None:
+            value = float(metrics[key])
+            if not 0.0 <= value <= 1.0:
+                raise ValueError('%s: %r = %r is not a fraction in [0, 1]'
+                                 % (os.path.join(run.path, 'metrics.json'), key, value))
+            return 100.0 * value, metric
+    raise ValueError('%s: neither "map" nor "top1" present'
+                     % os.path.join(run.path, 'metrics.json'))
+
+
+def comparison_rows(runs):
+    """One dict per run with :data:`COLUMNS`; ``difference`` = measured - published, in
+    percentage points, ``None`` where either side is missing."""
+    rows = []
+    for run in runs:
+        measured, metric = measured_value(run)
+        pub, source = published_value(run.preset, run.comm_size)
+        if run.preset in SOURCES and SOURCES[run.preset][3] != metric:
+            # A run measured with another metric than the paper's is not comparable.
+            pub, source = None, NO_VALUE
+        diff = None if pub is None or measured is None else measured - pub
+        rows.append({'run': run.name, 'preset': run.preset or '', 'gpus': run.comm_size,
+                     'metric': metric, 'published_percent': pub,
+                     'measured_percent': measured, 'difference': diff, 'source': source})
+    return rows
+
+
+def to_markdown(rows):
+    """Rows as a Markdown table (numbers to 2 decimals, empty where missing)."""
+    header = ('run', 'preset', 'GPUs', 'metric', 'published %', 'measured %',
+              'difference (pts)', 'source')
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
+    for row in rows:
+        cells = [_cell(row[c], signed=(c == 'difference')) for c in COLUMNS]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def to_csv(rows):
+    """Rows as CSV text with header :data:`COLUMNS`; missing numbers are empty cells."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator='\n')
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow(['' if row[c] is None else row[c] for c in COLUMNS])
+    return out.getvalue()
+
+
+def write_text(path, text):
+    """Writes ``text`` to ``path`` through a temporary file in the same directory, so a
+    reader never sees a half-written file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.')
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _cell(value, signed=False):
+    if value is None:
+        return ''
+    if isinstance(value, float):
+        return ('%+.2f' if signed else '%.2f') % value
+    return str(value)

@@ -1,0 +1,157 @@
+"""Reading the run directories written by ``scripts/train_yolo.py`` / ``train_darknet.py``.
+
+A run directory holds:
+
+- ``config.json``: every setting used; this module relies on ``comm_size`` (MPI processes =
+  GPUs) and reads ``preset``, ``model``, ``dataset``, ``batchsize``, ``global_batchsize``,
+  ``peak_lr``, ``epochs`` when present;
+- ``log``: Chainer's ``LogReport`` output, a JSON list of dicts with ``epoch``,
+  ``iteration``, ``elapsed_time`` and observed values (``main/loss``, ``main/accuracy``,
+  ``validation/main/accuracy``, ``lr``, ...);
+- ``metrics.json`` (written at the end): ``map`` (fraction, detection) or ``top1`` /
+  ``top5`` (fractions, classification), and ``epochs``, ``iterations``,
+  ``elapsed_seconds``, ``images_per_second``.
+
+``log`` and ``metrics.json`` may be missing (a run still going); functions needing them
+raise an error naming the run.
+"""
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Run:
+    """One training run read from disk.
+
+    Attributes:
+        path: the run directory.
+        config: contents of ``config.json``.
+        log: contents of ``log`` (list of dict), empty if there is no log yet.
+        metrics: contents of ``metrics.json``, or ``None`` if absent.
+    """
+    path: str
+    config: dict
+    log: list
+    metrics: dict = None
+
+    @property
+    def name(self):
+        return os.path.basename(os.path.normpath(self.path))
+
+    @property
+    def comm_size(self):
+        return self.config['comm_size']
+
+    @property
+    def preset(self):
+        return self.config.get('preset')
+
+    @property
+    def group(self):
+        """What runs are compared across process counts by: the preset, else model/dataset."""
+        if self.preset:
+            return self.preset
+        return '%s_%s' % (self.config.get('model', 'model'), self.config.get('dataset', 'data'))
+
+
+def load_run(path):
+    """Reads the run directory ``path``; returns a :class:`Run`.
+
+    Raises:
+        FileNotFoundError: no ``config.json`` in ``path``.
+        ValueError: a file is not valid JSON or has the wrong shape; the message names it.
+    """
+    config_path = os.path.join(path, 'config.json')
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError('%s: not a run directory (no config.json)' % path)
+    config = _read_json(config_path, dict)
+    size = config.get('comm_size')
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ValueError('%s: "comm_size" must be a positive integer, got %r'
+                         % (config_path, size))
+    log_path = os.path.join(path, 'log')
+    log = _read_json(log_path, list) if os.path.isfile(log_path) else []
+    for i, entry in enumerate(log):
+        if not isinstance(entry, dict) or 'epoch' not in entry:
+            raise ValueError('%s: entry %d is not a LogReport dict with "epoch"'
+                             % (log_path, i))
+    metrics_path = os.path.join(path, 'metrics.json')
+    metrics = _read_json(metrics_path, dict) if os.path.isfile(metrics_path) else None
+    return Run(path=path, config=config, log=log, metrics=metrics)
+
+
+def find_runs(paths):
+    """Runs under ``paths``, in the order given.
+
+    Each path is either a run directory (has ``config.json``) or a directory whose immediate
+    subdirectories are runs (e.g. ``results/runs``), taken in sorted order.
+
+    Raises:
+        FileNotFoundError: a path is neither, naming it.
+    """
+    runs = []
+    for path in paths:
+        if os.path.isfile(os.path.join(path, 'config.json')):
+            runs.append(load_run(path))
+            continue
+        if not os.path.isdir(path):
+            raise FileNotFoundError('%s: no such directory' % path)
+        subdirs = sorted(os.path.join(path, d) for d in os.listdir(path))
+        found = [load_run(d) for d in subdirs if os.path.isfile(os.path.join(d, 'config.json'))]
+        if not found:
+            raise FileNotFoundError('%s: neither a run directory nor a directory of runs '
+                                    '(no config.json in it or its subdirectories)' % path)
+        runs.extend(found)
+    return runs
+
+
+def log_series(run, key):
+    """Values of ``key`` over training, from the entries of ``run.log`` that have it.
+
+    Returns:
+        (epochs, values): float64 arrays of shape (T,); the x value is ``epoch_detail`` when
+        the log has it, else ``epoch`` (LogReport's count of completed epochs).
+
+    Raises:
+        ValueError: no log entry has ``key``, naming the run's log file.
+    """
+    entries = [e for e in run.log if e.get(key) is not None]
+    if not entries:
+        raise ValueError('%s: no log entry has %r' % (os.path.join(run.path, 'log'), key))
+    x = np.array([e.get('epoch_detail', e['epoch']) for e in entries], dtype=np.float64)
+    y = np.array([e[key] for e in entries], dtype=np.float64)
+    return x, y
+
+
+def seconds_per_epoch(run):
+    """Mean wall-clock seconds per epoch of ``run``.
+
+    From ``metrics.json`` (``elapsed_seconds / epochs``) when present, else from the last log
+    entry (``elapsed_time / epoch``).
+
+    Raises:
+        ValueError: neither source gives a time, naming the run.
+    """
+    m = run.metrics or {}
+    if m.get('elapsed_seconds') and m.get('epochs'):
+        return float(m['elapsed_seconds']) / float(m['epochs'])
+    timed = [e for e in run.log if e.get('elapsed_time') and e.get('epoch')]
+    if timed:
+        last = timed[-1]
+        return float(last['elapsed_time']) / float(last.get('epoch_detail', last['epoch']))
+    raise ValueError('%s: no elapsed time in metrics.json or log' % run.path)
+
+
+def _read_json(path, kind):
+    try:
+        with open(path, encoding='utf-8') as f:
+            value = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError('%s: invalid JSON (%s)' % (path, e)) from None
+    if not isinstance(value, kind):
+        raise ValueError('%s: expected a JSON %s, got %s'
+                         % (path, 'object' if kind is dict else 'list', type(value).__name__))
+    return value

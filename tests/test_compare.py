@@ -1,0 +1,132 @@
+"""compare_map: each run's measured accuracy beside the published one for its setting."""
+import csv
+import json
+import os
+
+import pytest
+
+from chainer_yolo_dist.analysis import compare, runs
+from conftest import check, run_python
+
+
+def make_run(root, name, comm_size, preset=None, model='yolov2', dataset='voc', epochs=4,
+             metrics=None, classification=False, peak_lr=None, seconds_per_epoch=10.0):
+    """Writes a run directory with the layout of scripts/train_*.py; returns its path.
+
+    The loss decays as 2 / (1 + epoch) (slower with more processes, as larger batches do);
+    accuracy rises towards 0.7.
+    """
+    path = os.path.join(str(root), name)
+    os.makedirs(path)
+    batch = 16
+    config = {'preset': preset, 'model': model, 'dataset': dataset, 'comm_size': comm_size,
+              'batchsize': batch, 'global_batchsize': batch * comm_size,
+              'peak_lr': peak_lr if peak_lr is not None else 1e-4 * comm_size,
+              'epochs': epochs, 'insize': 416}
+    log = []
+    for epoch in range(1, epochs + 1):
+        entry = {'epoch': epoch, 'iteration': 10 * epoch,
+                 'elapsed_time': seconds_per_epoch * epoch,
+                 'main/loss': 2.0 / (1 + epoch / comm_size ** 0.25), 'lr': config['peak_lr']}
+        if classification:
+            entry['main/accuracy'] = 0.7 * epoch / epochs
+            entry['validation/main/accuracy'] = 0.65 * epoch / epochs
+        log.append(entry)
+    with open(os.path.join(path, 'config.json'), 'w') as f:
+        json.dump(config, f)
+    with open(os.path.join(path, 'log'), 'w') as f:
+        json.dump(log, f)
+    if metrics is not None:
+        metrics = dict({'epochs': epochs, 'iterations': 10 * epochs,
+                        'elapsed_seconds': seconds_per_epoch * epochs,
+                        'images_per_second': 1.0}, **metrics)
+        with open(os.path.join(path, 'metrics.json'), 'w') as f:
+            json.dump(metrics, f)
+    return path
+
+
+def test_published_value_by_preset_and_gpus():
+    assert compare.published_value('yolov2_voc_2018', 64) == (67.3, 'paper 000 Table 3')
+    assert compare.published_value('yolov2_voc_2019', 96) == (0.3, 'paper 001 Table 2')
+    assert compare.published_value('yolov3_voc_2019', 128) == (65.8, 'paper 001 Table 2')
+    assert compare.published_value('darknet53_imagenet_2019', 256) == (77.2,
+                                                                       'paper 001 sec. 5.2.1')
+    # Printed as '-', a GPU count the paper did not run, or a preset without a table.
+    assert compare.published_value('yolov2_voc_2019', 128) == (None, compare.NO_VALUE)
+    assert compare.published_value('yolov2_voc_2018', 2) == (None, compare.NO_VALUE)
+    assert compare.published_value('darknet53_imagenet_2019', 64) == (None, compare.NO_VALUE)
+    assert compare.published_value('yolov2_filmrole_2018', 16) == (None, compare.NO_VALUE)
+    assert compare.published_value(None, 1) == (None, compare.NO_VALUE)
+
+
+def test_rows_convert_fractions_to_percent_and_subtract(tmp_path):
+    make_run(tmp_path, 'a', 16, preset='yolov2_voc_2018', metrics={'map': 0.65, 'ap': {}})
+    make_run(tmp_path, 'b', 256, preset='darknet53_imagenet_2019', model='darknet53',
+             dataset='imagenet', classification=True, metrics={'top1': 0.8, 'top5': 0.95})
+    make_run(tmp_path, 'c', 2, preset=None, metrics={'map': 0.1234})
+    make_run(tmp_path, 'd', 1, preset='yolov2_voc_2018')  # still running: no metrics
+    rows = compare.comparison_rows(runs.find_runs([str(tmp_path)]))
+    assert [r['run'] for r in rows] == ['a', 'b', 'c', 'd']
+    a, b, c, d = rows
+    assert (a['metric'], a['published_percent']) == ('mAP', 70.2)
+    assert a['measured_percent'] == pytest.approx(65.0)
+    assert a['difference'] == pytest.approx(-5.2)
+    assert (b['metric'], b['published_percent'], b['gpus']) == ('top-1', 77.2, 256)
+    assert b['difference'] == pytest.approx(2.8)
+    assert c['published_percent'] is None and c['difference'] is None
+    assert c['measured_percent'] == pytest.approx(12.34)
+    assert c['source'] == compare.NO_VALUE
+    assert d['measured_percent'] is None and d['published_percent'] == 69.3
+    assert d['difference'] is None
+
+
+def test_markdown_and_csv_render_missing_cells_empty(tmp_path):
+    make_run(tmp_path, 'a', 16, preset='yolov2_voc_2018', metrics={'map': 0.65})
+    make_run(tmp_path, 'c', 2, metrics={'map': 0.1234})
+    rows = compare.comparison_rows(runs.find_runs([str(tmp_path)]))
+    md = compare.to_markdown(rows).splitlines()
+    assert md[0].startswith('| run | preset | GPUs | metric | published % | measured %')
+    assert md[2] == ('| a | yolov2_voc_2018 | 16 | mAP | 70.20 | 65.00 | -5.20 '
+                     '| paper 000 Table 3 |')
+    assert md[3] == '| c |  | 2 | mAP |  | 12.34 |  | no published value |'
+    table = list(csv.DictReader(compare.to_csv(rows).splitlines()))
+    assert table[0]['published_percent'] == '70.2'
+    assert table[1]['published_percent'] == '' and table[1]['difference'] == ''
+
+
+def test_a_map_that_is_already_percent_is_rejected_naming_the_file(tmp_path):
+    make_run(tmp_path, 'a', 16, preset='yolov2_voc_2018', metrics={'map': 65.0})
+    with pytest.raises(ValueError, match=r'a/metrics\.json.*not a fraction'):
+        compare.comparison_rows(runs.find_runs([str(tmp_path / 'a')]))
+
+
+def test_broken_run_directories_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match='no config.json'):
+        runs.find_runs([str(tmp_path)])
+    bad = tmp_path / 'bad'
+    bad.mkdir()
+    (bad / 'config.json').write_text('{"comm_size": 2,')
+    with pytest.raises(ValueError, match=r'bad/config\.json: invalid JSON'):
+        runs.load_run(str(bad))
+    (bad / 'config.json').write_text('{"comm_size": 0}')
+    with pytest.raises(ValueError, match='comm_size'):
+        runs.load_run(str(bad))
+
+
+def test_compare_map_script_prints_and_writes_both_files(tmp_path):
+    make_run(tmp_path, 'k1', 1, preset='yolov2_voc_2018', metrics={'map': 0.5})
+    make_run(tmp_path, 'k16', 16, preset='yolov2_voc_2018', metrics={'map': 0.6})
+    out = tmp_path / 'out' / 'cmp'
+    proc = check(run_python(['scripts/compare_map.py', str(tmp_path / 'k1'),
+                             str(tmp_path / 'k16'), '--out', str(out)], timeout=60))
+    assert '| k16 | yolov2_voc_2018 | 16 | mAP | 70.20 | 60.00 | -10.20 |' in proc.stdout
+    assert (tmp_path / 'out' / 'cmp.md').read_text().count('\n') == 4
+    rows = list(csv.DictReader((tmp_path / 'out' / 'cmp.csv').read_text().splitlines()))
+    assert [(r['run'], r['published_percent']) for r in rows] == [('k1', '69.3'),
+                                                                  ('k16', '70.2')]
+
+
+def test_compare_map_script_reports_a_bad_directory(tmp_path):
+    proc = run_python(['scripts/compare_map.py', str(tmp_path / 'missing')], timeout=60)
+    assert proc.returncode == 2
+    assert 'missing: no such directory' in proc.stderr
