@@ -1,0 +1,246 @@
+"""Bad-input policy shared by every dataset: check samples at load time, then fail or skip.
+
+``on_bad_sample='error'`` (the default) raises one :class:`BadSampleError` naming the file and the
+problem at the first bad sample found. ``on_bad_sample='skip'`` drops what is bad (a box, or a
+whole image when the image or its annotation is missing or unreadable), counts each kind of
+problem and keeps every ``(file, problem)`` pair in a :class:`BadSampleReport` for the training
+script to print and save.
+
+Boxes use ChainerCV's ``(y_min, x_min, y_max, x_max)`` order; a box is valid only if
+``0 <= y_min < y_max <= H`` and ``0 <= x_min < x_max <= W`` with all four values finite.
+"""
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+from chainercv.chainer_experimental.datasets.sliceable import GetterDataset
+
+ON_BAD_SAMPLE = ('error', 'skip')
+
+# Problems that drop the whole sample under 'skip'.
+MISSING_ANNOTATION = 'missing_annotation'
+UNREADABLE_ANNOTATION = 'unreadable_annotation'
+MISSING_IMAGE = 'missing_image'
+UNREADABLE_IMAGE = 'unreadable_image'
+MALFORMED_ENTRY = 'malformed_entry'  # a list-file line that is not "path label"
+# Problems that drop one box (detection) or the sample (classification label) under 'skip'.
+UNKNOWN_CLASS = 'unknown_class'
+LABEL_OUT_OF_RANGE = 'label_out_of_range'
+MALFORMED_BOX = 'malformed_box'
+EMPTY_BOX = 'empty_box'
+BOX_OUTSIDE_IMAGE = 'box_outside_image'
+
+
+class BadSampleError(ValueError):
+    """A dataset sample is unusable; the message starts with the offending file."""
+
+
+def check_policy(on_bad_sample):
+    if on_bad_sample not in ON_BAD_SAMPLE:
+        raise ValueError('on_bad_sample must be one of %s, got %r'
+                         % (ON_BAD_SAMPLE, on_bad_sample))
+    return on_bad_sample
+
+
+class BadSampleReport(object):
+    """What validation found: counts by kind and every ``(file, problem)``.
+
+    Attributes:
+        on_bad_sample (str): the policy in force.
+        counts (dict): problem kind -> number of occurrences.
+        problems (list): ``(file, problem)`` string pairs, in the order found.
+        n_checked (int): samples (images) examined.
+        n_kept (int): samples kept after dropping bad ones.
+        n_boxes_dropped (int): boxes dropped from kept images.
+    """
+
+    def __init__(self, on_bad_sample='error'):
+        self.on_bad_sample = check_policy(on_bad_sample)
+        self.counts = {}
+        self.problems = []
+        self.n_checked = 0
+        self.n_kept = 0
+        self.n_boxes_dropped = 0
+
+    def record(self, kind, file, problem):
+        """Raises :class:`BadSampleError` under 'error'; otherwise counts and keeps the problem."""
+        if self.on_bad_sample == 'error':
+            raise BadSampleError('%s: %s' % (file, problem))
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.problems.append((str(file), problem))
+
+    @property
+    def n_dropped(self):
+        return self.n_checked - self.n_kept
+
+    def as_dict(self):
+        return {'on_bad_sample': self.on_bad_sample, 'n_checked': self.n_checked,
+                'n_kept': self.n_kept, 'n_dropped': self.n_dropped,
+                'n_boxes_dropped': self.n_boxes_dropped, 'counts': dict(sorted(self.counts.items())),
+                'problems': ['%s: %s' % fp for fp in self.problems]}
+
+    def summary(self):
+        """One line: how many samples were checked, kept, dropped, and the counts by kind."""
+        kinds = ', '.join('%s %d' % kv for kv in sorted(self.counts.items())) or 'no problems'
+        return ('%d samples checked, %d kept, %d dropped, %d boxes dropped (%s)'
+                % (self.n_checked, self.n_kept, self.n_dropped, self.n_boxes_dropped, kinds))
+
+    def save(self, path):
+        """Writes :meth:`as_dict` as JSON to ``path`` (temporary name, then rename)."""
+        tmp = '%s.tmp%d' % (path, os.getpid())
+        with open(tmp, 'w') as f:
+            json.dump(self.as_dict(), f, indent=1)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def merge(cls, reports):
+        """One report adding up several (e.g. VOC2007 and VOC2012 parts of one training set)."""
+        reports = list(reports)
+        merged = cls(reports[0].on_bad_sample if reports else 'error')
+        for r in reports:
+            for kind, n in r.counts.items():
+                merged.counts[kind] = merged.counts.get(kind, 0) + n
+            merged.problems.extend(r.problems)
+            merged.n_checked += r.n_checked
+            merged.n_kept += r.n_kept
+            merged.n_boxes_dropped += r.n_boxes_dropped
+        return merged
+
+    def __repr__(self):
+        return '<BadSampleReport %s: %s>' % (self.on_bad_sample, self.summary())
+
+
+def image_size(path, decode=True):
+    """``(H, W)`` of an image file; with ``decode`` the whole file is decoded to prove it readable.
+
+    JPEGs are decoded in PIL's draft mode (DCT scaling to 1/8), which still consumes the whole
+    entropy-coded stream, so truncation is caught at a fraction of a full decode's cost.
+    Raises whatever PIL raises (``OSError`` for a truncated or unidentifiable file).
+    """
+    with Image.open(path) as im:
+        width, height = im.size
+        if decode:
+            if im.format == 'JPEG':
+                im.draft('RGB', (max(1, width // 8), max(1, height // 8)))
+            im.load()
+    return height, width
+
+
+def check_image(report, path, decode=True):
+    """``(H, W)`` of a readable image, or ``None`` after recording why it is missing/unreadable."""
+    if not os.path.isfile(path):
+        report.record(MISSING_IMAGE, path, 'image file missing')
+        return None
+    try:
+        return image_size(path, decode)
+    except Exception as e:  # any decoder failure means the image cannot be trained on
+        report.record(UNREADABLE_IMAGE, path, 'unreadable image (%s: %s)'
+                      % (type(e).__name__, e))
+        return None
+
+
+def box_problem(box, height, width):
+    """``(kind, text)`` saying what is wrong with one box, or ``None`` if it is valid.
+
+    ``box`` is ``(y_min, x_min, y_max, x_max)`` in the image of size ``height`` x ``width``.
+    """
+    y_min, x_min, y_max, x_max = (float(c) for c in box)
+    if not all(np.isfinite([y_min, x_min, y_max, x_max])):
+        return MALFORMED_BOX, 'has non-finite coordinates %r' % ((y_min, x_min, y_max, x_max),)
+    for lo_name, lo, hi_name, hi in (('y_min', y_min, 'y_max', y_max),
+                                     ('x_min', x_min, 'x_max', x_max)):
+        if lo >= hi:
+            return EMPTY_BOX, 'has %s %.1f >= %s %.1f' % (lo_name, lo, hi_name, hi)
+    for name, value, limit in (('y_min', y_min, None), ('x_min', x_min, None),
+                               ('y_max', y_max, height), ('x_max', x_max, width)):
+        if value < 0 or (limit is not None and value > limit):
+            return BOX_OUTSIDE_IMAGE, ('has %s %.1f outside the %dx%d (HxW) image'
+                                       % (name, value, height, width))
+    return None
+
+
+def check_label(report, file, label, n_class, what='label'):
+    """True if ``0 <= label < n_class``; otherwise records the problem and returns False."""
+    if 0 <= label < n_class:
+        return True
+    report.record(LABEL_OUT_OF_RANGE, file, '%s %d is outside [0, %d)' % (what, label, n_class))
+    return False
+
+
+class ValidatedDetectionDataset(GetterDataset):
+    """A checked view of any ChainerCV-style detection dataset (sliceable).
+
+    Every sample of ``base`` is loaded once at construction; a sample that cannot be loaded or
+    whose image is not ``(3, H, W)`` is bad as a whole, and each box is checked with
+    :func:`box_problem` and its label against ``[0, len(class_names))``. Under 'skip' the view
+    leaves bad samples out and returns kept samples without their bad boxes (per-box extras such
+    as ``difficult`` are filtered alike). ``report`` says what was dropped.
+
+    Datasets that read files (VOC-format, ImageNet) validate themselves while parsing, where
+    file-level problems such as unknown class names are visible; this wrapper is for the rest.
+    """
+
+    def __init__(self, base, on_bad_sample='error', class_names=None):
+        super(ValidatedDetectionDataset, self).__init__()
+        self.base = base
+        self.class_names = tuple(class_names if class_names is not None
+                                 else getattr(base, 'class_names'))
+        self.report = BadSampleReport(on_bad_sample)
+        self._index, self._keep = [], []
+        name = type(base).__name__
+        for i in range(len(base)):
+            self.report.n_checked += 1
+            keep = self._check(i, '%s[%d]' % (name, i))
+            if keep is not False:
+                self._index.append(i)
+                self._keep.append(keep)
+        self.report.n_kept = len(self._index)
+        keys = getattr(base, 'keys', ('img', 'bbox', 'label'))
+        self.add_getter(tuple(keys) if isinstance(keys, (tuple, list)) else (keys,), self._get)
+
+    def _check(self, i, where):
+        """False to drop sample ``i``; else None (keep all boxes) or a boolean mask of boxes."""
+        try:
+            sample = self.base[i]
+        except Exception as e:  # a sample that cannot be produced cannot be trained on
+            self.report.record(UNREADABLE_IMAGE, where, 'cannot be loaded (%s: %s)'
+                               % (type(e).__name__, e))
+            return False
+        img, bbox, label = np.asarray(sample[0]), np.asarray(sample[1]), np.asarray(sample[2])
+        if img.ndim != 3 or img.shape[0] != 3:
+            self.report.record(UNREADABLE_IMAGE, where, 'image has shape %s, not (3, H, W)'
+                               % (img.shape,))
+            return False
+        if bbox.reshape(-1, 4).shape[0] != label.shape[0]:
+            self.report.record(MALFORMED_BOX, where, '%d boxes but %d labels'
+                               % (bbox.reshape(-1, 4).shape[0], label.shape[0]))
+            return False
+        keep = np.ones(len(label), bool)
+        for k, (box, lab) in enumerate(zip(bbox.reshape(-1, 4), label)):
+            problem = box_problem(box, img.shape[1], img.shape[2])
+            if problem is not None:
+                self.report.record(problem[0], where, 'box %d %s' % (k, problem[1]))
+                keep[k] = False
+            elif not check_label(self.report, where, int(lab), len(self.class_names),
+                                 'box %d label' % k):
+                keep[k] = False
+        self.report.n_boxes_dropped += int(np.count_nonzero(~keep))
+        return None if keep.all() else keep
+
+    def __len__(self):
+        return len(self._index)
+
+    def _get(self, i):
+        sample = tuple(self.base[self._index[i]])
+        keep = self._keep[i]
+        if keep is None:
+            return sample
+        return (sample[0],) + tuple(np.asarray(x)[keep] for x in sample[1:])
+
+
+def validate_detection_dataset(dataset, on_bad_sample='error', class_names=None):
+    """Checks every sample of ``dataset`` now; returns the :class:`ValidatedDetectionDataset`."""
+    return ValidatedDetectionDataset(dataset, on_bad_sample, class_names)

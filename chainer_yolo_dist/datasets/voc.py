@@ -1,0 +1,216 @@
+"""Pascal VOC and any VOC-format detection dataset, read from disk only (never downloaded).
+
+The papers train on VOC2007 trainval + VOC2012 trainval (16,551 images) and test on VOC2007 test
+(4,952 images). Annotations follow ChainerCV's ``VOCBboxDataset`` exactly: VOC's 1-based
+inclusive pixel coordinates have 1 subtracted, boxes are ``(y_min, x_min, y_max, x_max)`` float32,
+names are compared lower-cased and stripped, and with ``use_difficult=False`` difficult objects are
+left out. The XML is parsed here rather than through ``VOCBboxDataset`` because that class
+raises on the first unknown class name, missing XML or object-less image, so the
+``on_bad_sample`` policy could not work; tests check both give identical samples on valid data.
+"""
+import os
+import xml.etree.ElementTree as ET
+
+import numpy as np
+from chainer.dataset import download
+
+from chainercv.chainer_experimental.datasets.sliceable import ConcatenatedDataset
+from chainercv.chainer_experimental.datasets.sliceable import GetterDataset
+from chainercv.datasets import voc_bbox_label_names
+from chainercv.utils import read_image
+
+from chainer_yolo_dist.datasets import validation as V
+
+# Where ChainerCV's VOCBboxDataset(data_dir='auto') keeps VOC, relative to the dataset root.
+CHAINERCV_VOC_DIR = 'pfnet/chainercv/voc'
+
+
+def _canonical(name):
+    return name.lower().strip()
+
+
+def _parse_objects(xml_path, class_index, height, width, report):
+    """Parses one VOC XML; returns ``(bbox, label, difficult)`` of its valid objects, or None.
+
+    Coordinates are VOC's 1-based inclusive pixel indices minus 1 (ChainerCV's convention).
+    A missing ``<difficult>`` tag counts as 0 (many non-VOC tools omit it).
+    """
+    try:
+        root = ET.parse(xml_path).getroot()
+    except (ET.ParseError, OSError) as e:
+        report.record(V.UNREADABLE_ANNOTATION, xml_path, 'unreadable annotation (%s)' % e)
+        return None
+    bbox, label, difficult = [], [], []
+    for k, obj in enumerate(root.findall('object')):
+        name = obj.findtext('name')
+        if name is None or _canonical(name) not in class_index:
+            report.record(V.UNKNOWN_CLASS, xml_path, 'box %d has unknown class name %r'
+                          % (k, name))
+            continue
+        try:
+            diff = int(obj.findtext('difficult', default='0').strip() or 0)
+            bndbox = obj.find('bndbox')
+            box = [float(bndbox.find(tag).text) - 1 for tag in ('ymin', 'xmin', 'ymax', 'xmax')]
+        except (AttributeError, TypeError, ValueError) as e:
+            report.record(V.MALFORMED_BOX, xml_path, 'box %d is malformed (%s)' % (k, e))
+            continue
+        problem = V.box_problem(box, height, width)
+        if problem is not None:
+            report.record(problem[0], xml_path, 'box %d %s' % (k, problem[1]))
+            continue
+        bbox.append(box)
+        label.append(class_index[_canonical(name)])
+        difficult.append(bool(diff))
+    return (np.asarray(bbox, np.float32).reshape(-1, 4), np.asarray(label, np.int32),
+            np.asarray(difficult, bool))
+
+
+class VOCFormatDataset(GetterDataset):
+    """Any VOC-format detection dataset (sliceable, ChainerCV-style).
+
+    ``root`` holds ``Annotations/<id>.xml``, ``JPEGImages/<id>.jpg`` and
+    ``ImageSets/Main/<split>.txt`` (one id per line). ``ds[i] -> (img, bbox, label)`` plus
+    ``difficult`` (bool ``(R,)``) when ``return_difficult``: img float32 ``(3, H, W)`` RGB
+    [0, 255]; bbox float32 ``(R, 4)`` ``(y_min, x_min, y_max, x_max)``, 0-based pixel indices
+    (VOC's minus 1); label int32 ``(R,)`` indexing ``class_names``.
+
+    All annotations are parsed, and with ``check_images`` every image decoded, at construction;
+    see :mod:`chainer_yolo_dist.datasets.validation` for ``on_bad_sample``. An image without
+    objects is valid and kept. ``report`` holds what was dropped. Difficult objects are checked
+    like the others and, when ``use_difficult`` is False, then left out.
+    """
+
+    def __init__(self, root, split, class_names, use_difficult=False, return_difficult=False,
+                 on_bad_sample='error', check_images=True):
+        super(VOCFormatDataset, self).__init__()
+        self.root, self.split = root, split
+        self.class_names = tuple(class_names)
+        self.use_difficult = use_difficult
+        self.report = V.BadSampleReport(on_bad_sample)
+        class_index = {_canonical(n): i for i, n in enumerate(self.class_names)}
+        if len(class_index) != len(self.class_names):
+            raise ValueError('class_names has duplicates (case-insensitive): %r'
+                             % (self.class_names,))
+        id_file = os.path.join(root, 'ImageSets', 'Main', split + '.txt')
+        if not os.path.isfile(id_file):
+            raise FileNotFoundError('%s: split list for split %r not found' % (id_file, split))
+        with open(id_file) as f:
+            ids = [line.split()[0] for line in f if line.strip()]
+        self.ids, self._annotations = [], []
+        for id_ in ids:
+            self.report.n_checked += 1
+            anno = self._load(id_, class_index, check_images)
+            if anno is not None:
+                self.ids.append(id_)
+                self._annotations.append(anno)
+        self.report.n_kept = len(self.ids)
+        self.add_getter('img', self._get_image)
+        self.add_getter(('bbox', 'label', 'difficult'), self._get_annotations)
+        if not return_difficult:
+            self.keys = ('img', 'bbox', 'label')
+
+    def _load(self, id_, class_index, check_images):
+        xml_path = os.path.join(self.root, 'Annotations', id_ + '.xml')
+        if not os.path.isfile(xml_path):
+            self.report.record(V.MISSING_ANNOTATION, xml_path, 'annotation file missing')
+            return None
+        size = V.check_image(self.report, self.image_path(id_), decode=check_images)
+        if size is None:
+            return None
+        n_found = len(self.report.problems)
+        anno = _parse_objects(xml_path, class_index, size[0], size[1], self.report)
+        if anno is None:
+            return None
+        self.report.n_boxes_dropped += len(self.report.problems) - n_found
+        if not self.use_difficult:
+            keep = ~anno[2]
+            anno = tuple(a[keep] for a in anno)
+        return anno
+
+    def image_path(self, id_):
+        return os.path.join(self.root, 'JPEGImages', id_ + '.jpg')
+
+    def __len__(self):
+        return len(self.ids)
+
+    def _get_image(self, i):
+        return read_image(self.image_path(self.ids[i]), color=True)
+
+    def _get_annotations(self, i):
+        return self._annotations[i]
+
+
+class ConcatenatedDetectionDataset(ConcatenatedDataset):
+    """ChainerCV's sliceable concatenation that keeps ``class_names`` and a merged ``report``."""
+
+    def __init__(self, *datasets):
+        super(ConcatenatedDetectionDataset, self).__init__(*datasets)
+        self.class_names = datasets[0].class_names
+        if any(d.class_names != self.class_names for d in datasets):
+            raise ValueError('datasets to concatenate have different class_names')
+        self.report = V.BadSampleReport.merge(
+            [d.report for d in datasets if getattr(d, 'report', None) is not None])
+
+
+def default_devkit_dir():
+    """ChainerCV's VOCdevkit location: ``$CHAINER_DATASET_ROOT/pfnet/chainercv/voc/VOCdevkit``.
+
+    Only the path is computed; unlike ChainerCV's own helper nothing is created or downloaded.
+    """
+    return os.path.join(download.get_dataset_directory(CHAINERCV_VOC_DIR, create_directory=False),
+                        'VOCdevkit')
+
+
+def require_voc(devkit_dir, parts):
+    """Raises ``FileNotFoundError`` naming every missing file and every path looked at.
+
+    Args:
+        devkit_dir (str): the VOCdevkit directory.
+        parts: ``(year, split)`` pairs needed, e.g. ``[('2007', 'trainval')]``.
+    """
+    looked, missing = [], []
+    for year, split in parts:
+        base = os.path.join(devkit_dir, 'VOC' + year)
+        for path, is_dir in ((base, True), (os.path.join(base, 'ImageSets', 'Main',
+                                                         split + '.txt'), False),
+                             (os.path.join(base, 'Annotations'), True),
+                             (os.path.join(base, 'JPEGImages'), True)):
+            found = os.path.isdir(path) if is_dir else os.path.isfile(path)
+            looked.append('  %s %s' % ('found  ' if found else 'MISSING', path))
+            if not found:
+                missing.append(path)
+    if missing:
+        raise FileNotFoundError(
+            'Pascal VOC data not found (this project never downloads it). Missing: %s\n'
+            'Paths looked at:\n%s\nPut VOCdevkit (with VOC2007/ and VOC2012/) at %s, pass '
+            'data_dir=<VOCdevkit>, or set CHAINER_DATASET_ROOT so that '
+            '$CHAINER_DATASET_ROOT/%s/VOCdevkit holds it.'
+            % (', '.join(missing), '\n'.join(looked), devkit_dir, CHAINERCV_VOC_DIR))
+
+
+def voc0712_train(data_dir=None, on_bad_sample='error', check_images=True):
+    """VOC2007 trainval + VOC2012 trainval without difficult objects (16,551 images in full).
+
+    ``data_dir`` is the VOCdevkit directory (default :func:`default_devkit_dir`). Returns a
+    sliceable :class:`ConcatenatedDetectionDataset` of ``(img, bbox, label)``.
+    """
+    devkit = data_dir if data_dir is not None else default_devkit_dir()
+    parts = [('2007', 'trainval'), ('2012', 'trainval')]
+    require_voc(devkit, parts)
+    return ConcatenatedDetectionDataset(*[
+        VOCFormatDataset(os.path.join(devkit, 'VOC' + year), split, voc_bbox_label_names,
+                         use_difficult=False, return_difficult=False,
+                         on_bad_sample=on_bad_sample, check_images=check_images)
+        for year, split in parts])
+
+
+def voc07_test(data_dir=None, on_bad_sample='error', check_images=True):
+    """VOC2007 test (4,952 images) with difficult objects and their flags, for VOC07 evaluation.
+
+    Returns a :class:`VOCFormatDataset` of ``(img, bbox, label, difficult)``.
+    """
+    devkit = data_dir if data_dir is not None else default_devkit_dir()
+    require_voc(devkit, [('2007', 'test')])
+    return VOCFormatDataset(os.path.join(devkit, 'VOC2007'), 'test', voc_bbox_label_names,
+                            use_difficult=True, return_difficult=True,
+                            on_bad_sample=on_bad_sample, check_images=check_images)
