@@ -9,12 +9,14 @@ from chainer_yolo_dist import presets
 from chainer_yolo_dist.schedules import LRSchedule
 
 approx = pytest.approx
-ALL = ('darknet19_imagenet_2019', 'darknet53_imagenet_2019', 'yolov2_filmrole_2018',
-       'yolov2_voc_2018', 'yolov2_voc_2019', 'yolov3_voc_2019')
+PAPER_PRESETS = ('darknet19_imagenet_2019', 'darknet53_imagenet_2019', 'yolov2_filmrole_2018',
+                 'yolov2_voc_2018', 'yolov2_voc_2019', 'yolov3_voc_2019')
+ALL = PAPER_PRESETS + ('synthetic_demo',)
+CITATION = r'paper 00[01] (sec\.|table|fig\.|title)|not printed in paper 00[01]'
 
 
-def test_names_lists_the_six_shipped_presets():
-    assert tuple(presets.names()) == ALL
+def test_names_lists_the_six_paper_presets_and_the_demo():
+    assert tuple(presets.names()) == tuple(sorted(ALL))
 
 
 def test_unknown_preset_names_the_known_ones():
@@ -189,15 +191,35 @@ def _key_lines(path):
         return [line.rstrip('\n') for line in f if re.match(r'[a-z_]+\s*=', line)]
 
 
-@pytest.mark.parametrize('name', ALL)
-def test_every_preset_key_cites_paper_and_section(name):
+@pytest.mark.parametrize('name', PAPER_PRESETS)
+def test_every_paper_preset_key_cites_paper_and_section(name):
     lines = _key_lines(presets.preset_path(name))
     assert len(lines) == len(presets.read_file(presets.preset_path(name)))
     for line in lines:
         assert '#' in line, 'no comment on %r in %s' % (line, name)
         comment = line.split('#', 1)[1]
-        assert re.search(r'paper 00[01] (sec\.|table|fig\.|title)|not printed in paper 00[01]',
-                         comment), 'no paper/section cited on %r in %s' % (line, name)
+        assert re.search(CITATION, comment), 'no paper/section cited on %r in %s' % (line, name)
+
+
+def test_every_demo_key_cites_a_paper_or_says_why_it_departs():
+    lines = _key_lines(presets.preset_path('synthetic_demo'))
+    assert len(lines) == len(presets.read_file(presets.preset_path('synthetic_demo')))
+    for line in lines:
+        comment = line.split('#', 1)[1] if '#' in line else ''
+        assert re.search(CITATION, comment) or comment.strip().startswith('demo: '), line
+
+
+def test_demo_keeps_the_papers_rules_at_cpu_scale():
+    p = presets.load('synthetic_demo', 2)
+    assert (p.model, p.dataset, p.insize, p.pretrained) == ('yolov3_small', 'synthetic', 128,
+                                                            None)
+    assert p.peak_lr == approx(0.002)
+    assert p.lr(0.5) == approx(0.001) and p.lr(3) == approx(0.0015)
+    assert p.lr(17.9) == approx(0.002) and p.lr(18) == approx(0.0002)
+    assert p.lr(27) == approx(0.00002)
+    # The training script records the size of the data actually loaded.
+    assert presets.load('synthetic_demo', 2, n_train=300, n_class=6).batch_fraction == \
+        approx(16 / 300)
 
 
 def test_yolov3_rate_reading_is_explained_in_its_file():

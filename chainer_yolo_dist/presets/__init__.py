@@ -19,8 +19,10 @@ from chainer_yolo_dist.schedules import LRSchedule, batch_fraction_check, scaled
 
 PRESET_DIR = os.path.dirname(os.path.abspath(__file__))
 
-MODELS = ('yolov2', 'yolov3', 'darknet19', 'darknet53')
-DATASETS = ('voc0712', 'vocformat', 'imagenet')
+# The papers' networks, plus the small ones for CPUs (yolov3_small, yolov2_tiny) and the
+# embedded synthetic data that the CPU demo preset uses.
+MODELS = ('yolov2', 'yolov3', 'darknet19', 'darknet53', 'yolov2_tiny', 'yolov3_small')
+DATASETS = ('voc0712', 'vocformat', 'imagenet', 'synthetic', 'synthetic_classification')
 # ChainerMN 7.8.1 communicators (ANCHORS.md); hierarchical etc. were removed.
 COMMUNICATORS = ('naive', 'flat', 'non_cuda_aware', 'pure_nccl', 'dummy')
 ALLREDUCE_DTYPES = (None, 'float16', 'float32')
@@ -316,13 +318,14 @@ def describe(name):
 
 
 def _paper_id(name):
-    """'000' / '001': the PAPERS.md entry cited on the preset file's ``paper =`` line."""
+    """'000' / '001': the PAPERS.md entry cited on the preset file's ``paper =`` line, or
+    '-' for a preset that reproduces no paper (the demo)."""
     with open(preset_path(name), encoding='utf-8') as f:
         for line in f:
             match = re.match(r'paper\s*=.*#\s*paper (\d{3})', line)
             if match:
                 return match.group(1)
-    raise ValueError('preset file %s: the paper line cites no paper number' % preset_path(name))
+    return '-'
 
 
 def table(preset_names=None):
