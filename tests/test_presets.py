@@ -178,6 +178,7 @@ def test_reference_batch_override_switches_to_a_custom_rule():
     (dict(lr_rule='sqrt'), ValueError, 'lr_rule'),
     (dict(epochs='many'), ValueError, 'epochs'),
     (dict(multiscale=[320, 600, 10]), ValueError, 'multiscale'),
+    (dict(cudnn_fast_bn='false'), ValueError, 'cudnn_fast_bn'),
 ])
 def test_bad_overrides_raise(overrides, error, match):
     with pytest.raises(error, match=match):

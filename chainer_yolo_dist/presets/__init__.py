@@ -173,7 +173,7 @@ def _check_choice(where, key, value, choices):
         raise ValueError('%s: %s must be one of %s, got %r' % (where, key, choices, value))
 
 
-# TOML keys and how to convert them; 'name' comes from the file name, 'n_gpus' from load().
+# TOML has no null: "none" stands for an absent string value.
 _NONE_STRING = 'none'
 
 
@@ -190,6 +190,14 @@ def _multiscale(value):
     return tuple(int(v) for v in value)
 
 
+def _bool(value):
+    # bool('false') would be True: accept only real booleans.
+    if not isinstance(value, bool):
+        raise ValueError('expected true or false, got %r' % (value,))
+    return value
+
+
+# TOML keys and how to convert them; 'name' comes from the file name, 'n_gpus' from load().
 _CONVERT = {
     'paper': str, 'model': str, 'dataset': str, 'n_class': int, 'n_train': int,
     'published_gpus': lambda v: tuple(int(x) for x in v),
@@ -200,7 +208,7 @@ _CONVERT = {
     'poly_power': float, 'poly_from': str, 'burn_in_iterations': int,
     'momentum': float, 'weight_decay': float, 'insize': int, 'multiscale': _multiscale,
     'pretrained': _opt_str, 'transfer_layers': int, 'communicator': str,
-    'allreduce_grad_dtype': _opt_str, 'cudnn_fast_bn': bool,
+    'allreduce_grad_dtype': _opt_str, 'cudnn_fast_bn': _bool,
 }
 _OPTIONAL_KEYS = ('reference_batch',)
 _DERIVED = tuple(f.name for f in dataclasses.fields(Preset) if not f.init)
