@@ -18,9 +18,9 @@ from chainercv.chainer_experimental.datasets.sliceable import GetterDataset
 
 #: Shape kinds in class order. Each class has its own shape and its own hue family.
 CLASS_NAMES = ('disc', 'square', 'triangle', 'cross', 'ring', 'diamond', 'star', 'hexagon')
-# Hue (degrees) of each class. The first six are 60 degrees or more apart; star and hexagon
+# Hue (degrees) of each class. The first six are 60 degrees apart; star and hexagon
 # fall between them, so with n_class > 6 those pairs are told apart mostly by shape.
-_HUES = (0.0, 225.0, 120.0, 58.0, 300.0, 180.0, 28.0, 265.0)
+_HUES = (0.0, 240.0, 120.0, 60.0, 300.0, 180.0, 30.0, 270.0)
 _HUE_JITTER = 8.0
 
 _SPLITS = {'train': 0, 'val': 1, 'test': 2}
