@@ -1,0 +1,278 @@
+"""Distributed YOLO training: the pieces ``scripts/train_yolo.py`` puts together.
+
+The structure is ChainerCV's ``examples/ssd/train_multi.py``: one MPI process per GPU, each
+with its share of the shuffled training set (:func:`~chainer_yolo_dist.distributed.
+scatter_indices`), a ``MultiprocessIterator`` for augmentation in worker processes, a
+ChainerMN multi-node ``MomentumSGD`` that averages gradients across ranks, Chainer's trainer
+and extensions, and logs, plots and snapshots written by rank 0 only.
+"""
+import json
+import os
+import sys
+import tempfile
+import time
+
+import chainer
+import numpy as np
+from chainer.training import extensions
+
+from chainer_yolo_dist import config, distributed, sampling
+from chainer_yolo_dist.datasets.loading import load_detection_datasets
+from chainer_yolo_dist.evaluation import DetectionEvaluator
+from chainer_yolo_dist.models.yolo import build_loss, build_model, set_insize
+from chainer_yolo_dist.schedules import LRScheduleExtension
+from chainer_yolo_dist.train_chain import IterationAwareUpdater, YOLOTrainChain
+from chainer_yolo_dist.transforms import (MultiScaleConverter, MultiScaleExtension,
+                                          ResizeTransform, YOLOAugmentation,
+                                          multiscale_sizes)
+
+LOSS_KEYS = ('main/loss', 'main/loss/box', 'main/loss/conf', 'main/loss/prob')
+
+
+def write_json(path, obj):
+    """Writes ``obj`` as JSON to ``path`` through a temporary file and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path))
+    with os.fdopen(fd, 'w') as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+        f.write('\n')
+    os.replace(tmp, path)
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (tuple, set)):
+        return list(obj)
+    raise TypeError('not JSON serialisable: %r' % (obj,))
+
+
+class IndexedSubset(chainer.dataset.DatasetMixin):
+    """``base[indices[i]]``: one rank's share of a dataset."""
+
+    def __init__(self, base, indices):
+        self.base = base
+        self.indices = np.asarray(indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+    def get_example(self, i):
+        return self.base[int(self.indices[i])]
+
+
+def assert_finite_params(link):
+    """Raises if any parameter of ``link`` is NaN or infinite (guards snapshots)."""
+    for name, param in link.namedparams():
+        if param.array is not None and not bool(link.xp.isfinite(param.array).all()):
+            raise FloatingPointError('parameter %s is not finite: refusing to write a '
+                                     'snapshot' % name)
+    return True
+
+
+def build_optimizer(model_chain, comm, lr, momentum, weight_decay, double_buffering=False):
+    """MomentumSGD with weight decay, wrapped by ChainerMN to average gradients across ranks.
+
+    The papers' optimiser (YOLO9000: momentum 0.9, weight decay 0.0005). The multi-node
+    optimizer all-reduces the mean of the ranks' gradients before each update, so with the
+    per-rank loss averaged over its own images, the update equals one process's update on
+    the whole global batch.
+    """
+    import chainermn
+    optimizer = chainermn.create_multi_node_optimizer(
+        chainer.optimizers.MomentumSGD(lr=lr, momentum=momentum), comm,
+        double_buffering=double_buffering)
+    optimizer.setup(model_chain)
+    if weight_decay:
+        optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(weight_decay))
+    return optimizer
+
+
+def make_train_iterator(dataset, batchsize, seed, n_processes, shuffle=True):
+    """An iterator with reproducible epochs (see :mod:`chainer_yolo_dist.sampling`)."""
+    order_sampler = sampling.EpochOrderSampler(dataset.n, seed=seed, shuffle=shuffle)
+    if n_processes:
+        return chainer.iterators.MultiprocessIterator(
+            dataset, batchsize, n_processes=n_processes, order_sampler=order_sampler,
+            shared_mem=100 * 1000 * 1000)
+    return chainer.iterators.SerialIterator(dataset, batchsize, order_sampler=order_sampler)
+
+
+class Timer(chainer.training.Extension):
+    """Records wall time and images processed, for ``metrics.json``'s throughput."""
+
+    trigger = 1, 'iteration'
+    priority = chainer.training.PRIORITY_READER
+
+    def __init__(self, global_batchsize):
+        self.global_batchsize = global_batchsize
+        self.start = None
+        self.start_iteration = 0
+        self.iterations = 0
+
+    def initialize(self, trainer):
+        self.start = time.time()
+        self.start_iteration = trainer.updater.iteration
+
+    def __call__(self, trainer):
+        self.iterations = trainer.updater.iteration - self.start_iteration
+
+    @property
+    def elapsed(self):
+        return time.time() - self.start
+
+    @property
+    def images_per_second(self):
+        return self.iterations * self.global_batchsize / max(self.elapsed, 1e-9)
+
+
+def train_detector(cfg, comm, train, test, class_names, log=print):
+    """Trains a YOLO on ``train`` across the ranks of ``comm``; evaluates on ``test``.
+
+    Args:
+        cfg (dict): resolved settings (``scripts/train_yolo.py`` documents each key).
+        comm: ChainerMN communicator.
+        train, test: ChainerCV-style detection datasets (every rank holds them; only the
+            rank's share of ``train`` is read, and only rank 0 reads ``test``).
+    Returns:
+        dict: ``metrics.json``'s content (the same on every rank).
+    """
+    rank0 = comm.rank == 0
+    out = cfg['out']
+    device = cfg['device']
+    chainer.global_config.cudnn_fast_batch_normalization = cfg['cudnn_fast_bn']
+
+    model = build_model(cfg['model'], len(class_names))
+    if cfg.get('pretrained_path'):
+        from chainer_yolo_dist.models.transfer import transfer_pretrained
+        copied = transfer_pretrained(cfg['pretrained_path'], model)
+        if rank0:
+            log('transferred %d arrays from %s' % (len(copied), cfg['pretrained_path']))
+    chain = YOLOTrainChain(model, build_loss(model))
+    if cfg['sync_bn']:
+        import chainermn
+        chain = chainermn.links.create_mnbn_model(chain, comm)
+        model = chain.model
+    if device >= 0:
+        chainer.cuda.get_device_from_id(device).use()
+        chain.to_gpu()
+
+    # Training data: this rank's share, augmented at the largest multi-scale size.
+    indices, n_padding = distributed.scatter_indices(len(train), comm, cfg['seed'])
+    sizes = (multiscale_sizes(*cfg['multiscale'][:2]) if cfg['multiscale']
+             else (cfg['insize'],))
+    base_size = max(sizes)
+    transform = (YOLOAugmentation(base_size, jitter=cfg['jitter']) if cfg['augment']
+                 else ResizeTransform(base_size))
+    shard = sampling.EpochSampledDataset(
+        IndexedSubset(train, indices), transform, seed=cfg['seed'] * 1000003 + comm.rank)
+    train_iter = make_train_iterator(shard, cfg['batchsize'], cfg['seed'], cfg['loaderjob'],
+                                     shuffle=True)
+    converter = MultiScaleConverter(cfg['insize'])
+
+    optimizer = build_optimizer(chain, comm, cfg['schedule'](0), cfg['momentum'],
+                                cfg['weight_decay'], cfg['double_buffering'])
+    updater = IterationAwareUpdater(train_iter, optimizer, converter=converter, device=device)
+    stop = ((cfg['iterations'], 'iteration') if cfg['iterations']
+            else (cfg['epochs'], 'epoch'))
+    trainer = chainer.training.Trainer(updater, stop, out=out)
+
+    trainer.extend(LRScheduleExtension(cfg['schedule']))
+    if cfg['multiscale']:
+        trainer.extend(MultiScaleExtension(converter, sizes, every=cfg['multiscale'][2],
+                                           seed=cfg['seed']))
+    import chainermn
+    for key in LOSS_KEYS:
+        trainer.extend(chainermn.extensions.ObservationAggregator(comm, key),
+                       name='aggregate_' + key.replace('/', '_'))
+    log_trigger = (cfg['log_interval'], 'iteration')
+    eval_trigger = ((cfg['eval_interval'], 'epoch') if cfg['eval_interval'] else None)
+    evaluator = DetectionEvaluator(model, test, comm, batchsize=cfg['eval_batchsize'],
+                                   class_names=class_names, eval_insize=cfg['eval_insize'])
+    if eval_trigger:
+        trainer.extend(evaluator, trigger=eval_trigger, name='validation')
+    timer = Timer(cfg['batchsize'] * comm.size)
+    trainer.extend(timer)
+    if rank0:
+        trainer.extend(extensions.LogReport(trigger=log_trigger))
+        trainer.extend(extensions.PlotReport(list(LOSS_KEYS), 'epoch', trigger=log_trigger,
+                                             file_name='loss.png'))
+        columns = ['epoch', 'iteration', 'lr'] + list(LOSS_KEYS) + ['elapsed_time']
+        if eval_trigger:
+            columns.insert(-1, 'validation/main/map')
+        trainer.extend(extensions.PrintReport(columns), trigger=log_trigger)
+        if cfg['progress']:
+            trainer.extend(extensions.ProgressBar(update_interval=1))
+        trainer.extend(
+            extensions.snapshot(filename='snapshot_iter_{.updater.iteration}',
+                                condition=lambda: assert_finite_params(chain)),
+            trigger=(cfg['snapshot_interval'], 'iteration') if cfg['snapshot_interval']
+            else stop)
+
+    if cfg.get('resume'):
+        chainer.serializers.load_npz(cfg['resume'], trainer)
+        if rank0:
+            log('resumed from %s at iteration %d' % (cfg['resume'],
+                                                     trainer.updater.iteration))
+    if rank0:
+        cfg_out = {k: v for k, v in cfg.items() if k != 'schedule'}
+        cfg_out.update(comm_size=comm.size, global_batchsize=cfg['batchsize'] * comm.size,
+                       peak_lr=cfg['schedule'].peak_lr, n_padding=n_padding,
+                       iterations_per_epoch=len(indices) / cfg['batchsize'],
+                       schedule=repr(cfg['schedule']), class_names=list(class_names))
+        write_json(os.path.join(out, 'config.json'), cfg_out)
+
+    trainer.run()
+
+    # Final evaluation with the trained model on every rank (collective).
+    result = evaluator()
+    metrics = {
+        'map': result['map'], 'ap': result['ap'],
+        'epochs': trainer.updater.epoch_detail,
+        'iterations': trainer.updater.iteration,
+        'elapsed_seconds': timer.elapsed,
+        'images_per_second': timer.images_per_second,
+        'comm_size': comm.size,
+        'eval_insize': cfg['eval_insize'] or model.insize,
+    }
+    if rank0:
+        write_json(os.path.join(out, 'metrics.json'), metrics)
+        chainer.serializers.save_npz(os.path.join(out, 'model.npz.tmp'), model)
+        os.replace(os.path.join(out, 'model.npz.tmp'), os.path.join(out, 'model.npz'))
+    return metrics
+
+
+def run_detection(args, option_map, log=print):
+    """``scripts/train_yolo.py``'s body: settings, communicator, data, training."""
+    from mpi4py import MPI  # the world size is the papers' k, which the preset needs
+    n_processes = MPI.COMM_WORLD.size
+    cuda = distributed.cuda_available()
+    cfg, _ = config.resolve(args, option_map, n_processes, cuda)
+    comm = distributed.create_communicator(cfg['communicator'], cfg['allreduce_grad_dtype'])
+    rank0 = comm.rank == 0
+    # Rank 0 reads and validates the data once; the others receive the (light) dataset
+    # objects, which hold file names and annotations, not images.
+    data = load_detection_datasets(cfg) if rank0 else None
+    train, test, class_names, reports = comm.bcast_obj(data)
+    cfg, preset = config.resolve(args, option_map, n_processes, cuda, data_facts={
+        'n_train': len(train), 'n_class': len(class_names)})
+    cfg['device'] = comm.intra_rank if cuda and cfg['communicator'] != 'naive' else -1
+    if rank0:
+        os.makedirs(cfg['out'], exist_ok=True)
+        fraction, warning = preset.batch_fraction_check()
+        log('%d processes x batch %d = global batch %d, %.1f%% of %d training images; '
+            'peak lr %g' % (comm.size, cfg['batchsize'], preset.global_batchsize,
+                            100 * fraction, len(train), preset.peak_lr))
+        if warning:
+            log('WARNING: ' + warning)
+        for split, report in reports.items():
+            if report is not None:
+                log('%s data: %s' % (split, report.summary()))
+                report.save(os.path.join(cfg['out'], 'bad_samples_%s.json' % split))
+    metrics = train_detector(cfg, comm, train, test, class_names, log=log)
+    if rank0:
+        log('mAP %.4f after %d iterations, %.1f s, %.1f images/s'
+            % (metrics['map'], metrics['iterations'], metrics['elapsed_seconds'],
+               metrics['images_per_second']))
+    return 0
