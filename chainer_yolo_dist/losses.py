@@ -1,0 +1,561 @@
+"""YOLOv2 (region layer) and YOLOv3 (yolo layer) training losses.
+
+The definitions are those of ``/work/shared/LOSS_SPEC.md`` (normative): paper 000's eq. 1-4
+with Darknet's ``yolov2-voc.cfg`` / ``yolov3-voc.cfg`` filling in what the paper leaves open.
+
+Both losses consume exactly what ChainerCV's ``YOLOv2.forward`` / ``YOLOv3.forward`` return:
+
+* ``locs`` (N, K, 4) raw ``(ty, tx, th, tw)``,
+* ``objs`` (N, K) raw objectness logits,
+* ``confs`` (N, K, C) raw class scores,
+
+where slot ``k = offset_s + (i * G_s + j) * A_s + a`` (scale ``s``, row ``i`` (y), column
+``j`` (x), anchor ``a``) and ``G_s = insize / stride_s``. Ground truth is given per image as
+ChainerCV does: ``bbox`` (R, 4) float32 ``(y_min, x_min, y_max, x_max)`` in input pixels and
+``label`` (R,) int32 in ``[0, C)``; R may be 0.
+
+Target assignment (responsible slot of every truth, the "later truth wins" rule and the
+``best_iou`` ignore mask) is vectorised over the whole batch, on NumPy or CuPy. The ignore mask
+needs, for each slot, whether some truth overlaps its predicted box with IoU above a threshold.
+Evaluating all N x K x R pairs costs tens of millions of IoUs for YOLOv3 at 608 px, so the
+mask is computed from a candidate set that provably contains every such pair (see
+:func:`_overlap_bound`), which is exact and far smaller.
+"""
+import math
+
+import numpy as np
+
+import chainer
+import chainer.functions as F
+from chainer import backend
+
+
+__all__ = ['YOLOv2Loss', 'YOLOv3Loss']
+
+# Slack on the candidate windows. They only have to be a superset of the pairs that can pass
+# the threshold, so being generous costs a few extra IoUs and guards against float rounding.
+_WINDOW_SLACK = 1e-3
+
+
+def _overlap_bound(thresh):
+    """Bound on the centre distance of two boxes whose IoU reaches ``thresh``.
+
+    If ``IoU(P, T) >= t`` then along y the overlap ``oh`` satisfies
+    ``oh >= t * max(hP, hT)`` (because ``inter <= oh * min(wP, wT)`` and
+    ``union >= max(areaP, areaT)``) and ``oh <= (hP + hT) / 2 - |cyP - cyT|``. Hence
+    ``|cyP - cyT| <= (hP + hT) / 2 - t * max(hP, hT) <= c(t) * min(hP, hT)`` with
+    ``c(t) = (1 - t) / max(2 t, 1)`` (the maximum over ``hP / hT`` in ``[t, 1 / t]``, the
+    range that ``t * max <= oh <= min`` forces). The same holds along x.
+
+    Returns:
+        float: ``c(t)``.
+    """
+    return (1.0 - thresh) / max(2.0 * thresh, 1.0)
+
+
+def _sigmoid(xp, x):
+    # Same formula as chainer.functions.sigmoid: no overflow warning for large |x|.
+    return xp.tanh(x * 0.5) * 0.5 + 0.5
+
+
+def _iou(xp, p, t):
+    """IoU of paired boxes given as ``(y_min, x_min, y_max, x_max)``, shapes (P, 4) -> (P,)."""
+    ih = xp.minimum(p[:, 2], t[:, 2]) - xp.maximum(p[:, 0], t[:, 0])
+    iw = xp.minimum(p[:, 3], t[:, 3]) - xp.maximum(p[:, 1], t[:, 1])
+    inter = xp.maximum(ih, 0) * xp.maximum(iw, 0)
+    area_p = (p[:, 2] - p[:, 0]) * (p[:, 3] - p[:, 1])
+    area_t = (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
+    return inter / (area_p + area_t - inter)
+
+
+def _expand(xp, counts):
+    """Indices ``u`` repeated ``counts[u]`` times, (U,) int64 -> (sum(counts),) int64."""
+    if xp is np:
+        return np.repeat(np.arange(len(counts)), counts)
+    # CuPy's repeat takes no array of counts; a search over the running totals does the same.
+    ends = xp.cumsum(counts)
+    total = int(ends[-1]) if len(ends) else 0
+    return xp.searchsorted(ends, xp.arange(total), side='right')
+
+
+class _Layout(object):
+    """Slot geometry of one input size, in the loss's length unit.
+
+    Attributes (all NumPy, moved to the device by :meth:`to`):
+        cell_y, cell_x (K,) float32: row ``i`` and column ``j`` of each slot.
+        stride (K,) float32: the slot's stride in units.
+        anchor (K, 2) float32: the slot's anchor ``(h, w)`` in units.
+        g_* (M,): per anchor group ``g`` (the anchors flattened over scales in order): stride,
+            grid size, number of anchors of its scale, first slot of its scale, anchor index.
+    """
+
+    def __init__(self, anchors, strides, grids):
+        cy, cx, st, an = [], [], [], []
+        g_stride, g_grid, g_nanchor, g_offset, g_anchor = [], [], [], [], []
+        offset = 0
+        for stride, grid, scale_anchors in zip(strides, grids, anchors):
+            n_a = len(scale_anchors)
+            ii, jj, aa = np.meshgrid(np.arange(grid), np.arange(grid), np.arange(n_a),
+                                     indexing='ij')
+            cy.append(ii.ravel())
+            cx.append(jj.ravel())
+            st.append(np.full(ii.size, stride))
+            an.append(np.asarray(scale_anchors, dtype=np.float64)[aa.ravel()])
+            for a in range(n_a):
+                g_stride.append(stride)
+                g_grid.append(grid)
+                g_nanchor.append(n_a)
+                g_offset.append(offset)
+                g_anchor.append(a)
+            offset += grid * grid * n_a
+        self.n_slot = offset
+        self.cell_y = np.concatenate(cy).astype(np.float32)
+        self.cell_x = np.concatenate(cx).astype(np.float32)
+        self.stride = np.concatenate(st).astype(np.float32)
+        self.anchor = np.concatenate(an).astype(np.float32)
+        self.g_stride = np.asarray(g_stride, dtype=np.float32)
+        self.g_grid = np.asarray(g_grid, dtype=np.int64)
+        self.g_nanchor = np.asarray(g_nanchor, dtype=np.int64)
+        self.g_offset = np.asarray(g_offset, dtype=np.int64)
+        self.g_anchor = np.asarray(g_anchor, dtype=np.int64)
+        self.g_size = np.concatenate(
+            [np.asarray(s, dtype=np.float32).reshape(-1, 2) for s in anchors])
+        # Slots of group g at scale s are a strided view: offset + a + n_a * cell.
+        self.scales = []
+        offset = 0
+        for grid, scale_anchors in zip(grids, anchors):
+            self.scales.append((offset, grid * grid, len(scale_anchors)))
+            offset += grid * grid * len(scale_anchors)
+
+    def to(self, xp):
+        """A copy whose array attributes live in ``xp``'s memory."""
+        if xp is np:
+            return self
+        moved = _Layout.__new__(_Layout)
+        for name, value in vars(self).items():
+            setattr(moved, name, xp.asarray(value) if isinstance(value, np.ndarray) else value)
+        return moved
+
+
+class _Targets(object):
+    """What target assignment produces for one batch (arrays in the outputs' memory).
+
+    Attributes:
+        key (W,) int64: flat index ``n * K + k`` of every slot that some truth is responsible
+            for; one entry per slot (the later truth won it).
+        t_yx (W, 2) float32: centre offsets inside the cell, ``(cy / stride - i, cx / stride - j)``.
+        t_hw (W, 2) float32: ``(log(bh / anchor_h), log(bw / anchor_w))``.
+        scale (W,) float32: ``2 - nh * nw``.
+        label (W,) int32.
+        iou (W,) float32: IoU of the slot's predicted box with its truth.
+        noobj (N, K) bool: slots outside R whose ``best_iou`` passes the no-object test.
+    """
+
+    def __init__(self, **kwargs):
+        self.__dict__.update(kwargs)
+
+
+class _YOLOLossBase(object):
+    """Shared target assignment. Lengths are handled in ``unit`` pixels (grid cells for v2)."""
+
+    _ignore_inclusive = None  # True: ignore best_iou >= thresh (v2); False: > thresh (v3)
+
+    def __init__(self, anchors, strides, unit, n_fg_class, thresh):
+        """
+        Args:
+            anchors: per scale, a sequence of ``(h, w)`` anchor sizes in units.
+            strides: per scale, pixels per cell.
+            unit (int): pixels per length unit (the loss measures lengths in units).
+        """
+        if len(anchors) != len(strides) or not len(anchors):
+            raise ValueError('anchors has %d scales but strides has %d'
+                             % (len(anchors), len(strides)))
+        for s, scale_anchors in enumerate(anchors):
+            arr = np.asarray(scale_anchors, dtype=np.float64)
+            if arr.ndim != 2 or arr.shape[1] != 2 or not len(arr) or not (arr > 0).all():
+                raise ValueError('anchors of scale %d must be a non-empty list of positive '
+                                 '(h, w) pairs, got %r' % (s, scale_anchors))
+        if not 0 < thresh <= 1:
+            raise ValueError('the IoU threshold must lie in (0, 1], got %r' % (thresh,))
+        if int(n_fg_class) < 1:
+            raise ValueError('n_fg_class must be positive, got %r' % (n_fg_class,))
+        self.anchors = tuple(tuple(tuple(float(v) for v in hw) for hw in sa) for sa in anchors)
+        self.strides = tuple(int(s) for s in strides)
+        self.unit = int(unit)
+        self.n_fg_class = int(n_fg_class)
+        self.thresh = float(thresh)
+        self._layouts = {}
+
+    def _layout(self, insize, xp):
+        key = (insize, xp.__name__)
+        if key not in self._layouts:
+            for stride in self.strides:
+                if insize <= 0 or insize % stride:
+                    raise ValueError('insize %d is not a positive multiple of stride %d'
+                                     % (insize, stride))
+            strides_u = [s / self.unit for s in self.strides]
+            grids = [insize // s for s in self.strides]
+            self._layouts[key] = _Layout(self.anchors, strides_u, grids).to(xp)
+        return self._layouts[key]
+
+    # ---- input handling -------------------------------------------------------------------
+
+    def _check_outputs(self, locs, objs, confs, n_slot):
+        if objs.ndim != 2:
+            raise ValueError('objs must be (N, K), got shape %s' % (objs.shape,))
+        n, k = objs.shape
+        if locs.shape != (n, k, 4):
+            raise ValueError('locs must be (N, K, 4) = %s, got %s' % ((n, k, 4), locs.shape))
+        if confs.shape != (n, k, self.n_fg_class):
+            raise ValueError('confs must be (N, K, C) = %s, got %s'
+                             % ((n, k, self.n_fg_class), confs.shape))
+        if k != n_slot:
+            raise ValueError('outputs have K = %d slots but the anchors and strides give %d at '
+                             'this insize' % (k, n_slot))
+        for name, v in (('locs', locs), ('objs', objs), ('confs', confs)):
+            if v.dtype != np.float32:
+                raise ValueError('%s must be float32, got %s' % (name, v.dtype))
+
+    def _gather_truths(self, bboxes, labels, n_image, insize, xp):
+        """Concatenates the per-image truths; validates them on the host.
+
+        Returns:
+            (bbox (T, 4) float32 in pixels, label (T,) int32, image (T,) int64), in ``xp``.
+        """
+        if len(bboxes) != n_image or len(labels) != n_image:
+            raise ValueError('got %d bbox arrays and %d label arrays for a batch of %d images'
+                             % (len(bboxes), len(labels), n_image))
+        cpu = backend.CpuDevice()
+        bbs, lbs, imgs = [], [], []
+        for n, (bbox, label) in enumerate(zip(bboxes, labels)):
+            bbox = np.asarray(cpu.send(bbox), dtype=np.float32)
+            label = np.asarray(cpu.send(label))
+            if bbox.size == 0 and label.size == 0:
+                continue
+            if bbox.ndim != 2 or bbox.shape[1] != 4:
+                raise ValueError('bbox of image %d must be (R, 4), got shape %s'
+                                 % (n, bbox.shape))
+            if label.shape != (len(bbox),):
+                raise ValueError('label of image %d must be (R,) = (%d,), got shape %s'
+                                 % (n, len(bbox), label.shape))
+            if label.dtype.kind not in 'iu':
+                raise ValueError('label of image %d must be integer, got %s' % (n, label.dtype))
+            bad = (label < 0) | (label >= self.n_fg_class)
+            if bad.any():
+                raise ValueError('label of image %d has values outside [0, %d): %s'
+                                 % (n, self.n_fg_class, label[bad][:5]))
+            bad = ~((bbox[:, 0] >= 0) & (bbox[:, 0] < bbox[:, 2]) & (bbox[:, 2] <= insize)
+                    & (bbox[:, 1] >= 0) & (bbox[:, 1] < bbox[:, 3]) & (bbox[:, 3] <= insize))
+            if bad.any():
+                raise ValueError(
+                    'bbox of image %d has boxes that are empty or outside the %dx%d input '
+                    '(need 0 <= y_min < y_max <= %d, same for x): %s'
+                    % (n, insize, insize, insize, bbox[bad][:3].tolist()))
+            bbs.append(bbox)
+            lbs.append(label.astype(np.int32))
+            imgs.append(np.full(len(bbox), n, dtype=np.int64))
+        if not bbs:
+            return (xp.zeros((0, 4), np.float32), xp.zeros((0,), np.int32),
+                    xp.zeros((0,), np.int64))
+        return (xp.asarray(np.concatenate(bbs)), xp.asarray(np.concatenate(lbs)),
+                xp.asarray(np.concatenate(imgs)))
+
+    # ---- target assignment ----------------------------------------------------------------
+
+    def _pred_boxes(self, xp, loc, layout):
+        """Decoded boxes of every slot, (N, K, 4) loc -> (N, K, 4) corners in units."""
+        st = layout.stride
+        cy = (layout.cell_y + _sigmoid(xp, loc[:, :, 0])) * st
+        cx = (layout.cell_x + _sigmoid(xp, loc[:, :, 1])) * st
+        h = layout.anchor[:, 0] * xp.exp(loc[:, :, 2])
+        w = layout.anchor[:, 1] * xp.exp(loc[:, :, 3])
+        return xp.stack((cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2), axis=-1)
+
+    def _assign(self, xp, loc, bbox_px, label, image, insize, layout):
+        """Responsible slots, their targets and the no-object mask of a batch.
+
+        Args:
+            loc (N, K, 4) float32 array: raw ``(ty, tx, th, tw)``.
+            bbox_px (T, 4), label (T,), image (T,): all truths of the batch, in image order
+                and, inside an image, in the order given.
+        Returns:
+            _Targets
+        """
+        n_image, n_slot = loc.shape[:2]
+        n_truth = len(bbox_px)
+        unit = np.float32(self.unit)
+        pred = self._pred_boxes(xp, loc, layout)                      # (N, K, 4) units
+        pred_flat = pred.reshape(-1, 4)
+
+        box = bbox_px / unit                                          # (T, 4) units
+        cy = (bbox_px[:, 0] + bbox_px[:, 2]) / 2 / unit
+        cx = (bbox_px[:, 1] + bbox_px[:, 3]) / 2 / unit
+        bh = (bbox_px[:, 2] - bbox_px[:, 0]) / unit
+        bw = (bbox_px[:, 3] - bbox_px[:, 1]) / unit
+
+        # Responsible anchor: best shape IoU over every anchor of every scale (ties -> first).
+        ah, aw = layout.g_size[:, 0], layout.g_size[:, 1]
+        mh = xp.minimum(bh[:, None], ah)
+        mw = xp.minimum(bw[:, None], aw)
+        inter = mh * mw
+        shape_iou = inter / ((bh * bw)[:, None] + ah * aw - inter)    # (T, M)
+        g = xp.argmax(shape_iou, axis=1)
+        stride = layout.g_stride[g]
+        grid = layout.g_grid[g]
+        i = xp.minimum(xp.floor(cy / stride).astype(np.int64), grid - 1)
+        j = xp.minimum(xp.floor(cx / stride).astype(np.int64), grid - 1)
+        slot = layout.g_offset[g] + (i * grid + j) * layout.g_nanchor[g] + layout.g_anchor[g]
+        key = image * n_slot + slot
+
+        # Later truth wins: sort on (slot, truth order); the last of each run of equal slots.
+        order = xp.argsort(key * max(n_truth, 1) + xp.arange(n_truth))
+        key_sorted = key[order]
+        last = xp.ones(n_truth, dtype=bool)
+        last[:-1] = key_sorted[1:] != key_sorted[:-1]
+        win = order[last]
+        key_w = key[win]
+
+        t_yx = xp.stack((cy[win] / stride[win] - i[win].astype(np.float32),
+                         cx[win] / stride[win] - j[win].astype(np.float32)), axis=1)
+        t_hw = xp.stack((xp.log(bh[win] / ah[g[win]]), xp.log(bw[win] / aw[g[win]])), axis=1)
+        nh = (bbox_px[win, 2] - bbox_px[win, 0]) / np.float32(insize)
+        nw = (bbox_px[win, 3] - bbox_px[win, 1]) / np.float32(insize)
+        scale = 2 - nh * nw
+        iou = _iou(xp, pred_flat[key_w], box[win])
+
+        ignore = self._ignore_mask(xp, pred, box, cy, cx, bh, bw, image, layout)
+        noobj = ~ignore
+        noobj.reshape(-1)[key_w] = False
+        return _Targets(key=key_w, t_yx=t_yx.astype(np.float32),
+                        t_hw=t_hw.astype(np.float32), scale=scale.astype(np.float32),
+                        label=label[win], iou=iou.astype(np.float32), noobj=noobj)
+
+    def _ignore_mask(self, xp, pred, box, cy, cx, bh, bw, image, layout):
+        """Slots whose ``best_iou`` passes the ignore threshold, (N, K) bool.
+
+        Only (truth, slot) pairs that :func:`_overlap_bound` cannot rule out get an IoU: for
+        each truth and anchor group, the cells whose closed extent lies within
+        ``c * min(truth size, largest predicted size of the group in this image)`` of the
+        truth centre, and only if the group's predicted sizes reach ``[t, 1/t]`` times the
+        truth's.
+        """
+        n_image, n_slot = pred.shape[:2]
+        ignore = xp.zeros((n_image, n_slot), dtype=bool)
+        n_truth = len(box)
+        if n_truth == 0:
+            return ignore
+        t = self.thresh
+        c = _overlap_bound(t)
+        ph = pred[:, :, 2] - pred[:, :, 0]
+        pw = pred[:, :, 3] - pred[:, :, 1]
+        # Per image and anchor group: range of predicted heights and widths, (N, M).
+        stats = []
+        for arr in (ph, pw):
+            mx, mn = [], []
+            for offset, n_cell, n_a in layout.scales:
+                part = arr[:, offset:offset + n_cell * n_a].reshape(n_image, n_cell, n_a)
+                mx.append(part.max(axis=1))
+                mn.append(part.min(axis=1))
+            stats.append((xp.concatenate(mx, axis=1), xp.concatenate(mn, axis=1)))
+        (h_max, h_min), (w_max, w_min) = stats
+        h_max, h_min = h_max[image], h_min[image]                     # (T, M)
+        w_max, w_min = w_max[image], w_min[image]
+        lo, hi = 1 - _WINDOW_SLACK, 1 + _WINDOW_SLACK
+        feasible = ((h_max * hi >= t * lo * bh[:, None]) & (h_min * lo <= bh[:, None] / t * hi)
+                    & (w_max * hi >= t * lo * bw[:, None]) & (w_min * lo <= bw[:, None] / t * hi))
+
+        stride = layout.g_stride                                       # (M,)
+        slack = _WINDOW_SLACK * stride
+        half_y = c * xp.minimum(bh[:, None], h_max) * hi + slack
+        half_x = c * xp.minimum(bw[:, None], w_max) * hi + slack
+        last = layout.g_grid - 1
+        # Cell i spans [i * stride, (i + 1) * stride] (closed: a sigmoid can round to 0 or 1).
+        i_lo = xp.maximum(xp.ceil((cy[:, None] - half_y) / stride - 1), 0).astype(np.int64)
+        i_hi = xp.minimum(xp.floor((cy[:, None] + half_y) / stride).astype(np.int64), last)
+        j_lo = xp.maximum(xp.ceil((cx[:, None] - half_x) / stride - 1), 0).astype(np.int64)
+        j_hi = xp.minimum(xp.floor((cx[:, None] + half_x) / stride).astype(np.int64), last)
+        n_i = xp.maximum(i_hi - i_lo + 1, 0)
+        n_j = xp.maximum(j_hi - j_lo + 1, 0)
+        count = xp.where(feasible, n_i * n_j, 0).ravel()              # (T * M,)
+
+        unit = _expand(xp, count)
+        if len(unit) == 0:
+            return ignore
+        n_group = len(stride)
+        truth = unit // n_group
+        group = unit - truth * n_group
+        # A unit's candidates are rows i_lo.. and columns j_lo..; moving one column moves
+        # A_s slots, one row G_s * A_s slots.
+        step_j = layout.g_nanchor
+        step_i = layout.g_grid * layout.g_nanchor
+        first = (image[:, None] * n_slot + layout.g_offset + layout.g_anchor
+                 + i_lo * step_i + j_lo * step_j).ravel()
+        start = xp.cumsum(count) - count
+        local = xp.arange(len(unit)) - start[unit]
+        nj = n_j.ravel()[unit]
+        di = local // nj
+        dj = local - di * nj
+        key = first[unit] + di * step_i[group] + dj * step_j[group]
+        iou = _iou(xp, pred.reshape(-1, 4)[key], box[truth])
+        hit = iou >= t if self._ignore_inclusive else iou > t
+        ignore.reshape(-1)[key[hit]] = True
+        return ignore
+
+    # ---- the loss -------------------------------------------------------------------------
+
+    def __call__(self, locs, objs, confs, bboxes, labels, insize):
+        """Loss of a batch.
+
+        Args:
+            locs: (N, K, 4) raw ``(ty, tx, th, tw)`` (Variable or array, float32).
+            objs: (N, K) raw objectness.
+            confs: (N, K, C) raw class scores.
+            bboxes: N arrays (R_n, 4) ``(y_min, x_min, y_max, x_max)`` in input pixels,
+                ``0 <= y_min < y_max <= insize`` (same for x). NumPy or CuPy.
+            labels: N int arrays (R_n,) in ``[0, C)``.
+            insize (int): side S of the square input, a multiple of every stride.
+
+        Returns:
+            dict of 0-dim Variables: ``loss`` (= box + conf + prob), ``loss/box``,
+            ``loss/conf``, ``loss/prob``, each the per-image sum averaged over the N images.
+        """
+        locs = chainer.as_variable(locs)
+        objs = chainer.as_variable(objs)
+        confs = chainer.as_variable(confs)
+        xp = backend.get_array_module(locs.array)
+        insize = int(insize)
+        layout = self._layout(insize, xp)
+        self._check_outputs(locs, objs, confs, layout.n_slot)
+        n_image = objs.shape[0]
+        bbox, label, image = self._gather_truths(bboxes, labels, n_image, insize, xp)
+        tg = self._assign(xp, locs.array, bbox, label, image, insize, layout)
+
+        box, conf, prob = self._terms(xp, locs, objs, confs, tg)
+        box, conf, prob = box / n_image, conf / n_image, prob / n_image
+        return {'loss': box + conf + prob, 'loss/box': box, 'loss/conf': conf,
+                'loss/prob': prob}
+
+    def _terms(self, xp, locs, objs, confs, tg):
+        raise NotImplementedError
+
+
+def _onehot(xp, label, n_class):
+    """(W,) int -> (W, C) float32 with ones at ``label``."""
+    return (label[:, None] == xp.arange(n_class)[None, :]).astype(np.float32)
+
+
+class YOLOv2Loss(_YOLOLossBase):
+    """YOLOv2 region-layer loss (LOSS_SPEC.md, "YOLOv2").
+
+    Per image, over the responsible slots R and the others::
+
+        box  = sum_R l_coord (2 - nh nw) [(sig(ty) - (gy - i))^2 + (sig(tx) - (gx - j))^2
+                                         + (th - log(gh / A_h))^2 + (tw - log(gw / A_w))^2]
+        conf = sum_R l_obj (sig(to) - IoU(pred, truth))^2
+               + sum_{not R, best_iou < thresh} l_noobj sig(to)^2
+        prob = sum_R l_prob sum_c (softmax(conf)_c - [c == label])^2
+
+    Lengths are in grid cells (``stride`` pixels). The IoU target is a constant.
+
+    Args:
+        anchors: sequence of A ``(h, w)`` pairs in grid cells (ChainerCV's
+            ``YOLOv2._anchors``); slot ``k = (i * G + j) * A + a`` with ``G = insize / stride``.
+        n_fg_class (int): number of classes C.
+        stride (int): pixels per grid cell.
+        l_coord, l_obj, l_noobj, l_prob (float): term weights.
+        thresh (float): slots outside R with ``best_iou >= thresh`` get no no-object term.
+    """
+
+    _ignore_inclusive = True
+
+    def __init__(self, anchors, n_fg_class, stride=32, l_coord=1.0, l_obj=5.0, l_noobj=1.0,
+                 l_prob=1.0, thresh=0.6):
+        super(YOLOv2Loss, self).__init__([anchors], (stride,), stride, n_fg_class, thresh)
+        self.l_coord = float(l_coord)
+        self.l_obj = float(l_obj)
+        self.l_noobj = float(l_noobj)
+        self.l_prob = float(l_prob)
+
+    def _terms(self, xp, locs, objs, confs, tg):
+        n_image, n_slot = objs.shape
+        n_win = len(tg.key)
+        loc_w = F.get_item(F.reshape(locs, (n_image * n_slot, 4)), tg.key)   # (W, 4)
+        scale = (self.l_coord * tg.scale)[:, None].astype(np.float32)
+        err_yx = F.sigmoid(loc_w[:, :2]) - tg.t_yx
+        err_hw = loc_w[:, 2:] - tg.t_hw
+        box = F.sum(scale * (err_yx * err_yx)) + F.sum(scale * (err_hw * err_hw))
+
+        target = xp.zeros(n_image * n_slot, dtype=np.float32)
+        weight = tg.noobj.reshape(-1).astype(np.float32) * np.float32(self.l_noobj)
+        target[tg.key] = tg.iou
+        weight[tg.key] = np.float32(self.l_obj)
+        err_o = F.sigmoid(F.reshape(objs, (n_image * n_slot,))) - target
+        conf = F.sum(weight * err_o * err_o)
+
+        conf_w = F.get_item(F.reshape(confs, (n_image * n_slot, self.n_fg_class)), tg.key)
+        err_p = F.softmax(conf_w, axis=1) - _onehot(xp, tg.label, self.n_fg_class)
+        prob = np.float32(self.l_prob) * F.sum(err_p * err_p)
+        if n_win == 0:
+            # Keep every term a graph node connected to the outputs (zero gradient).
+            box = F.sum(loc_w)
+            prob = F.sum(conf_w)
+        return box, conf, prob
+
+
+class YOLOv3Loss(_YOLOLossBase):
+    """YOLOv3 yolo-layer loss (LOSS_SPEC.md, "YOLOv3").
+
+    Per image, with ``BCE(x; t) = softplus(x) - t x``::
+
+        box  = sum_R l_coord (2 - nh nw) [BCE(ty; cy / stride - i) + BCE(tx; cx / stride - j)
+                                         + 0.5 (th - log(bh / anchor_h))^2
+                                         + 0.5 (tw - log(bw / anchor_w))^2]
+        conf = sum_R BCE(to; 1) + sum_{not R, best_iou <= ignore_thresh} BCE(to; 0)
+        prob = sum_R sum_c BCE(conf_c; [c == label])
+
+    Lengths are in pixels. The responsible anchor is the best shape match over the anchors
+    of all scales, flattened in order.
+
+    Args:
+        anchors: one sequence of ``(h, w)`` pixel pairs per scale (ChainerCV's
+            ``YOLOv3._anchors``: 3 scales x 3); the scales may hold different numbers of
+            anchors. Slots are concatenated over scales; inside scale ``s``,
+            ``k = offset_s + (i * G_s + j) * A_s + a`` with ``G_s = insize / strides[s]``.
+        n_fg_class (int): number of classes C.
+        strides: pixels per cell of each scale, same length as ``anchors``.
+        l_coord (float): weight of the box term.
+        ignore_thresh (float): slots outside R with ``best_iou > ignore_thresh`` get no
+            no-object term.
+    """
+
+    _ignore_inclusive = False
+
+    def __init__(self, anchors, n_fg_class, strides=(32, 16, 8), l_coord=1.0,
+                 ignore_thresh=0.5):
+        super(YOLOv3Loss, self).__init__(anchors, strides, 1, n_fg_class, ignore_thresh)
+        self.l_coord = float(l_coord)
+
+    def _terms(self, xp, locs, objs, confs, tg):
+        n_image, n_slot = objs.shape
+        n_win = len(tg.key)
+        loc_w = F.get_item(F.reshape(locs, (n_image * n_slot, 4)), tg.key)   # (W, 4)
+        scale = (self.l_coord * tg.scale)[:, None].astype(np.float32)
+        t_yx = loc_w[:, :2]
+        bce_yx = F.softplus(t_yx) - tg.t_yx * t_yx
+        err_hw = loc_w[:, 2:] - tg.t_hw
+        box = F.sum(scale * bce_yx) + F.sum((scale * np.float32(0.5)) * (err_hw * err_hw))
+
+        target = xp.zeros(n_image * n_slot, dtype=np.float32)
+        weight = tg.noobj.reshape(-1).astype(np.float32)
+        target[tg.key] = 1
+        weight[tg.key] = 1
+        o = F.reshape(objs, (n_image * n_slot,))
+        conf = F.sum(weight * F.softplus(o) - target * o)
+
+        conf_w = F.get_item(F.reshape(confs, (n_image * n_slot, self.n_fg_class)), tg.key)
+        onehot = _onehot(xp, tg.label, self.n_fg_class)
+        prob = F.sum(F.softplus(conf_w) - onehot * conf_w)
+        if n_win == 0:
+            box = F.sum(loc_w)
+            prob = F.sum(conf_w)
+        return box, conf, prob
