@@ -1,6 +1,7 @@
 """Pascal VOC / VOC-format datasets on a VOCdevkit built on the fly, and the bad-input policy."""
 import json
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -102,6 +103,16 @@ def test_voc0712_train_concatenates_2007_and_2012_trainval_without_difficult(dev
     # 000005's difficult person is gone; VOC coordinates are 1-based, ours 0-based.
     np.testing.assert_array_equal(ds[0][1], [[20, 10, 29, 39]])
     assert ds.report.n_checked == 3 and ds.report.n_kept == 3 and not ds.report.problems
+
+
+def test_datasets_survive_pickling_for_bcast_obj(devkit):
+    # The training script validates on rank 0 and sends the dataset to the others by pickle.
+    ds = voc0712_train(devkit, on_bad_sample='skip')
+    copy = pickle.loads(pickle.dumps(ds))
+    assert len(copy) == len(ds) and copy.class_names == ds.class_names
+    assert copy.report.summary() == ds.report.summary()
+    for a, b in zip(copy[2], ds[2]):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_voc07_test_keeps_difficult_objects_and_flags(devkit):
