@@ -130,6 +130,7 @@ def write_text(path, text):
     try:
         with os.fdopen(fd, 'w', encoding='utf-8') as f:
             f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are for everyone to read
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

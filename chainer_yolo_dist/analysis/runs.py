@@ -4,7 +4,7 @@ A run directory holds:
 
 - ``config.json``: every setting used; this module relies on ``comm_size`` (MPI processes =
   GPUs) and reads ``preset``, ``model``, ``dataset``, ``batchsize``, ``global_batchsize``,
-  ``peak_lr``, ``epochs`` when present;
+  ``peak_lr``, ``epochs``, ``iterations_per_epoch``, ``inter_size`` (nodes) when present;
 - ``log``: Chainer's ``LogReport`` output, a JSON list of dicts with ``epoch``,
   ``iteration``, ``elapsed_time`` and observed values (``main/loss``, ``main/accuracy``,
   ``validation/main/accuracy``, ``lr``, ...);
@@ -17,6 +17,7 @@ raise an error naming the run.
 """
 import dataclasses
 import json
+import math
 import os
 
 import numpy as np
@@ -44,6 +45,15 @@ class Run:
     @property
     def comm_size(self):
         return self.config['comm_size']
+
+    @property
+    def nodes(self):
+        """Nodes the run used: ``inter_size`` (ChainerMN's node count) or ``nodes`` from
+        config.json, else ceil(comm_size / 4), the papers' ABCI layout of 4 GPUs a node."""
+        for key in ('inter_size', 'nodes'):
+            if self.config.get(key):
+                return int(self.config[key])
+        return math.ceil(self.comm_size / 4)
 
     @property
     def preset(self):
@@ -112,8 +122,8 @@ def log_series(run, key):
     """Values of ``key`` over training, from the entries of ``run.log`` that have it.
 
     Returns:
-        (epochs, values): float64 arrays of shape (T,); the x value is ``epoch_detail`` when
-        the log has it, else ``epoch`` (LogReport's count of completed epochs).
+        (epochs, values): float64 arrays of shape (T,); x is the fractional epoch (see
+        :func:`epoch_of`).
 
     Raises:
         ValueError: no log entry has ``key``, naming the run's log file.
@@ -121,9 +131,21 @@ def log_series(run, key):
     entries = [e for e in run.log if e.get(key) is not None]
     if not entries:
         raise ValueError('%s: no log entry has %r' % (os.path.join(run.path, 'log'), key))
-    x = np.array([e.get('epoch_detail', e['epoch']) for e in entries], dtype=np.float64)
+    x = np.array([epoch_of(run, e) for e in entries], dtype=np.float64)
     y = np.array([e[key] for e in entries], dtype=np.float64)
     return x, y
+
+
+def epoch_of(run, entry):
+    """Fractional epoch of a log entry: ``epoch_detail`` if logged, else ``iteration /
+    iterations_per_epoch`` from config.json (the training scripts log every few iterations,
+    where LogReport's ``epoch`` only counts completed epochs), else ``epoch``."""
+    if 'epoch_detail' in entry:
+        return float(entry['epoch_detail'])
+    per_epoch = run.config.get('iterations_per_epoch')
+    if per_epoch and 'iteration' in entry:
+        return entry['iteration'] / float(per_epoch)
+    return float(entry['epoch'])
 
 
 def seconds_per_epoch(run):
@@ -138,10 +160,10 @@ def seconds_per_epoch(run):
     m = run.metrics or {}
     if m.get('elapsed_seconds') and m.get('epochs'):
         return float(m['elapsed_seconds']) / float(m['epochs'])
-    timed = [e for e in run.log if e.get('elapsed_time') and e.get('epoch')]
+    timed = [e for e in run.log if e.get('elapsed_time') and epoch_of(run, e) > 0]
     if timed:
         last = timed[-1]
-        return float(last['elapsed_time']) / float(last.get('epoch_detail', last['epoch']))
+        return float(last['elapsed_time']) / epoch_of(run, last)
     raise ValueError('%s: no elapsed time in metrics.json or log' % run.path)
 
 

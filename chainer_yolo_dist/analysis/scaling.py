@@ -25,19 +25,17 @@ import math
 
 from chainer_yolo_dist import presets, published
 
-#: Model facts counted from the real networks (``count_model_facts``; verified by
-#: ``tests/test_scaling.py``): (model, n_class) -> (parameters, forward FLOPs of all
-#: convolutions at a 64 x 64 input, FLOPs of fully connected layers). Convolution FLOPs
-#: scale exactly with the input area for sides that are multiples of 32. Networks: those of
-#: ``chainer_yolo_dist.models.yolo.build_model`` (``n_fg_class``) and the
-#: ``chainer_yolo_dist.models.darknet`` classifiers.
+#: Facts of the papers' networks, counted from the real networks (``count_model_facts``;
+#: ``tests/test_scaling.py`` recounts them) and cached because building them takes seconds:
+#: (model, n_class) -> (parameters, forward FLOPs of all convolutions at a 64 x 64 input,
+#: FLOPs of fully connected layers). Convolution FLOPs scale exactly with the input area for
+#: sides that are multiples of 32. Other networks (the CPU demo's) are counted when asked.
 MODEL_FACTS = {
     ('yolov2', 20): (50655389, 694919168, 0),
     ('yolov2', 5): (50578514, 694304768, 0),
     ('yolov3', 20): (61626049, 1548591104, 0),
     ('darknet19', 1000): (20842376, 455671808, 0),
     ('darknet53', 1000): (41609928, 1160511488, 2048000),
-    ('yolov3_small', 4): (801401, 34595840, 0),  # the CPU demo's network
 }
 FLOPS_REFERENCE_SIDE = 64
 
@@ -98,14 +96,29 @@ def ring_allreduce_seconds(nbytes, gpus, topology=ABCI):
     return steps / gpus * nbytes / bandwidth + steps * latency
 
 
+_counted = {}
+
+
 def model_facts(model, n_class):
     """(parameters, conv FLOPs at 64 x 64, linear FLOPs) of ``model`` with ``n_class``
-    classes, from :data:`MODEL_FACTS`."""
-    try:
-        return MODEL_FACTS[model, n_class]
-    except KeyError:
-        raise KeyError('no cached facts for model %r with %d classes; count them with '
-                       'count_model_facts() and add them to MODEL_FACTS' % (model, n_class))
+    classes: from :data:`MODEL_FACTS`, else counted once from :func:`build_network`."""
+    key = (model, n_class)
+    if key in MODEL_FACTS:
+        return MODEL_FACTS[key]
+    if key not in _counted:
+        _counted[key] = count_model_facts(build_network(model, n_class))
+    return _counted[key]
+
+
+def build_network(model, n_class):
+    """The network ``model`` with random weights: a Darknet classifier
+    (``chainer_yolo_dist.models.darknet``) or a detector of
+    ``chainer_yolo_dist.models.yolo.build_model`` (``n_class`` foreground classes)."""
+    from chainer_yolo_dist.models import darknet, yolo
+    classifiers = {'darknet19': darknet.Darknet19, 'darknet53': darknet.Darknet53}
+    if model in classifiers:
+        return classifiers[model](n_class)
+    return yolo.build_model(model, n_class)
 
 
 def forward_flops(model, n_class, side):

@@ -1,0 +1,423 @@
+"""The papers' figures, redrawn from ``results/published``, and the same plots for our runs.
+
+Every function returns a :class:`matplotlib.figure.Figure` built without pyplot (no global
+state, no display needed); :func:`save` writes one to PNG through a temporary file. Each figure
+names the paper and figure or table it redraws, and labels its axes as the paper does: "Epoch"
+and "Loss" (paper 000 Figs. 2, 3), number of GPUs against the speed-up over one GPU (paper 000
+Fig. 4, paper 001 Figs. 5, 7). As in the papers, the one-GPU (one-process) curve is blue and the
+k-GPU curve orange; training accuracy blue and validation orange (paper 001 Fig. 3).
+"""
+import math
+import os
+import re
+import string
+import tempfile
+
+from matplotlib.figure import Figure
+
+from chainer_yolo_dist import published
+from chainer_yolo_dist.analysis import runs as runs_lib
+from chainer_yolo_dist.analysis.cost import cost
+
+BLUE = 'tab:blue'
+ORANGE = 'tab:orange'
+GREEN = 'tab:green'
+IDEAL = dict(color='0.5', linestyle=':', linewidth=1.2)
+GPUS_LABEL = 'Number of GPUs'
+SPEEDUP_LABEL = 'Speed-up over 1 GPU'
+
+
+def save(fig, path, dpi=100):
+    """Writes ``fig`` as PNG to ``path`` (via a temporary file and a rename); returns path."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.',
+                               suffix='.png')
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, format='png')
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; figures are for everyone to read
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def _gpu_axis(ax, ticks, labels=None):
+    """Log-2 x axis with a tick at each GPU count the paper ran."""
+    ax.set_xscale('log', base=2)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(labels or [str(t) for t in ticks])
+    ax.minorticks_off()
+
+
+def _annotate(ax, xs, ys, fmt, color, dy=6):
+    for x, y in zip(xs, ys):
+        ax.annotate(fmt % y, (x, y), textcoords='offset points', xytext=(0, dy),
+                    ha='center', fontsize=8, color=color)
+
+
+# ---- published data ------------------------------------------------------------------------
+
+def map_vs_gpus():
+    """mAP against GPUs: paper 000 Table 3 (YOLOv2) and paper 001 Table 2 (YOLOv2, YOLOv3)."""
+    fig = Figure(figsize=(11, 4.3), layout='constrained')
+    left, right = fig.subplots(1, 2)
+
+    t3 = published.table('p000_table3_voc_map')
+    gpus = [r['gpus'] for r in t3]
+    maps = [r['map_percent'] for r in t3]
+    left.plot(gpus, maps, 'o-', color=BLUE, label='YOLOv2, Pascal VOC')
+    _annotate(left, gpus, maps, '%.1f', BLUE)
+    _gpu_axis(left, gpus)
+    left.set_ylim(55, 75)
+    left.set_title('Paper 000 Table 3: YOLOv2 on VOC (n = 16 per GPU)')
+    left.set_xlabel(GPUS_LABEL)
+    left.set_ylabel('mAP [%]')
+    left.legend(loc='lower left')
+    left.grid(alpha=0.3)
+
+    t2 = published.table('p001_table2_voc_map')
+    gpus = [r['gpus'] for r in t2]
+    for column, label, color in (('map_yolov3_percent', 'YOLOv3', ORANGE),
+                                 ('map_yolov2_percent', 'YOLOv2', BLUE)):
+        pts = [(r['gpus'], r[column]) for r in t2 if r[column] is not None]
+        xs, ys = zip(*pts)
+        right.plot(xs, ys, 'o-', color=color, label=label)
+        for x, y in pts:
+            # Above for YOLOv3, below for YOLOv2, beside the collapsed YOLOv2 point.
+            offset = (0, 6) if label == 'YOLOv3' else ((-16, 2) if y < 10 else (0, -12))
+            right.annotate('%.1f' % y, (x, y), textcoords='offset points', xytext=offset,
+                           ha='center', fontsize=8, color=color)
+    _gpu_axis(right, gpus, ['%d\n(%d)' % (r['gpus'], r['batch']) for r in t2])
+    right.set_ylim(0, 90)
+    right.set_title('Paper 001 Table 2: YOLOv2 and YOLOv3 on VOC (608 px)')
+    right.set_xlabel(GPUS_LABEL + ' (batch size)')
+    right.set_ylabel('mAP [%]')
+    right.legend(loc='lower left')
+    right.grid(alpha=0.3)
+    right.annotate('YOLOv2 at 96 GPUs: 0.3 (training collapsed)\n'
+                   'YOLOv2 at 128 GPUs: "-" in the paper', (0.03, 0.3),
+                   xycoords='axes fraction', ha='left', fontsize=8, color=BLUE)
+    return fig
+
+
+def _speedups_from_times(name):
+    rows = published.table(name)
+    one = [r['time_s'] for r in rows if r['gpus'] == 1][0]
+    return [r['gpus'] for r in rows], [one / r['time_s'] for r in rows]
+
+
+def _times(gpus, speedups):
+    return ', '.join('%.1fx at %d' % (s, g) for g, s in zip(gpus, speedups))
+
+
+def speedup_vs_gpus():
+    """Speed-up against GPUs with the ideal line: paper 000 Fig. 4 (from the times of Tables
+    4 and 5; the VOC run whose accuracy degraded, 128 GPUs, dashed as in the paper) and the
+    points paper 001 prints for Darknet53 (Fig. 5) and YOLOv3 (Fig. 7)."""
+    fig = Figure(figsize=(11, 4.5), layout='constrained')
+    left, right = fig.subplots(1, 2)
+
+    gpus, speedup = _speedups_from_times('p000_table4_voc_time_cost')
+    # Paper 000 sec. 5.3: accuracy degraded at 128 GPUs on VOC, so that part is dashed.
+    degraded = [i for i, g in enumerate(gpus) if g >= 128]
+    cut = degraded[0] if degraded else len(gpus)
+    # The values go into the legend: at 16 and 32 GPUs the points are too close to label.
+    left.plot(gpus[:cut], speedup[:cut], 'o-', color=BLUE,
+              label='Pascal VOC (Table 4): ' + _times(gpus[1:cut], speedup[1:cut]))
+    if degraded:
+        left.plot(gpus[cut - 1:], speedup[cut - 1:], 'o--', color=BLUE,
+                  label='Pascal VOC, accuracy degraded: ' + _times(gpus[cut:], speedup[cut:]))
+    f_gpus, f_speedup = _speedups_from_times('p000_table5_filmrole_time_cost')
+    left.plot(f_gpus, f_speedup, 's-', color=ORANGE,
+              label='Filmrole (Table 5): ' + _times(f_gpus[1:], f_speedup[1:]))
+    top = max(gpus)
+    left.plot([1, top], [1, top], label='ideal', **IDEAL)
+    left.set_title('Paper 000 Fig. 4: YOLOv2, speed-up from the times of Tables 4, 5')
+    left.set_xlabel(GPUS_LABEL)
+    left.set_ylabel(SPEEDUP_LABEL)
+    left.set_xticks(gpus)
+    left.legend(loc='upper left', fontsize=8)
+    left.grid(alpha=0.3)
+
+    rows = published.table('p001_speedups')
+    for model, label, color, marker, fig_no in (('darknet53', 'Darknet53, ImageNet', BLUE, 'o',
+                                                 'Fig. 5'),
+                                                ('yolov3', 'YOLOv3, VOC', ORANGE, 's',
+                                                 'Fig. 7')):
+        pts = [(r['gpus'], r['speedup']) for r in rows if r['model'] == model]
+        xs, ys = zip(*pts)
+        # Speed-ups are over one GPU, so (1, 1) is on every curve by definition.
+        right.plot((1,) + xs, (1.0,) + ys, marker, color=color, linestyle='none',
+                   label='%s (%s)' % (label, fig_no))
+        _annotate(right, xs, ys, '%.1fx', color, dy=-14)
+    top = max(r['gpus'] for r in rows)
+    right.plot([1, top], [1, top], label='ideal', **IDEAL)
+    right.set_title('Paper 001 Figs. 5 and 7: the speed-ups the text prints')
+    right.set_xlabel(GPUS_LABEL)
+    right.set_ylabel(SPEEDUP_LABEL)
+    right.set_xticks([1, 64, 96, 128, 256, 512])
+    right.legend(loc='upper left', fontsize=8)
+    right.grid(alpha=0.3)
+    return fig
+
+
+def cost_vs_gpus():
+    """Cost of 100 epochs against GPUs, paper 000 Tables 4 and 5, with the cost model's value
+    from each printed time (time / 3600 x nodes x c)."""
+    fig = Figure(figsize=(6.5, 4.5), layout='constrained')
+    ax = fig.subplots()
+    for name, label, color, marker in (('p000_table4_voc_time_cost', 'Pascal VOC (Table 4)',
+                                        BLUE, 'o'),
+                                       ('p000_table5_filmrole_time_cost',
+                                        'Filmrole (Table 5)', ORANGE, 's')):
+        rows = published.table(name)
+        gpus = [r['gpus'] for r in rows]
+        printed = [r['cost_c'] for r in rows]
+        ax.plot(gpus, printed, marker + '-', color=color, label=label + ', printed')
+        ax.plot(gpus, [cost(r['time_s'], r['gpus']) for r in rows], 'x', color='black',
+                markersize=9)
+        _annotate(ax, gpus, printed, '%.2fc', color, dy=8)
+    ax.plot([], [], 'x', color='black', label='cost model from the printed time')
+    _gpu_axis(ax, [1, 16, 32, 64, 128])
+    ax.set_ylim(0, 10.5)
+    ax.set_title('Paper 000 Tables 4, 5: cost of 100 epochs (no figure in the paper)',
+                 fontsize=10)
+    ax.set_xlabel(GPUS_LABEL)
+    ax.set_ylabel('Cost [c = price of one node-hour]')
+    ax.legend(loc='upper right', fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def p004_stall_and_communication():
+    """Paper 004 Table 3 (epoch-boundary stall and 10-iteration time against data-loader
+    workers, 4 nodes) and Table 4 (compute and communication shares against nodes)."""
+    fig = Figure(figsize=(11, 4.3), layout='constrained')
+    left, right = fig.subplots(1, 2)
+
+    rows = published.table('p004_table3_workers')
+    x = range(len(rows))
+    width = 0.38
+    stall = [r['stall_s'] for r in rows]
+    ten = [r['ten_iterations_s'] for r in rows]
+    left.bar([i - width / 2 for i in x], stall, width, color=ORANGE,
+             label='stall at each epoch boundary')
+    left.bar([i + width / 2 for i in x], ten, width, color=BLUE, label='10 iterations')
+    for i, (s, t) in enumerate(zip(stall, ten)):
+        left.annotate('%g' % s, (i - width / 2, s), xytext=(0, 2), textcoords='offset points',
+                      ha='center', fontsize=8)
+        left.annotate('%g' % t, (i + width / 2, t), xytext=(0, 2), textcoords='offset points',
+                      ha='center', fontsize=8)
+    left.set_xticks(list(x))
+    left.set_xticklabels([str(r['workers']) for r in rows])
+    left.set_title('Paper 004 Table 3: SlowFast on 4 nodes, data-loader workers')
+    left.set_xlabel('Data-loader workers')
+    left.set_ylabel('Time [s]')
+    left.legend(loc='upper center', fontsize=8)
+    left.grid(alpha=0.3, axis='y')
+
+    rows = published.table('p004_table4_compute_comm')
+    labels = [str(r['nodes']) for r in rows]
+    compute = [r['compute_percent'] for r in rows]
+    comm = [r['comm_percent'] for r in rows]
+    right.bar(labels, compute, color=BLUE, label='compute')
+    right.bar(labels, comm, bottom=compute, color=ORANGE, label='communication')
+    for i, (c, m) in enumerate(zip(compute, comm)):
+        right.annotate('%.1f%%' % c, (i, c / 2), ha='center', va='center', fontsize=9,
+                       color='white')
+        right.annotate('%.1f%%' % m, (i, c + m / 2), ha='center', va='center', fontsize=9,
+                       color='white')
+    right.set_ylim(0, 112)
+    right.set_yticks(range(0, 101, 20))
+    right.set_title('Paper 004 Table 4: share of compute and communication')
+    right.set_xlabel('Nodes (4 GPUs each)')
+    right.set_ylabel('Share of time [%]')
+    right.legend(loc='upper center', ncol=2, fontsize=8)
+    return fig
+
+
+#: File name in results/figures -> function drawing it from the published data.
+PUBLISHED_FIGURES = {
+    'p000_p001_map_vs_gpus.png': map_vs_gpus,
+    'p000_p001_speedup_vs_gpus.png': speedup_vs_gpus,
+    'p000_cost_vs_gpus.png': cost_vs_gpus,
+    'p004_stall_and_communication.png': p004_stall_and_communication,
+}
+
+
+def draw_published(out_dir, dpi=100):
+    """Draws every figure of :data:`PUBLISHED_FIGURES` into ``out_dir``; returns the paths."""
+    return [save(draw(), os.path.join(out_dir, name), dpi)
+            for name, draw in PUBLISHED_FIGURES.items()]
+
+
+# ---- measured runs -------------------------------------------------------------------------
+
+def _panels(n, width=5.5, height=3.8):
+    ncols = min(n, 2)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(width * ncols, height * nrows + 0.5), layout='constrained')
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _by_size(runs):
+    """(the first 1-process run or None, the other runs sorted by process count)."""
+    ordered = sorted(runs, key=lambda r: (r.comm_size, r.name))
+    base = next((r for r in ordered if r.comm_size == 1), None)
+    return base, [r for r in ordered if r is not base]
+
+
+def _processes(k):
+    return '%d process%s' % (k, '' if k == 1 else 'es')
+
+
+def loss_figure(runs, key='main/loss'):
+    """Loss against epoch, the 1-process run beside each k-process run, one panel per k,
+    as paper 000 Figs. 2 and 3.
+
+    Args:
+        runs: :class:`~chainer_yolo_dist.analysis.runs.Run` of one preset (or model and
+            dataset); the 1-process run is the baseline of every panel.
+        key: the logged value to plot.
+
+    Raises:
+        ValueError: no runs, or a run's log lacks ``key`` (naming it).
+    """
+    if not runs:
+        raise ValueError('loss_figure needs at least one run')
+    base, others = _by_size(runs)
+    panels = others or [base]
+    fig, axes = _panels(len(panels))
+    data = runs[0].config.get('dataset') or runs[0].group
+    for letter, ax, run in zip(string.ascii_lowercase, axes, panels):
+        if base is not None:
+            x, y = runs_lib.log_series(base, key)
+            ax.plot(x, y, color=BLUE, label='%s(%s)' % (data, _processes(1)))
+        if run is not base:
+            x, y = runs_lib.log_series(run, key)
+            ax.plot(x, y, color=ORANGE, label='%s(%s)' % (data, _processes(run.comm_size)))
+        ax.set_title('(%s) %d node%s, k = %d, η = %g'
+                     % (letter, run.nodes, '' if run.nodes == 1 else 's', run.comm_size,
+                        run.config.get('peak_lr', float('nan'))))
+        ax.set_xlabel('Epoch')
+        ax.set_ylabel('Loss')
+        ax.set_ylim(bottom=0)
+        ax.set_xlim(left=0)
+        ax.legend(loc='upper right', fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle('%s: loss curves, 1 process (blue) against k processes (orange), '
+                 'as paper 000 Figs. 2 and 3' % runs[0].group, fontsize=10)
+    return fig
+
+
+def accuracy_figure(runs):
+    """Training (blue) and validation (orange) accuracy against epoch, one panel per run
+    sorted by process count, as paper 001 Fig. 3.
+
+    Raises:
+        ValueError: no runs, or a run has no ``main/accuracy`` in its log.
+    """
+    if not runs:
+        raise ValueError('accuracy_figure needs at least one run')
+    ordered = sorted(runs, key=lambda r: (r.comm_size, r.name))
+    fig, axes = _panels(len(ordered))
+    for letter, ax, run in zip(string.ascii_lowercase, axes, ordered):
+        x, y = runs_lib.log_series(run, 'main/accuracy')
+        ax.plot(x, y, color=BLUE, label='train')
+        if any(e.get('validation/main/accuracy') is not None for e in run.log):
+            x, y = runs_lib.log_series(run, 'validation/main/accuracy')
+            ax.plot(x, y, color=ORANGE, label='validation')
+        ax.set_title('(%s) k = %d, batch size %s' % (letter, run.comm_size,
+                                                    run.config.get('global_batchsize', '?')))
+        ax.set_xlabel('Epoch')
+        ax.set_ylabel('Accuracy')
+        ax.set_ylim(0, 1)
+        ax.set_xlim(left=0)
+        ax.legend(loc='lower right', fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle('%s: accuracy curves, as paper 001 Fig. 3' % ordered[0].group, fontsize=10)
+    return fig
+
+
+def measured_speedup_figure(runs):
+    """Measured speed-up (seconds per epoch of the 1-process run over that of the k-process
+    run) against processes, one line per group that has a 1-process run, with the ideal line.
+
+    Raises:
+        ValueError: no group has both a 1-process and a multi-process run.
+    """
+    groups = _group(runs)
+    fig = Figure(figsize=(6.5, 4.5), layout='constrained')
+    ax = fig.subplots()
+    top = 1
+    drawn = 0
+    for color, (group, members) in zip((BLUE, ORANGE, GREEN, 'tab:red', 'tab:purple'),
+                                       sorted(groups.items())):
+        base, others = _by_size(members)
+        if base is None or not others:
+            continue
+        one = runs_lib.seconds_per_epoch(base)
+        ks = [1] + [r.comm_size for r in others]
+        sp = [1.0] + [one / runs_lib.seconds_per_epoch(r) for r in others]
+        ax.plot(ks, sp, 'o-', color=color, label=group)
+        # Alternate label sides so that groups measured at the same k stay readable.
+        _annotate(ax, ks[1:], sp[1:], '%.2fx', color, dy=-14 if drawn % 2 == 0 else 8)
+        top = max(top, max(ks))
+        drawn += 1
+    if not drawn:
+        raise ValueError('no group of runs has both a 1-process and a multi-process run')
+    ax.plot([1, top], [1, top], label='ideal', **IDEAL)
+    ax.set_xticks(sorted({r.comm_size for r in runs}))
+    ax.set_title('Measured speed-up, as paper 000 Fig. 4 / paper 001 Figs. 5, 7', fontsize=10)
+    ax.set_xlabel('Number of processes (GPUs in the papers)')
+    ax.set_ylabel('Speed-up over 1 process (time per epoch)')
+    ax.legend(loc='upper left', fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _group(runs):
+    groups = {}
+    for run in runs:
+        groups.setdefault(run.group, []).append(run)
+    return groups
+
+
+def _safe(name):
+    return re.sub(r'[^A-Za-z0-9_.-]+', '_', name)
+
+
+def draw_measured(runs, out_dir, dpi=100):
+    """Draws the measured-run figures into ``out_dir``.
+
+    Per group of runs (same preset, else same model and dataset): ``measured_loss_GROUP.png``,
+    and ``measured_accuracy_GROUP.png`` for classification runs (``main/accuracy`` logged);
+    for all groups with a 1-process run: ``measured_speedup.png``.
+
+    Returns:
+        (paths written, notes on figures skipped and why).
+    """
+    paths, notes = [], []
+    for group, members in sorted(_group(runs).items()):
+        if any(e.get('main/loss') is not None for r in members for e in r.log):
+            paths.append(save(loss_figure(members),
+                              os.path.join(out_dir, 'measured_loss_%s.png' % _safe(group)), dpi))
+        else:
+            notes.append('%s: no main/loss logged, no loss figure' % group)
+        if any(e.get('main/accuracy') is not None for r in members for e in r.log):
+            paths.append(save(accuracy_figure(members),
+                              os.path.join(out_dir, 'measured_accuracy_%s.png'
+                                           % _safe(group)), dpi))
+    try:
+        fig = measured_speedup_figure(runs)
+    except ValueError as e:
+        notes.append('no speed-up figure: %s' % e)
+    else:
+        paths.append(save(fig, os.path.join(out_dir, 'measured_speedup.png'), dpi))
+    return paths, notes
