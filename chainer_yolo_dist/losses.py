@@ -59,23 +59,36 @@ def _sigmoid(xp, x):
 
 
 def _iou(xp, p, t):
-    """IoU of paired boxes given as ``(y_min, x_min, y_max, x_max)``, shapes (P, 4) -> (P,)."""
-    ih = xp.minimum(p[:, 2], t[:, 2]) - xp.maximum(p[:, 0], t[:, 0])
-    iw = xp.minimum(p[:, 3], t[:, 3]) - xp.maximum(p[:, 1], t[:, 1])
+    """IoU of paired boxes.
+
+    Args:
+        p, t: (4, P) arrays of ``(y_min, x_min, y_max, x_max)`` rows.
+    Returns:
+        (P,) IoU.
+    """
+    ih = xp.minimum(p[2], t[2]) - xp.maximum(p[0], t[0])
+    iw = xp.minimum(p[3], t[3]) - xp.maximum(p[1], t[1])
     inter = xp.maximum(ih, 0) * xp.maximum(iw, 0)
-    area_p = (p[:, 2] - p[:, 0]) * (p[:, 3] - p[:, 1])
-    area_t = (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
+    area_p = (p[2] - p[0]) * (p[3] - p[1])
+    area_t = (t[2] - t[0]) * (t[3] - t[1])
     return inter / (area_p + area_t - inter)
 
 
-def _expand(xp, counts):
-    """Indices ``u`` repeated ``counts[u]`` times, (U,) int64 -> (sum(counts),) int64."""
-    if xp is np:
-        return np.repeat(np.arange(len(counts)), counts)
-    # CuPy's repeat takes no array of counts; a search over the running totals does the same.
+def _owners(xp, counts):
+    """Run of every element when runs of ``counts`` elements are laid end to end.
+
+    Args:
+        counts (R,) int64, zeros allowed.
+    Returns:
+        (owner (C,) int64 with ``owner[c]`` the run holding element c, start (R,) int64 the
+        first element of each run), ``C = counts.sum()``.
+    """
     ends = xp.cumsum(counts)
     total = int(ends[-1]) if len(ends) else 0
-    return xp.searchsorted(ends, xp.arange(total), side='right')
+    # A run boundary at every end; cumulating the boundaries numbers the runs. Faster than
+    # repeat() for many short runs, and available in CuPy, whose repeat takes no count array.
+    marks = xp.bincount(ends[:-1], minlength=total + 1)[:total]
+    return xp.cumsum(marks), ends - counts
 
 
 class _Layout(object):
@@ -84,9 +97,10 @@ class _Layout(object):
     Attributes (all NumPy, moved to the device by :meth:`to`):
         cell_y, cell_x (K,) float32: row ``i`` and column ``j`` of each slot.
         stride (K,) float32: the slot's stride in units.
-        anchor (K, 2) float32: the slot's anchor ``(h, w)`` in units.
+        anchor (K, 2) float32: the slot's anchor ``(h, w)`` in units; log_anchor its log.
         g_* (M,): per anchor group ``g`` (the anchors flattened over scales in order): stride,
-            grid size, number of anchors of its scale, first slot of its scale, anchor index.
+            grid size, number of anchors of its scale, first slot of its scale, anchor index,
+            size ``(h, w)``.
     """
 
     def __init__(self, anchors, strides, grids):
@@ -120,12 +134,7 @@ class _Layout(object):
         self.g_anchor = np.asarray(g_anchor, dtype=np.int64)
         self.g_size = np.concatenate(
             [np.asarray(s, dtype=np.float32).reshape(-1, 2) for s in anchors])
-        # Slots of group g at scale s are a strided view: offset + a + n_a * cell.
-        self.scales = []
-        offset = 0
-        for grid, scale_anchors in zip(grids, anchors):
-            self.scales.append((offset, grid * grid, len(scale_anchors)))
-            offset += grid * grid * len(scale_anchors)
+        self.log_anchor = np.log(self.anchor)
 
     def to(self, xp):
         """A copy whose array attributes live in ``xp``'s memory."""
@@ -262,14 +271,23 @@ class _YOLOLossBase(object):
 
     # ---- target assignment ----------------------------------------------------------------
 
-    def _pred_boxes(self, xp, loc, layout):
-        """Decoded boxes of every slot, (N, K, 4) loc -> (N, K, 4) corners in units."""
-        st = layout.stride
-        cy = (layout.cell_y + _sigmoid(xp, loc[:, :, 0])) * st
-        cx = (layout.cell_x + _sigmoid(xp, loc[:, :, 1])) * st
-        h = layout.anchor[:, 0] * xp.exp(loc[:, :, 2])
-        w = layout.anchor[:, 1] * xp.exp(loc[:, :, 3])
-        return xp.stack((cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2), axis=-1)
+    def _decode(self, xp, loc_flat, key, layout):
+        """Predicted boxes of some slots.
+
+        Args:
+            loc_flat (N * K, 4): raw ``(ty, tx, th, tw)`` of the batch.
+            key (P,) int: flat slot indices ``n * K + k``.
+        Returns:
+            (4, P) float32 ``(y_min, x_min, y_max, x_max)`` in units.
+        """
+        k = key % layout.n_slot
+        loc = loc_flat[key]
+        st = layout.stride[k]
+        cy = (layout.cell_y[k] + _sigmoid(xp, loc[:, 0])) * st
+        cx = (layout.cell_x[k] + _sigmoid(xp, loc[:, 1])) * st
+        h = layout.anchor[k, 0] * xp.exp(loc[:, 2])
+        w = layout.anchor[k, 1] * xp.exp(loc[:, 3])
+        return xp.stack((cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2))
 
     def _assign(self, xp, loc, bbox_px, label, image, insize, layout):
         """Responsible slots, their targets and the no-object mask of a batch.
@@ -284,10 +302,9 @@ class _YOLOLossBase(object):
         n_image, n_slot = loc.shape[:2]
         n_truth = len(bbox_px)
         unit = np.float32(self.unit)
-        pred = self._pred_boxes(xp, loc, layout)                      # (N, K, 4) units
-        pred_flat = pred.reshape(-1, 4)
+        loc_flat = loc.reshape(-1, 4)
 
-        box = bbox_px / unit                                          # (T, 4) units
+        box = (bbox_px / unit).T                                      # (4, T) units
         cy = (bbox_px[:, 0] + bbox_px[:, 2]) / 2 / unit
         cx = (bbox_px[:, 1] + bbox_px[:, 3]) / 2 / unit
         bh = (bbox_px[:, 2] - bbox_px[:, 0]) / unit
@@ -321,84 +338,92 @@ class _YOLOLossBase(object):
         nh = (bbox_px[win, 2] - bbox_px[win, 0]) / np.float32(insize)
         nw = (bbox_px[win, 3] - bbox_px[win, 1]) / np.float32(insize)
         scale = 2 - nh * nw
-        iou = _iou(xp, pred_flat[key_w], box[win])
+        iou = _iou(xp, self._decode(xp, loc_flat, key_w, layout), box[:, win])
 
-        ignore = self._ignore_mask(xp, pred, box, cy, cx, bh, bw, image, layout)
+        ignore = self._ignore_mask(xp, loc, box, cy, cx, bh, bw, image, layout)
         noobj = ~ignore
-        noobj.reshape(-1)[key_w] = False
+        noobj[key_w] = False
         return _Targets(key=key_w, t_yx=t_yx.astype(np.float32),
                         t_hw=t_hw.astype(np.float32), scale=scale.astype(np.float32),
-                        label=label[win], iou=iou.astype(np.float32), noobj=noobj)
+                        label=label[win], iou=iou.astype(np.float32),
+                        noobj=noobj.reshape(n_image, n_slot))
 
-    def _ignore_mask(self, xp, pred, box, cy, cx, bh, bw, image, layout):
-        """Slots whose ``best_iou`` passes the ignore threshold, (N, K) bool.
+    def _ignore_mask(self, xp, loc, box, cy, cx, bh, bw, image, layout):
+        """Slots whose ``best_iou`` passes the ignore threshold, (N * K,) bool.
 
-        Only (truth, slot) pairs that :func:`_overlap_bound` cannot rule out get an IoU: for
-        each truth and anchor group, the cells whose closed extent lies within
-        ``c * min(truth size, largest predicted size of the group in this image)`` of the
-        truth centre, and only if the group's predicted sizes reach ``[t, 1/t]`` times the
-        truth's.
+        IoUs are computed only for the (truth, slot) pairs that :func:`_overlap_bound` and the
+        size ratio cannot rule out: for each truth and anchor group, the cells whose closed
+        extent lies within ``c * bh`` (rows) and ``c * bw`` (columns) of the truth centre (a
+        sigmoid can round to 0 or 1), and among them the slots whose predicted height and
+        width lie within ``[t, 1 / t]`` times the truth's (``t * max <= overlap <= min``).
+
+        Args:
+            loc (N, K, 4): raw outputs.
+            box (4, T), cy, cx, bh, bw (T,): truths in units; image (T,) their image.
         """
-        n_image, n_slot = pred.shape[:2]
-        ignore = xp.zeros((n_image, n_slot), dtype=bool)
-        n_truth = len(box)
+        n_image, n_slot = loc.shape[:2]
+        ignore = xp.zeros(n_image * n_slot, dtype=bool)
+        n_truth = len(cy)
         if n_truth == 0:
             return ignore
         t = self.thresh
         c = _overlap_bound(t)
-        ph = pred[:, :, 2] - pred[:, :, 0]
-        pw = pred[:, :, 3] - pred[:, :, 1]
-        # Per image and anchor group: range of predicted heights and widths, (N, M).
-        stats = []
-        for arr in (ph, pw):
-            mx, mn = [], []
-            for offset, n_cell, n_a in layout.scales:
-                part = arr[:, offset:offset + n_cell * n_a].reshape(n_image, n_cell, n_a)
-                mx.append(part.max(axis=1))
-                mn.append(part.min(axis=1))
-            stats.append((xp.concatenate(mx, axis=1), xp.concatenate(mn, axis=1)))
-        (h_max, h_min), (w_max, w_min) = stats
-        h_max, h_min = h_max[image], h_min[image]                     # (T, M)
-        w_max, w_min = w_max[image], w_min[image]
-        lo, hi = 1 - _WINDOW_SLACK, 1 + _WINDOW_SLACK
-        feasible = ((h_max * hi >= t * lo * bh[:, None]) & (h_min * lo <= bh[:, None] / t * hi)
-                    & (w_max * hi >= t * lo * bw[:, None]) & (w_min * lo <= bw[:, None] / t * hi))
+        hi = 1 + _WINDOW_SLACK
 
-        stride = layout.g_stride                                       # (M,)
-        slack = _WINDOW_SLACK * stride
-        half_y = c * xp.minimum(bh[:, None], h_max) * hi + slack
-        half_x = c * xp.minimum(bw[:, None], w_max) * hi + slack
+        # (truth, group) units: a window of rows i_lo.. and columns j_lo.. of the group's grid.
+        n_group = len(layout.g_stride)
+        st = layout.g_stride                                           # (M,)
         last = layout.g_grid - 1
-        # Cell i spans [i * stride, (i + 1) * stride] (closed: a sigmoid can round to 0 or 1).
-        i_lo = xp.maximum(xp.ceil((cy[:, None] - half_y) / stride - 1), 0).astype(np.int64)
-        i_hi = xp.minimum(xp.floor((cy[:, None] + half_y) / stride).astype(np.int64), last)
-        j_lo = xp.maximum(xp.ceil((cx[:, None] - half_x) / stride - 1), 0).astype(np.int64)
-        j_hi = xp.minimum(xp.floor((cx[:, None] + half_x) / stride).astype(np.int64), last)
-        n_i = xp.maximum(i_hi - i_lo + 1, 0)
+        half_y = c * bh[:, None] * hi + _WINDOW_SLACK * st            # (T, M)
+        half_x = c * bw[:, None] * hi + _WINDOW_SLACK * st
+        i_lo = xp.maximum(xp.ceil((cy[:, None] - half_y) / st - 1), 0).astype(np.int64)
+        i_hi = xp.minimum(xp.floor((cy[:, None] + half_y) / st).astype(np.int64), last)
+        j_lo = xp.maximum(xp.ceil((cx[:, None] - half_x) / st - 1), 0).astype(np.int64)
+        j_hi = xp.minimum(xp.floor((cx[:, None] + half_x) / st).astype(np.int64), last)
         n_j = xp.maximum(j_hi - j_lo + 1, 0)
-        count = xp.where(feasible, n_i * n_j, 0).ravel()              # (T * M,)
-
-        unit = _expand(xp, count)
-        if len(unit) == 0:
-            return ignore
-        n_group = len(stride)
-        truth = unit // n_group
-        group = unit - truth * n_group
-        # A unit's candidates are rows i_lo.. and columns j_lo..; moving one column moves
-        # A_s slots, one row G_s * A_s slots.
-        step_j = layout.g_nanchor
+        n_i = xp.where(n_j > 0, xp.maximum(i_hi - i_lo + 1, 0), 0).ravel()
+        # Moving one column moves A_s slots, one row G_s * A_s slots.
         step_i = layout.g_grid * layout.g_nanchor
         first = (image[:, None] * n_slot + layout.g_offset + layout.g_anchor
-                 + i_lo * step_i + j_lo * step_j).ravel()
-        start = xp.cumsum(count) - count
-        local = xp.arange(len(unit)) - start[unit]
-        nj = n_j.ravel()[unit]
-        di = local // nj
-        dj = local - di * nj
-        key = first[unit] + di * step_i[group] + dj * step_j[group]
-        iou = _iou(xp, pred.reshape(-1, 4)[key], box[truth])
+                 + i_lo * step_i + j_lo * layout.g_nanchor).ravel()
+
+        # Rows of the windows.
+        unit, start = _owners(xp, n_i)
+        if len(unit) == 0:
+            return ignore
+        group = unit % n_group
+        row_first = first[unit] + (xp.arange(len(unit)) - start[unit]) * step_i[group]
+        row_len = n_j.ravel()[unit]
+        row_step = layout.g_nanchor[group]
+        row_truth = unit // n_group
+
+        # Cells of the rows, laid end to end: the slot index and the truth of each follow
+        # from running sums of what changes at each row start (no per-cell gathers).
+        row_start = xp.cumsum(row_len) - row_len
+        n_cell = int(row_start[-1] + row_len[-1])
+        row_end_key = row_first + (row_len - 1) * row_step
+        step = xp.zeros(n_cell, dtype=np.int64)
+        step[row_start] = xp.diff(row_step, prepend=0)
+        step = xp.cumsum(step)                                        # each cell's row_step
+        d_key = step
+        d_key[row_start] = xp.concatenate((row_first[:1], row_first[1:] - row_end_key[:-1]))
+        key = xp.cumsum(d_key)
+        d_truth = xp.zeros(n_cell, dtype=np.int64)
+        d_truth[row_start] = xp.diff(row_truth, prepend=0)
+        truth = xp.cumsum(d_truth)
+
+        # Size ratio in [t, 1 / t] along both axes, compared in logs.
+        log_anchor = layout.log_anchor
+        lh = (loc[:, :, 2] + log_anchor[:, 0]).ravel()
+        lw = (loc[:, :, 3] + log_anchor[:, 1]).ravel()
+        limit = np.float32(math.log(1 / t) + _WINDOW_SLACK)
+        keep = xp.flatnonzero((xp.abs(lh[key] - xp.log(bh)[truth]) <= limit)
+                              & (xp.abs(lw[key] - xp.log(bw)[truth]) <= limit))
+        key, truth = key[keep], truth[keep]
+
+        iou = _iou(xp, self._decode(xp, loc.reshape(-1, 4), key, layout), box[:, truth])
         hit = iou >= t if self._ignore_inclusive else iou > t
-        ignore.reshape(-1)[key[hit]] = True
+        ignore[key[hit]] = True
         return ignore
 
     # ---- the loss -------------------------------------------------------------------------

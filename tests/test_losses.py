@@ -458,8 +458,11 @@ def _check_numerically(loss, insize, bboxes, labels_, locs, objs, confs, locs_fr
         return loss(ls, os_, cs, bboxes, labels_, insize=insize)['loss']
 
     inputs = (locs, objs, confs) if locs_free else (objs, confs)
-    gradient_check.check_backward(f, inputs, np.ones((), np.float32), eps=1e-3, atol=2e-3,
-                                  rtol=2e-2)
+    # float32 outputs: a wide step keeps rounding (~1e-6 of the loss) far below the
+    # tolerance; a fixed direction keeps the check away from the masks' discontinuities.
+    np.random.seed(0)
+    gradient_check.check_backward(f, inputs, np.ones((), np.float32), eps=1e-2, atol=1e-3,
+                                  rtol=1e-2)
 
 
 def test_numerical_gradient_v3():

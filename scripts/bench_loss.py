@@ -1,0 +1,161 @@
+#!/usr/bin/env python
+"""Times YOLOv2/YOLOv3 loss target assignment and the whole loss forward + backward.
+
+Run on one core: ``OMP_NUM_THREADS=1 python scripts/bench_loss.py``. The default workload is
+the target of the losses' design: a batch of 16 images at 608 x 608 with 50 truths each, 20
+classes, ChainerCV's anchors. Truth sides are log-uniform in [--min-side, --max-side] pixels
+(independently for height and width), centres uniform with the box inside the image; raw
+network outputs are N(0, --output-std^2), the scale of an untrained detection head.
+
+"Target assignment" is everything before the differentiable terms: validating and moving the
+truths, the responsible slots, the later-truth-wins rule, the targets and the ``best_iou``
+no-object mask. Prints a table and writes a JSON record (temporary file, then rename).
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import chainer
+from chainercv.links import YOLOv2, YOLOv3
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from chainer_yolo_dist.losses import YOLOv2Loss, YOLOv3Loss  # noqa: E402
+
+
+def cpu_model():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown'
+
+
+def make_truths(rng, args):
+    """N arrays (R, 4) of (y_min, x_min, y_max, x_max) px inside the image, and labels."""
+    bboxes, labels = [], []
+    lo, hi = np.log(args.min_side), np.log(args.max_side)
+    for _ in range(args.batch):
+        size = np.exp(rng.uniform(lo, hi, (args.truths, 2)))
+        start = rng.uniform(0, 1, (args.truths, 2)) * (args.insize - size)
+        bbox = np.concatenate([start, start + size], axis=1).astype(np.float32)
+        bboxes.append(np.clip(bbox, 0, args.insize))
+        labels.append(rng.randint(0, args.classes, args.truths).astype(np.int32))
+    return bboxes, labels
+
+
+def timings(fn, repeat):
+    fn()                                    # warm-up: layout cache, allocator
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def bench(name, loss, n_slot, args, rng):
+    bboxes, labels = make_truths(rng, args)
+    shape = (args.batch, n_slot)
+    locs = (rng.randn(*shape, 4) * args.output_std).astype(np.float32)
+    objs = (rng.randn(*shape) * args.output_std).astype(np.float32)
+    confs = (rng.randn(*shape, args.classes) * args.output_std).astype(np.float32)
+    layout = loss._layout(args.insize, np)
+
+    def assign():
+        truth = loss._gather_truths(bboxes, labels, args.batch, args.insize, np)
+        return loss._assign(np, locs, *truth, args.insize, layout)
+
+    def forward_backward():
+        vs = [chainer.Variable(a) for a in (locs, objs, confs)]
+        out = loss(*vs, bboxes, labels, insize=args.insize)
+        out['loss'].backward()
+        return out
+
+    targets = assign()
+    t_assign = timings(assign, args.repeat)
+    t_full = timings(forward_backward, max(3, args.repeat // 4))
+    return {
+        'version': name,
+        'slots_per_image': n_slot,
+        'responsible_slots': int(len(targets.key)),
+        'ignored_slots': int((~targets.noobj).sum() - len(targets.key)),
+        'assign_ms_median': 1e3 * float(np.median(t_assign)),
+        'assign_ms_min': 1e3 * float(np.min(t_assign)),
+        'forward_backward_ms_median': 1e3 * float(np.median(t_full)),
+        'forward_backward_ms_min': 1e3 * float(np.min(t_full)),
+        'repeats': [len(t_assign), len(t_full)],
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--batch', type=int, default=16)
+    p.add_argument('--insize', type=int, default=608)
+    p.add_argument('--truths', type=int, default=50)
+    p.add_argument('--classes', type=int, default=20)
+    p.add_argument('--min-side', type=float, default=8.0)
+    p.add_argument('--max-side', type=float, default=304.0)
+    p.add_argument('--output-std', type=float, default=1.0)
+    p.add_argument('--repeat', type=int, default=20)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--out', default=os.path.join('results', 'bench',
+                                                 'loss_target_assignment.json'))
+    args = p.parse_args()
+    if args.insize % 32:
+        p.error('--insize must be a multiple of 32, got %d' % args.insize)
+    if not 0 < args.min_side <= args.max_side <= args.insize:
+        p.error('need 0 < --min-side <= --max-side <= --insize')
+
+    rng = np.random.RandomState(args.seed)
+    g = args.insize // 32
+    rows = [
+        bench('yolov2', YOLOv2Loss(YOLOv2._anchors, args.classes),
+              g * g * len(YOLOv2._anchors), args, rng),
+        bench('yolov3', YOLOv3Loss(YOLOv3._anchors, args.classes),
+              sum((g * f) ** 2 * len(a) for f, a in zip((1, 2, 4), YOLOv3._anchors)), args,
+              rng),
+    ]
+    print('batch %d, %dx%d, %d truths/image, OMP_NUM_THREADS=%s, %s'
+          % (args.batch, args.insize, args.insize, args.truths,
+             os.environ.get('OMP_NUM_THREADS', 'unset'), cpu_model()))
+    print('%-7s %7s %8s %8s %12s %12s %14s' % ('version', 'K', 'in R', 'ignored',
+                                               'assign ms', '(min)', 'fwd+bwd ms'))
+    for r in rows:
+        print('%-7s %7d %8d %8d %12.2f %12.2f %14.1f'
+              % (r['version'], r['slots_per_image'], r['responsible_slots'],
+                 r['ignored_slots'], r['assign_ms_median'], r['assign_ms_min'],
+                 r['forward_backward_ms_median']))
+
+    record = {
+        'what': 'loss target assignment and forward+backward time, CPU, scripts/bench_loss.py',
+        'machine': {'cpu': cpu_model(), 'platform': platform.platform(),
+                    'python': platform.python_version(), 'numpy': np.__version__,
+                    'chainer': chainer.__version__,
+                    'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS')},
+        'workload': {k: getattr(args, k) for k in ('batch', 'insize', 'truths', 'classes',
+                                                   'min_side', 'max_side', 'output_std',
+                                                   'seed')},
+        'target_ms': 20.0,
+        'results': rows,
+    }
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix='.tmp')
+    with os.fdopen(fd, 'w') as f:
+        json.dump(record, f, indent=2)
+        f.write('\n')
+    os.replace(tmp, args.out)
+    print('wrote', args.out)
+
+
+if __name__ == '__main__':
+    main()
