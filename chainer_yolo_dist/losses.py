@@ -91,6 +91,33 @@ def _owners(xp, counts):
     return xp.cumsum(marks), ends - counts
 
 
+# Size codes: each axis's log size cut into _CODE_BINS bins of width limit / _CODE_SPLIT,
+# the extremes holding everything beyond; two values at most ``limit`` apart then fall in bins
+# at most _CODE_SPLIT apart (clipping keeps that true).
+_CODE_BINS = 64
+_CODE_SPLIT = 2
+
+
+def _size_code(xp, lh, lw, limit):
+    """Packs two log sizes (arrays of one shape) into int16 codes ``qh * 128 + qw``."""
+    scale = np.float32(_CODE_SPLIT / limit)
+    half = _CODE_BINS // 2
+    qh = xp.clip(lh * scale + half, 0, _CODE_BINS - 1).astype(np.int16)
+    qw = xp.clip(lw * scale + half, 0, _CODE_BINS - 1).astype(np.int16)
+    return qh * np.int16(128) + qw
+
+
+def _codes_close(xp, a, b):
+    """Whether both bins of codes ``a`` and ``b`` (int16) are at most _CODE_SPLIT apart."""
+    # With s = _CODE_SPLIT, d = a - b = 128 dh + dw and |dw| < 64, so
+    # d + 129 s = 128 (dh + s) + (dw + s) has both base-128 digits in [0, 2 s] exactly when
+    # |dh| <= s and |dw| <= s; a negative dw + s borrows, leaving a low digit above 2 s,
+    # and a negative total wraps to a large unsigned value.
+    s = _CODE_SPLIT
+    u = (a - b + np.int16(129 * s)).view(np.uint16)
+    return ((u & np.uint16(127)) <= 2 * s) & ((u >> np.uint16(7)) <= 2 * s)
+
+
 class _Layout(object):
     """Slot geometry of one input size, in the loss's length unit.
 
@@ -135,6 +162,8 @@ class _Layout(object):
         self.g_size = np.concatenate(
             [np.asarray(s, dtype=np.float32).reshape(-1, 2) for s in anchors])
         self.log_anchor = np.log(self.anchor)
+        self.g_log_size = np.log(self.g_size)
+        self.uniform_nanchor = len(set(g_nanchor)) == 1
 
     def to(self, xp):
         """A copy whose array attributes live in ``xp``'s memory."""
@@ -397,29 +426,33 @@ class _YOLOLossBase(object):
         row_step = layout.g_nanchor[group]
         row_truth = unit // n_group
 
-        # Cells of the rows, laid end to end: the slot index and the truth of each follow
-        # from running sums of what changes at each row start (no per-cell gathers).
+        # Cells of the rows, laid end to end: the slot index of each follows from running
+        # sums of what changes at each row start, in int32 (N * K < 2**31), which is cheaper
+        # than gathering per cell.
         row_start = xp.cumsum(row_len) - row_len
         n_cell = int(row_start[-1] + row_len[-1])
         row_end_key = row_first + (row_len - 1) * row_step
-        step = xp.zeros(n_cell, dtype=np.int64)
-        step[row_start] = xp.diff(row_step, prepend=0)
-        step = xp.cumsum(step)                                        # each cell's row_step
-        d_key = step
+        if layout.uniform_nanchor:
+            d_key = xp.full(n_cell, int(layout.g_nanchor[0]), dtype=np.int32)
+        else:
+            d_key = xp.zeros(n_cell, dtype=np.int32)
+            d_key[row_start] = xp.diff(row_step, prepend=0)
+            d_key = xp.cumsum(d_key, dtype=np.int32)                  # each cell's row_step
         d_key[row_start] = xp.concatenate((row_first[:1], row_first[1:] - row_end_key[:-1]))
-        key = xp.cumsum(d_key)
-        d_truth = xp.zeros(n_cell, dtype=np.int64)
-        d_truth[row_start] = xp.diff(row_truth, prepend=0)
-        truth = xp.cumsum(d_truth)
+        key = xp.cumsum(d_key, dtype=np.int32)
 
-        # Size ratio in [t, 1 / t] along both axes, compared in logs.
-        log_anchor = layout.log_anchor
-        lh = (loc[:, :, 2] + log_anchor[:, 0]).ravel()
-        lw = (loc[:, :, 3] + log_anchor[:, 1]).ravel()
-        limit = np.float32(math.log(1 / t) + _WINDOW_SLACK)
-        keep = xp.flatnonzero((xp.abs(lh[key] - xp.log(bh)[truth]) <= limit)
-                              & (xp.abs(lw[key] - xp.log(bw)[truth]) <= limit))
-        key, truth = key[keep], truth[keep]
+        # Size ratio in [t, 1 / t] along both axes: |th - log(bh / A_h)| <= log(1 / t), and
+        # the same for w; tested coarsely on integer codes, with room for rounding.
+        width = (math.log(1 / t) + _WINDOW_SLACK) * (1 + _WINDOW_SLACK)
+        slot_code = _size_code(xp, loc[:, :, 2], loc[:, :, 3], width).ravel()
+        row_code = _size_code(xp, xp.log(bh[row_truth]) - layout.g_log_size[group, 0],
+                              xp.log(bw[row_truth]) - layout.g_log_size[group, 1], width)
+        d_code = xp.zeros(n_cell, dtype=np.int16)
+        d_code[row_start] = xp.diff(row_code, prepend=0)
+        code = xp.cumsum(d_code, dtype=np.int16)                      # each cell's row_code
+        keep = xp.flatnonzero(_codes_close(xp, slot_code[key], code))
+        key = key[keep]
+        truth = row_truth[xp.searchsorted(row_start, keep, side='right') - 1]
 
         iou = _iou(xp, self._decode(xp, loc.reshape(-1, 4), key, layout), box[:, truth])
         hit = iou >= t if self._ignore_inclusive else iou > t
