@@ -44,13 +44,13 @@ def _overlap_bound(thresh):
     ``oh >= t * max(hP, hT)`` (because ``inter <= oh * min(wP, wT)`` and
     ``union >= max(areaP, areaT)``) and ``oh <= (hP + hT) / 2 - |cyP - cyT|``. Hence
     ``|cyP - cyT| <= (hP + hT) / 2 - t * max(hP, hT) <= c(t) * min(hP, hT)`` with
-    ``c(t) = (1 - t) / max(2 t, 1)`` (the maximum over ``hP / hT`` in ``[t, 1 / t]``, the
+    ``c(t) = (1 - t) / min(2 t, 1)`` (the maximum over ``hP / hT`` in ``[t, 1 / t]``, the
     range that ``t * max <= oh <= min`` forces). The same holds along x.
 
     Returns:
         float: ``c(t)``.
     """
-    return (1.0 - thresh) / max(2.0 * thresh, 1.0)
+    return (1.0 - thresh) / min(2.0 * thresh, 1.0)
 
 
 def _sigmoid(xp, x):

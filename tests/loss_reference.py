@@ -53,6 +53,55 @@ def _truth(box, insize):
                 bw=x_max - x_min, nh=(y_max - y_min) / insize, nw=(x_max - x_min) / insize)
 
 
+def yolov2_truths(bbox, label, insize, anchors, stride=32):
+    """One image's truths with their responsible slots, and {slot: the truth that owns it}."""
+    G = insize // stride
+    A = len(anchors)
+    truths = []
+    for r in range(len(bbox)):
+        t = _truth(bbox[r], insize)
+        gy, gx = t['cy'] / stride, t['cx'] / stride
+        gh, gw = t['bh'] / stride, t['bw'] / stride
+        i = min(int(math.floor(gy)), G - 1)
+        j = min(int(math.floor(gx)), G - 1)
+        a = argmax_first([iou_shape((gh, gw), anc) for anc in anchors])
+        truths.append(dict(t, gy=gy, gx=gx, gh=gh, gw=gw, i=i, j=j, a=a,
+                           k=(i * G + j) * A + a, label=int(label[r]),
+                           box=(gy - gh / 2, gx - gw / 2, gy + gh / 2, gx + gw / 2)))
+    owner = {}
+    for t in truths:                   # in order: a later truth overwrites an earlier one
+        owner[t['k']] = t
+    return truths, owner
+
+
+def yolov3_truths(bbox, label, insize, anchors, strides=(32, 16, 8)):
+    """One image's truths with their responsible slots, and {slot: the truth that owns it}."""
+    flat = []          # (scale, anchor index in scale, (h, w)) for m = 0, 1, ...
+    for s, scale_anchors in enumerate(anchors):
+        for a, hw in enumerate(scale_anchors):
+            flat.append((s, a, hw))
+    offsets = []
+    off = 0
+    for s, scale_anchors in enumerate(anchors):
+        offsets.append(off)
+        off += (insize // strides[s]) ** 2 * len(scale_anchors)
+    truths = []
+    for r in range(len(bbox)):
+        t = _truth(bbox[r], insize)
+        m = argmax_first([iou_shape((t['bh'], t['bw']), hw) for _, _, hw in flat])
+        s, a, _ = flat[m]
+        G = insize // strides[s]
+        i = min(int(math.floor(t['cy'] / strides[s])), G - 1)
+        j = min(int(math.floor(t['cx'] / strides[s])), G - 1)
+        k = offsets[s] + (i * G + j) * len(anchors[s]) + a
+        truths.append(dict(t, s=s, i=i, j=j, k=k, label=int(label[r]),
+                           box=[float(v) for v in bbox[r]]))
+    owner = {}
+    for t in truths:
+        owner[t['k']] = t
+    return truths, owner
+
+
 def yolov2(locs, objs, confs, bboxes, labels, insize, anchors, n_fg_class, stride=32,
            l_coord=1.0, l_obj=5.0, l_noobj=1.0, l_prob=1.0, thresh=0.6):
     N = len(bboxes)
@@ -72,20 +121,7 @@ def yolov2(locs, objs, confs, bboxes, labels, insize, anchors, n_fg_class, strid
                     ph = anchors[a][0] * math.exp(th)
                     pw = anchors[a][1] * math.exp(tw)
                     pred[k] = (pcy - ph / 2, pcx - pw / 2, pcy + ph / 2, pcx + pw / 2)
-        truths = []
-        for r in range(len(bboxes[n])):
-            t = _truth(bboxes[n][r], insize)
-            gy, gx = t['cy'] / stride, t['cx'] / stride
-            gh, gw = t['bh'] / stride, t['bw'] / stride
-            i = min(int(math.floor(gy)), G - 1)
-            j = min(int(math.floor(gx)), G - 1)
-            a = argmax_first([iou_shape((gh, gw), anc) for anc in anchors])
-            truths.append(dict(t, gy=gy, gx=gx, gh=gh, gw=gw, i=i, j=j, a=a,
-                               k=(i * G + j) * A + a, label=int(labels[n][r]),
-                               box=(gy - gh / 2, gx - gw / 2, gy + gh / 2, gx + gw / 2)))
-        owner = {}
-        for t in truths:               # in order: a later truth overwrites an earlier one
-            owner[t['k']] = t
+        truths, owner = yolov2_truths(bboxes[n], labels[n], insize, anchors, stride)
         box = conf = prob = 0.0
         for k in range(G * G * A):
             o = sigmoid(float(objs[n][k]))
@@ -120,10 +156,6 @@ def yolov2(locs, objs, confs, bboxes, labels, insize, anchors, n_fg_class, strid
 def yolov3(locs, objs, confs, bboxes, labels, insize, anchors, n_fg_class,
            strides=(32, 16, 8), l_coord=1.0, ignore_thresh=0.5):
     N = len(bboxes)
-    flat = []          # (scale, anchor index in scale, (h, w)) for m = 0, 1, ...
-    for s, scale_anchors in enumerate(anchors):
-        for a, hw in enumerate(scale_anchors):
-            flat.append((s, a, hw))
     offsets = []
     off = 0
     for s, scale_anchors in enumerate(anchors):
@@ -148,20 +180,7 @@ def yolov3(locs, objs, confs, bboxes, labels, insize, anchors, n_fg_class,
                         pw = scale_anchors[a][1] * math.exp(tw)
                         pred[k] = (pcy - ph / 2, pcx - pw / 2, pcy + ph / 2, pcx + pw / 2)
                         slot_anchor[k] = scale_anchors[a]
-        truths = []
-        for r in range(len(bboxes[n])):
-            t = _truth(bboxes[n][r], insize)
-            m = argmax_first([iou_shape((t['bh'], t['bw']), hw) for _, _, hw in flat])
-            s, a, _ = flat[m]
-            G = insize // strides[s]
-            i = min(int(math.floor(t['cy'] / strides[s])), G - 1)
-            j = min(int(math.floor(t['cx'] / strides[s])), G - 1)
-            k = offsets[s] + (i * G + j) * len(anchors[s]) + a
-            truths.append(dict(t, s=s, i=i, j=j, k=k, label=int(labels[n][r]),
-                               box=[float(v) for v in bboxes[n][r]]))
-        owner = {}
-        for t in truths:
-            owner[t['k']] = t
+        truths, owner = yolov3_truths(bboxes[n], labels[n], insize, anchors, strides)
         box = conf = prob = 0.0
         for k in range(K):
             to = float(objs[n][k])

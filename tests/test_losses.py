@@ -11,6 +11,7 @@ import pytest
 import chainer
 from chainer import gradient_check
 from chainercv.links import YOLOv2, YOLOv3
+from chainercv.utils import bbox_iou
 
 import loss_reference as ref
 from chainer_yolo_dist.losses import YOLOv2Loss, YOLOv3Loss
@@ -386,6 +387,123 @@ def test_random_cases_exercise_the_ignore_mask():
     full = ref.yolov2(locs, objs, confs, bboxes, labels_, insize, anchors, 2, thresh=1.0)
     part = ref.yolov2(locs, objs, confs, bboxes, labels_, insize, anchors, 2, thresh=0.6)
     assert part['loss/conf'] < full['loss/conf']
+
+
+def dense_best_iou(locs, bboxes, table):
+    """best_iou of every slot by brute force: decode all (float64), IoU with all truths.
+
+    table: (K, 5) rows (i, j, stride, anchor_h, anchor_w) in pixels. Returns (N, K).
+    """
+    i, j, st, ah, aw = table.T
+    loc = locs.astype(np.float64)
+    cy = (i + 1 / (1 + np.exp(-loc[..., 0]))) * st
+    cx = (j + 1 / (1 + np.exp(-loc[..., 1]))) * st
+    h, w = ah * np.exp(loc[..., 2]), aw * np.exp(loc[..., 3])
+    pred = np.stack((cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2), axis=-1)
+    best = np.zeros(locs.shape[:2])
+    for n, bbox in enumerate(bboxes):
+        if len(bbox):
+            best[n] = bbox_iou(pred[n], bbox.astype(np.float64)).max(axis=1)
+    return best
+
+
+def plant_far(locs, bboxes, table, thresh, rng):
+    """Slots whose box holds a truth at the edge of what IoU > thresh allows.
+
+    For each truth and anchor, a box as wide as the truth and ``1 / thresh`` times as tall
+    (times 0.97-0.995), moved along y until one end meets the truth's: IoU = area ratio,
+    just above thresh, with the centre as far from the truth's as that IoU permits.
+    """
+    for n, bbox in enumerate(bboxes):
+        for y0, x0, y1, x1 in bbox:
+            cy, cx, h, w = (y0 + y1) / 2, (x0 + x1) / 2, y1 - y0, x1 - x0
+            for ah, aw in {(r[3], r[4]) for r in table}:
+                hp = h / thresh * rng.uniform(0.97, 0.995)
+                py = cy + rng.choice([-1, 1]) * (hp - h) / 2
+                rows = np.flatnonzero((table[:, 3] == ah) & (table[:, 4] == aw)
+                                      & (table[:, 0] == np.floor(py / table[:, 2]))
+                                      & (table[:, 1] == np.floor(cx / table[:, 2])))
+                for k in rows:
+                    i, j, st = table[k, :3]
+                    fy, fx = py / st - i, cx / st - j
+                    if 1e-3 < fy < 1 - 1e-3 and 1e-3 < fx < 1 - 1e-3:
+                        locs[n, k] = (np.log(fy / (1 - fy)), np.log(fx / (1 - fx)),
+                                      np.log(hp / ah), np.log(w / aw))
+
+
+def wide_outputs(rng, n_image, n_slot, bboxes, table, thresh):
+    """Outputs with sizes from tiny to huge (some beyond every size bin), planted near truths
+    and at the edge of the centre-distance bound.
+
+    Every objectness logit is 3, so each slot's no-object term is large and a single slot
+    wrongly in or out of the mask changes the loss far beyond rounding.
+    """
+    locs = (rng.randn(n_image, n_slot, 4) * np.array([0.8, 0.8, 2, 2])).astype(np.float32)
+    wild = rng.rand(n_image, n_slot) < 0.05
+    locs[..., 2][wild] = rng.choice([-25.0, 25.0], wild.sum())
+    plant(locs, bboxes, table, rng)
+    plant_far(locs, bboxes, table, thresh, rng)
+    return (locs, np.full((n_image, n_slot), 3.0, np.float32),
+            np.zeros((n_image, n_slot, 2), np.float32))
+
+
+@pytest.mark.parametrize('thresh', [0.6, 0.35, 0.9])
+def test_v2_no_object_mask_matches_dense_search(thresh):
+    rng = np.random.RandomState(int(thresh * 100))
+    insize, anchors = 320, YOLOv2._anchors
+    table = slot_table([[(h * 32, w * 32) for h, w in anchors]], (32,), insize)
+    bboxes, labels_ = log_uniform_truths(rng, 2, 25, insize)
+    locs, objs, confs = wide_outputs(rng, 2, len(table), bboxes, table, thresh)
+    out = YOLOv2Loss(anchors, 2, thresh=thresh)(locs, objs, confs, bboxes, labels_,
+                                                 insize=insize)
+    best = dense_best_iou(locs, bboxes, table)
+    o = sig(3.0)
+    want = 0.0
+    for n in range(2):
+        truths, owner = ref.yolov2_truths(bboxes[n], labels_[n], insize, anchors)
+        for k in range(len(table)):
+            if k in owner:
+                cell = table[k]
+                pcy, pcx = cell[0] + sig(locs[n, k, 0]), cell[1] + sig(locs[n, k, 1])
+                ph = cell[3] / 32 * math.exp(locs[n, k, 2])
+                pw = cell[4] / 32 * math.exp(locs[n, k, 3])
+                pred = (pcy - ph / 2, pcx - pw / 2, pcy + ph / 2, pcx + pw / 2)
+                want += 5 * (o - ref.iou(pred, owner[k]['box'])) ** 2
+            elif best[n, k] < thresh:
+                want += o ** 2
+    assert 0 < (best >= thresh).sum()
+    np.testing.assert_allclose(float(out['loss/conf'].array), want / 2, rtol=1e-5)
+
+
+@pytest.mark.parametrize('thresh', [0.5, 0.8, 0.3])
+def test_v3_no_object_mask_matches_dense_search(thresh):
+    rng = np.random.RandomState(int(thresh * 100))
+    insize, anchors = 320, YOLOv3._anchors
+    table = slot_table(anchors, (32, 16, 8), insize)
+    bboxes, labels_ = log_uniform_truths(rng, 2, 25, insize)
+    locs, objs, confs = wide_outputs(rng, 2, len(table), bboxes, table, thresh)
+    out = YOLOv3Loss(anchors, 2, ignore_thresh=thresh)(locs, objs, confs, bboxes, labels_,
+                                                       insize=insize)
+    best = dense_best_iou(locs, bboxes, table)
+    want = 0.0
+    for n in range(2):
+        _, owner = ref.yolov3_truths(bboxes[n], labels_[n], insize, anchors)
+        in_r = np.zeros(len(table), bool)
+        in_r[list(owner)] = True
+        want += in_r.sum() * ref.bce(3.0, 1.0)
+        want += (~in_r & (best[n] <= thresh)).sum() * ref.bce(3.0, 0.0)
+    assert 0 < (best > thresh).sum()
+    np.testing.assert_allclose(float(out['loss/conf'].array), want / 2, rtol=1e-5)
+
+
+def log_uniform_truths(rng, n_image, n_truth, insize):
+    bboxes, labels_ = [], []
+    for _ in range(n_image):
+        size = np.exp(rng.uniform(np.log(4), np.log(insize * 0.7), (n_truth, 2)))
+        start = rng.uniform(0, 1, (n_truth, 2)) * (insize - size)
+        bboxes.append(np.concatenate([start, start + size], axis=1).astype(np.float32))
+        labels_.append(rng.randint(0, 2, n_truth).astype(np.int32))
+    return bboxes, labels_
 
 
 # ---------------------------------------------------------------------------------------------
