@@ -19,25 +19,29 @@ def make_run(root, name, comm_size, preset=None, model='yolov2', dataset='voc', 
     path = os.path.join(str(root), name)
     os.makedirs(path)
     batch = 16
+    per_epoch = 10
     config = {'preset': preset, 'model': model, 'dataset': dataset, 'comm_size': comm_size,
               'batchsize': batch, 'global_batchsize': batch * comm_size,
               'peak_lr': peak_lr if peak_lr is not None else 1e-4 * comm_size,
-              'epochs': epochs, 'insize': 416}
+              'epochs': epochs, 'insize': 416, 'iterations_per_epoch': per_epoch}
     log = []
-    for epoch in range(1, epochs + 1):
-        entry = {'epoch': epoch, 'iteration': 10 * epoch,
+    # Logged every 5 iterations, as the training scripts do; 'epoch' counts completed epochs.
+    for iteration in range(5, epochs * per_epoch + 1, 5):
+        epoch = iteration / per_epoch
+        entry = {'epoch': iteration // per_epoch, 'iteration': iteration,
                  'elapsed_time': seconds_per_epoch * epoch,
                  'main/loss': 2.0 / (1 + epoch / comm_size ** 0.25), 'lr': config['peak_lr']}
         if classification:
             entry['main/accuracy'] = 0.7 * epoch / epochs
-            entry['validation/main/accuracy'] = 0.65 * epoch / epochs
+            if iteration % per_epoch == 0:  # validated once per epoch
+                entry['validation/main/accuracy'] = 0.65 * epoch / epochs
         log.append(entry)
     with open(os.path.join(path, 'config.json'), 'w') as f:
         json.dump(config, f)
     with open(os.path.join(path, 'log'), 'w') as f:
         json.dump(log, f)
     if metrics is not None:
-        metrics = dict({'epochs': epochs, 'iterations': 10 * epochs,
+        metrics = dict({'epochs': epochs, 'iterations': per_epoch * epochs,
                         'elapsed_seconds': seconds_per_epoch * epochs,
                         'images_per_second': 1.0}, **metrics)
         with open(os.path.join(path, 'metrics.json'), 'w') as f:
@@ -98,6 +102,21 @@ def test_a_map_that_is_already_percent_is_rejected_naming_the_file(tmp_path):
     make_run(tmp_path, 'a', 16, preset='yolov2_voc_2018', metrics={'map': 65.0})
     with pytest.raises(ValueError, match=r'a/metrics\.json.*not a fraction'):
         compare.comparison_rows(runs.find_runs([str(tmp_path / 'a')]))
+
+
+def test_log_series_uses_fractional_epochs(tmp_path):
+    run = runs.load_run(make_run(tmp_path, 'a', 2, epochs=2, classification=True,
+                                 metrics={'top1': 0.5}, seconds_per_epoch=10.0))
+    x, y = runs.log_series(run, 'main/loss')
+    assert list(x) == [0.5, 1.0, 1.5, 2.0]
+    assert y[0] == pytest.approx(2.0 / (1 + 0.5 / 2 ** 0.25))
+    x, _ = runs.log_series(run, 'validation/main/accuracy')
+    assert list(x) == [1.0, 2.0]
+    assert runs.seconds_per_epoch(run) == pytest.approx(10.0)  # metrics.json
+    run.metrics = None
+    assert runs.seconds_per_epoch(run) == pytest.approx(10.0)  # the log's elapsed_time
+    with pytest.raises(ValueError, match="no log entry has 'main/accuracy/x'"):
+        runs.log_series(run, 'main/accuracy/x')
 
 
 def test_broken_run_directories_are_named(tmp_path):

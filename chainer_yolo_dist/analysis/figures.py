@@ -311,8 +311,8 @@ def loss_figure(runs, key='main/loss'):
         ax.set_xlim(left=0)
         ax.legend(loc='upper right', fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle('%s: loss curves, 1 process (blue) against k processes (orange), '
-                 'as paper 000 Figs. 2 and 3' % runs[0].group, fontsize=10)
+    fig.suptitle('%s: loss against epoch, as paper 000 Figs. 2 and 3\n'
+                 '1 process (blue) beside k processes (orange)' % runs[0].group, fontsize=10)
     return fig
 
 
@@ -341,7 +341,8 @@ def accuracy_figure(runs):
         ax.set_xlim(left=0)
         ax.legend(loc='lower right', fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle('%s: accuracy curves, as paper 001 Fig. 3' % ordered[0].group, fontsize=10)
+    fig.suptitle('%s: accuracy against epoch, as paper 001 Fig. 3\n'
+                 'training (blue) and validation (orange)' % ordered[0].group, fontsize=10)
     return fig
 
 
@@ -373,6 +374,7 @@ def measured_speedup_figure(runs):
     if not drawn:
         raise ValueError('no group of runs has both a 1-process and a multi-process run')
     ax.plot([1, top], [1, top], label='ideal', **IDEAL)
+    ax.set_ylim(bottom=0)
     ax.set_xticks(sorted({r.comm_size for r in runs}))
     ax.set_title('Measured speed-up, as paper 000 Fig. 4 / paper 001 Figs. 5, 7', fontsize=10)
     ax.set_xlabel('Number of processes (GPUs in the papers)')
