@@ -41,7 +41,7 @@ FLOPS_REFERENCE_SIDE = 64
 
 #: The preset whose published one-GPU time calibrates presets that have none.
 REFERENCE_PRESET = 'yolov2_voc_2018'
-#: Presets with a published one-GPU time: preset -> (table, column of seconds).
+#: Presets with a published one-GPU time: preset -> published table with a `time_s` column.
 ONE_GPU_TIMES = {
     'yolov2_voc_2018': 'p000_table4_voc_time_cost',
     'yolov2_filmrole_2018': 'p000_table5_filmrole_time_cost',
