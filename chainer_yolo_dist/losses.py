@@ -536,7 +536,6 @@ class YOLOv2Loss(_YOLOLossBase):
 
     def _terms(self, xp, locs, objs, confs, tg):
         n_image, n_slot = objs.shape
-        n_win = len(tg.key)
         loc_w = F.get_item(F.reshape(locs, (n_image * n_slot, 4)), tg.key)   # (W, 4)
         scale = (self.l_coord * tg.scale)[:, None].astype(np.float32)
         err_yx = F.sigmoid(loc_w[:, :2]) - tg.t_yx
@@ -553,10 +552,6 @@ class YOLOv2Loss(_YOLOLossBase):
         conf_w = F.get_item(F.reshape(confs, (n_image * n_slot, self.n_fg_class)), tg.key)
         err_p = F.softmax(conf_w, axis=1) - _onehot(xp, tg.label, self.n_fg_class)
         prob = np.float32(self.l_prob) * F.sum(err_p * err_p)
-        if n_win == 0:
-            # Keep every term a graph node connected to the outputs (zero gradient).
-            box = F.sum(loc_w)
-            prob = F.sum(conf_w)
         return box, conf, prob
 
 
@@ -595,7 +590,6 @@ class YOLOv3Loss(_YOLOLossBase):
 
     def _terms(self, xp, locs, objs, confs, tg):
         n_image, n_slot = objs.shape
-        n_win = len(tg.key)
         loc_w = F.get_item(F.reshape(locs, (n_image * n_slot, 4)), tg.key)   # (W, 4)
         scale = (self.l_coord * tg.scale)[:, None].astype(np.float32)
         t_yx = loc_w[:, :2]
@@ -613,7 +607,4 @@ class YOLOv3Loss(_YOLOLossBase):
         conf_w = F.get_item(F.reshape(confs, (n_image * n_slot, self.n_fg_class)), tg.key)
         onehot = _onehot(xp, tg.label, self.n_fg_class)
         prob = F.sum(F.softplus(conf_w) - onehot * conf_w)
-        if n_win == 0:
-            box = F.sum(loc_w)
-            prob = F.sum(conf_w)
         return box, conf, prob
