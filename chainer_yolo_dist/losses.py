@@ -181,7 +181,7 @@ class _Targets(object):
     Attributes:
         key (W,) int64: flat index ``n * K + k`` of every slot that some truth is responsible
             for; one entry per slot (the later truth won it).
-        t_yx (W, 2) float32: centre offsets inside the cell, ``(cy / stride - i, cx / stride - j)``.
+        t_yx (W, 2) float32: centre offsets in the cell, ``(cy / stride - i, cx / stride - j)``.
         t_hw (W, 2) float32: ``(log(bh / anchor_h), log(bw / anchor_w))``.
         scale (W,) float32: ``2 - nh * nw``.
         label (W,) int32.
@@ -224,8 +224,9 @@ class _YOLOLossBase(object):
         self.thresh = float(thresh)
         self._layouts = {}
 
-    def _layout(self, insize, xp):
-        key = (insize, xp.__name__)
+    def _layout(self, insize, xp, device=None):
+        """The cached :class:`_Layout` of ``insize``, on ``device`` (default: CPU)."""
+        key = (insize, str(device) if device is not None else xp.__name__)
         if key not in self._layouts:
             for stride in self.strides:
                 if insize <= 0 or insize % stride:
@@ -481,14 +482,16 @@ class _YOLOLossBase(object):
         objs = chainer.as_variable(objs)
         confs = chainer.as_variable(confs)
         xp = backend.get_array_module(locs.array)
+        device = backend.get_device_from_array(locs.array)
         insize = int(insize)
-        layout = self._layout(insize, xp)
-        self._check_outputs(locs, objs, confs, layout.n_slot)
-        n_image = objs.shape[0]
-        bbox, label, image = self._gather_truths(bboxes, labels, n_image, insize, xp)
-        tg = self._assign(xp, locs.array, bbox, label, image, insize, layout)
-
-        box, conf, prob = self._terms(xp, locs, objs, confs, tg)
+        # Targets are built on the outputs' device, whichever device is current.
+        with chainer.using_device(device):
+            layout = self._layout(insize, xp, device)
+            self._check_outputs(locs, objs, confs, layout.n_slot)
+            n_image = objs.shape[0]
+            bbox, label, image = self._gather_truths(bboxes, labels, n_image, insize, xp)
+            tg = self._assign(xp, locs.array, bbox, label, image, insize, layout)
+            box, conf, prob = self._terms(xp, locs, objs, confs, tg)
         box, conf, prob = box / n_image, conf / n_image, prob / n_image
         return {'loss': box + conf + prob, 'loss/box': box, 'loss/conf': conf,
                 'loss/prob': prob}

@@ -132,7 +132,8 @@ def test_v2_centre_on_far_edge_is_clamped_into_the_last_cell():
     assert_terms(out, box, conf, 0.5, rtol=1e-5)
 
 
-@pytest.mark.parametrize('thresh, counted', [(0.6, False), (0.63, False), (0.65, True), (0.7, True)])
+@pytest.mark.parametrize('thresh, counted',
+                         [(0.6, False), (0.63, False), (0.65, True), (0.7, True)])
 def test_v2_thresh_mask(thresh, counted):
     # Slot 1 (i = j = 0, anchor (2, 2)) is made to predict centre (0.75, 0.75) (ty = tx = log 3)
     # and size (1, 0.64) (th = log 1/2, tw = log 0.32): same centre as the truth
