@@ -132,9 +132,9 @@ def main():
               sum((g * f) ** 2 * len(a) for f, a in zip((1, 2, 4), YOLOv3._anchors)), args,
               rng),
     ]
-    print('batch %d, %dx%d, %d truths/image, OMP_NUM_THREADS=%s, %s'
+    print('batch %d, %dx%d, %d truths/image, OMP_NUM_THREADS=%s, %s, load average %.1f'
           % (args.batch, args.insize, args.insize, args.truths,
-             os.environ.get('OMP_NUM_THREADS', 'unset'), cpu_model()))
+             os.environ.get('OMP_NUM_THREADS', 'unset'), cpu_model(), os.getloadavg()[0]))
     print('ms, median (min) of wall-clock and of process CPU time')
     print('%-7s %6s %5s %7s %15s %15s %15s %15s'
           % ('version', 'K', 'in R', 'ignored', 'assign wall', 'assign cpu', 'fwd+bwd wall',
@@ -152,7 +152,9 @@ def main():
         'machine': {'cpu': cpu_model(), 'platform': platform.platform(),
                     'python': platform.python_version(), 'numpy': np.__version__,
                     'chainer': chainer.__version__,
-                    'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS')},
+                    'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS'),
+                    'cpu_count': os.cpu_count(),
+                    'load_average_1_5_15': list(os.getloadavg())},
         'workload': {k: getattr(args, k) for k in ('batch', 'insize', 'truths', 'classes',
                                                    'min_side', 'max_side', 'output_std',
                                                    'seed')},

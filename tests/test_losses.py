@@ -205,16 +205,19 @@ def test_v3_ignore_thresh_is_inclusive(ignore_thresh, counted):
     assert_terms(out, box, conf, 2 * LOG2, rtol=1e-5)
 
 
-def test_v3_v2_thresh_is_inclusive_too():
-    # The same geometry through YOLOv2 (stride 8, anchors in cells = px / 8): best_iou 0.5 >=
-    # thresh 0.5 removes slot 4's no-object term.
-    loss = YOLOv2Loss(((1.0, 0.5), (1.0, 1.0)), n_fg_class=2, stride=8, thresh=0.5)
+@pytest.mark.parametrize('thresh, counted', [(0.5, False), (0.51, True)])
+def test_v2_thresh_is_inclusive(thresh, counted):
+    # The same geometry through YOLOv2: stride 8, insize 32 -> G = 4; anchors (1, 0.5) and
+    # (1, 1) cells -> A = 2, K = 32. The truth (0, 0, 8, 8) is (1, 1) cells centred
+    # (0.5, 0.5): anchor 1, slot 1, offsets and sizes exact, so box = 0; slot 1 predicts the
+    # truth itself: IoU 1, conf 5 * (0.5 - 1)^2. Slot 0 (anchor (1, 0.5)) predicts
+    # [0, 0.25, 1, 0.75]: IoU exactly 0.5, and best_iou >= thresh removes its no-object term.
+    loss = YOLOv2Loss(((1.0, 0.5), (1.0, 1.0)), n_fg_class=2, stride=8, thresh=thresh)
     locs, objs, confs = zeros(1, 32, 2)
-    objs[0, 0] = -3.0                     # slot 0 = (0, 0, a = 0), the (1, 0.5)-cell anchor
+    objs[0, 0] = 3.0
     out = loss(locs, objs, confs, [boxes((0, 0, 8, 8))], [labels(0)], insize=32)
-    # Truth is (1, 1) cells centred (0.5, 0.5): slot 1, offsets exact, sizes exact, box 0.
-    # Slot 1 predicts the truth itself: IoU 1, conf 5 * (0.5 - 1)^2; 30 other noobj slots.
-    assert_terms(out, 0.0, 5 * 0.25 + 30 * 0.25, 0.5)
+    conf = 5 * 0.25 + 30 * 0.25 + (sig(3.0) ** 2 if counted else 0.0)
+    assert_terms(out, 0.0, conf, 0.5)
 
 
 def test_v3_anchor_tie_across_scales_goes_to_the_first():
