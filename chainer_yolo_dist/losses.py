@@ -124,10 +124,11 @@ class _Layout(object):
     Attributes (all NumPy, moved to the device by :meth:`to`):
         cell_y, cell_x (K,) float32: row ``i`` and column ``j`` of each slot.
         stride (K,) float32: the slot's stride in units.
-        anchor (K, 2) float32: the slot's anchor ``(h, w)`` in units; log_anchor its log.
+        anchor (K, 2) float32: the slot's anchor ``(h, w)`` in units.
         g_* (M,): per anchor group ``g`` (the anchors flattened over scales in order): stride,
             grid size, number of anchors of its scale, first slot of its scale, anchor index,
-            size ``(h, w)``.
+            size ``(h, w)`` and its log.
+        uniform_nanchor (bool): every scale has the same number of anchors.
     """
 
     def __init__(self, anchors, strides, grids):
@@ -161,7 +162,6 @@ class _Layout(object):
         self.g_anchor = np.asarray(g_anchor, dtype=np.int64)
         self.g_size = np.concatenate(
             [np.asarray(s, dtype=np.float32).reshape(-1, 2) for s in anchors])
-        self.log_anchor = np.log(self.anchor)
         self.g_log_size = np.log(self.g_size)
         self.uniform_nanchor = len(set(g_nanchor)) == 1
 
@@ -383,7 +383,7 @@ class _YOLOLossBase(object):
 
         IoUs are computed only for the (truth, slot) pairs that :func:`_overlap_bound` and the
         size ratio cannot rule out: for each truth and anchor group, the cells whose closed
-        extent lies within ``c * bh`` (rows) and ``c * bw`` (columns) of the truth centre (a
+        extent comes within ``c * bh`` (rows) and ``c * bw`` (columns) of the truth centre (a
         sigmoid can round to 0 or 1), and among them the slots whose predicted height and
         width lie within ``[t, 1 / t]`` times the truth's (``t * max <= overlap <= min``).
 
@@ -392,6 +392,9 @@ class _YOLOLossBase(object):
             box (4, T), cy, cx, bh, bw (T,): truths in units; image (T,) their image.
         """
         n_image, n_slot = loc.shape[:2]
+        if n_image * n_slot >= 2 ** 31:
+            raise ValueError('a batch of %d x %d slots is too large for int32 slot indices'
+                             % (n_image, n_slot))
         ignore = xp.zeros(n_image * n_slot, dtype=bool)
         n_truth = len(cy)
         if n_truth == 0:
