@@ -230,3 +230,161 @@ def transfer_darknet53_to_yolov3(classifier, yolov3):
     """
     return copy_conv_bn_layers(classifier, darknet53_trunk_layers(classifier),
                                yolov3, darknet53_trunk_layers(yolov3.extractor))
+
+
+# --- Loading a saved classifier and transferring it by file path (``--pretrained``) --------
+
+#: Name, under a file's prefix, of the first trunk convolution: present in every classifier
+#: file, and its output width is ``BASE_WIDTH * channels_scale``.
+_FIRST_CONV = 'trunk/0/conv/W'
+_KINDS = {'darknet19': Darknet19, 'darknet53': Darknet53}
+#: Which classifier each paper detector's extractor takes, with the ``--model`` name.
+_DETECTOR_TRUNKS = (('Darknet19Extractor', 'darknet19', 'YOLOv2 (--model yolov2)'),
+                    ('Darknet53Extractor', 'darknet53', 'YOLOv3 (--model yolov3)'))
+
+
+class ClassifierFile(object):
+    """What a classifier file holds, read from its array names and shapes alone.
+
+    Attributes:
+        path (str): the file.
+        prefix (str): where the classifier's arrays start: ``''`` in a ``model.npz``,
+            ``'updater/model:main/predictor/'`` in a trainer snapshot of ``train_darknet.py``.
+        kind (str): ``'darknet19'`` or ``'darknet53'``.
+        n_class (int): classes of the head.
+        channels_scale (float): width factor (1 for the paper models).
+    """
+
+    def __init__(self, path, prefix, kind, n_class, channels_scale):
+        self.path, self.prefix, self.kind = path, prefix, kind
+        self.n_class, self.channels_scale = n_class, channels_scale
+
+    @property
+    def description(self):
+        return '%s classifier (channels_scale %g, %d classes)' % (
+            {'darknet19': 'Darknet-19', 'darknet53': 'Darknet-53'}[self.kind],
+            self.channels_scale, self.n_class)
+
+    def build(self):
+        """A classifier of this file's architecture, with random weights."""
+        return _KINDS[self.kind](n_class=self.n_class, channels_scale=self.channels_scale)
+
+
+def _not_a_classifier(path, reason):
+    return ValueError('%s: not a Darknet-19/Darknet-53 classifier file (model.npz or trainer '
+                      'snapshot of train_darknet.py): %s' % (path, reason))
+
+
+def inspect_classifier_file(path):
+    """Identifies the Darknet classifier stored in ``path``.
+
+    Accepted: the ``model.npz`` that ``scripts/train_darknet.py`` writes (the classifier
+    alone, ``chainer.serializers.save_npz(path, classifier)``), and its trainer snapshots
+    (``snapshot_iter_N``: the classifier sits under ``updater/model:main/predictor/``).
+    Darknet-19 and Darknet-53 are told apart by their trunk (Darknet-53's has residual
+    blocks, ``trunk/2/0/...``); ``n_class`` comes from the head's bias, ``channels_scale``
+    from the first convolution's width (``BASE_WIDTH`` at scale 1).
+
+    Returns:
+        :class:`ClassifierFile`.
+    Raises:
+        ValueError: not a readable npz, or no single Darknet classifier in it; the message
+            names the file.
+    """
+    import numpy as np
+    from chainer_yolo_dist.models.darknet import BASE_WIDTH
+    try:
+        npz = np.load(path)
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError('%s: cannot read a classifier snapshot (npz) from it (%s: %s)'
+                         % (path, type(e).__name__, e)) from e
+    with npz:
+        names = set(npz.files)
+        prefixes = sorted(k[:-len(_FIRST_CONV)] for k in names
+                          if k == _FIRST_CONV or k.endswith('/' + _FIRST_CONV))
+        if len(prefixes) != 1:
+            raise _not_a_classifier(path, 'expected one "%s" array, found %d'
+                                    % (_FIRST_CONV, len(prefixes)))
+        prefix = prefixes[0]
+        if prefix + 'trunk/2/0/conv/W' in names:
+            kind = 'darknet53'
+        elif prefix + 'trunk/%d/conv/W' % (N_DARKNET19_TRUNK - 1) in names:
+            kind = 'darknet19'
+        else:
+            raise _not_a_classifier(path, 'the trunk under "%s" is neither Darknet-19 (18 '
+                                    'convolutions) nor Darknet-53 (residual blocks)' % prefix)
+        if prefix + 'head/b' not in names:
+            raise _not_a_classifier(path, 'no classifier head "%shead/b"' % prefix)
+        n_class = npz[prefix + 'head/b'].shape[0]
+        width = npz[prefix + _FIRST_CONV].shape[0]
+    return ClassifierFile(path, prefix, kind, int(n_class), width / BASE_WIDTH)
+
+
+def load_classifier(path, classifier=None):
+    """Loads the classifier in ``path`` (see :func:`inspect_classifier_file`).
+
+    Args:
+        path (str): ``model.npz`` or trainer snapshot of ``train_darknet.py``.
+        classifier: a Darknet19/Darknet53 to load into (it must match the file: same
+            network, ``n_class`` and ``channels_scale``), or None to build the matching one.
+    Returns:
+        (classifier, :class:`ClassifierFile`)
+    Raises:
+        ValueError: the file does not hold a classifier matching ``classifier``.
+    """
+    import chainer
+    info = inspect_classifier_file(path)
+    if classifier is None:
+        classifier = info.build()
+    elif (type(classifier) is not _KINDS[info.kind] or classifier.n_class != info.n_class
+          or classifier.channels_scale != info.channels_scale):
+        raise ValueError('%s holds a %s, which cannot be loaded into a %s (channels_scale %g, '
+                         '%d classes): give the same --model, --channels-scale and classes'
+                         % (path, info.description, type(classifier).__name__,
+                            classifier.channels_scale, classifier.n_class))
+    chainer.serializers.load_npz(path, classifier, path=info.prefix)
+    return classifier, info
+
+
+def transfer_pretrained(path, detector):
+    """Initialises a paper detector's trunk from the classifier file ``path`` (``--pretrained``).
+
+    A Darknet-19 classifier goes into YOLOv2 (paper 000 sec. 2.2:
+    :func:`transfer_darknet19_to_yolov2`), a Darknet-53 one into YOLOv3 (paper 001 sec. 2.3:
+    :func:`transfer_darknet53_to_yolov3`). The classifier is rebuilt from the file alone
+    (network, ``n_class`` and ``channels_scale`` read from the stored arrays), so only the
+    path is needed.
+
+    Args:
+        path (str): ``model.npz`` or trainer snapshot written by ``scripts/train_darknet.py``.
+        detector: ``chainercv.links.YOLOv2`` or ``YOLOv3`` (the paper models).
+    Returns:
+        list of str: the detector's written names (e.g. ``/extractor/0/conv/W``).
+    Raises:
+        ValueError: the file is not a classifier, the pair does not match (Darknet-19 into
+            YOLOv3, a detector whose trunk is not a Darknet one such as the small YOLOv3,
+            or different widths); nothing is copied then.
+    """
+    info = inspect_classifier_file(path)
+    extractor = type(getattr(detector, 'extractor', None)).__name__
+    wanted = [(kind, name) for cls, kind, name in _DETECTOR_TRUNKS if cls == extractor]
+    paper_pairs = 'a Darknet-19 classifier transfers into YOLOv2 (--model yolov2), a Darknet-53 ' \
+                  'one into YOLOv3 (--model yolov3)'
+    if not wanted:
+        raise ValueError('%s: cannot transfer a %s into a %s, whose trunk (%s) is not a Darknet '
+                         'one: transfer needs the paper models (%s)'
+                         % (path, info.description, type(detector).__name__, extractor,
+                            paper_pairs))
+    kind, name = wanted[0]
+    if kind != info.kind:
+        raise ValueError('%s holds a %s, which does not match the detector %s: %s'
+                         % (path, info.description, type(detector).__name__, paper_pairs))
+    classifier, _ = load_classifier(path)
+    transfer = (transfer_darknet19_to_yolov2 if kind == 'darknet19'
+                else transfer_darknet53_to_yolov3)
+    try:
+        return transfer(classifier, detector)
+    except ValueError as e:
+        raise ValueError('%s: %s. The file holds a %s; %s takes the paper width: train the '
+                         'classifier with --channels-scale 1' % (path, e, info.description,
+                                                                 name)) from e
