@@ -40,10 +40,13 @@ def resolve(args, option_map, n_processes, cuda_available, data_facts=None):
     overrides.update(data_facts or {})
     preset = presets.load(args.preset, n_processes, **overrides)
     communicator = preset.communicator
+    allreduce_grad_dtype = preset.allreduce_grad_dtype
     if args.communicator is None and not cuda_available and communicator != 'naive':
         # The papers' pure_nccl needs CUDA; on a CPU machine ChainerMN's naive one is the
-        # only communicator that works (docs/gpu.md).
+        # only communicator that works (docs/gpu.md), and it reduces in float32 only.
         communicator = 'naive'
+        if args.allreduce_grad_dtype is None:
+            allreduce_grad_dtype = None
     cfg = {k: v for k, v in vars(args).items()}
     cfg.update(
         preset=preset.name, model=preset.model, dataset=preset.dataset,
@@ -51,7 +54,7 @@ def resolve(args, option_map, n_processes, cuda_available, data_facts=None):
         lr=preset.eta, lr_rule=preset.lr_rule, reference_batch=preset.reference_batch,
         insize=preset.insize, multiscale=preset.multiscale, momentum=preset.momentum,
         weight_decay=preset.weight_decay, communicator=communicator,
-        allreduce_grad_dtype=preset.allreduce_grad_dtype,
+        allreduce_grad_dtype=allreduce_grad_dtype,
         cudnn_fast_bn=bool(preset.cudnn_fast_bn), overrides=overrides,
         augment=not args.no_augment, progress=not args.no_progress,
         pretrained_path=args.pretrained, schedule=preset.schedule(),

@@ -77,3 +77,65 @@ class DetectionEvaluator(chainer.training.Extension):
         chainer.reporter.report(observation)
         self.last_result = result
         return result
+
+
+def evaluate_saved_model(args):
+    """``scripts/eval_yolo.py``'s body. Returns the result on rank 0, ``None`` elsewhere."""
+    import json
+    import os
+
+    from chainer_yolo_dist import distributed
+    from chainer_yolo_dist.datasets.loading import load_detection_datasets
+    from chainer_yolo_dist.models.yolo import build_model, set_insize
+
+    config_path = args.config or os.path.join(os.path.dirname(os.path.abspath(args.snapshot)),
+                                              'config.json')
+    cfg = {}
+    if os.path.isfile(config_path):
+        with open(config_path) as f:
+            cfg = json.load(f)
+    for key in ('model', 'dataset', 'data_dir', 'class_names', 'test_split'):
+        if getattr(args, key, None) is not None:
+            cfg[key] = getattr(args, key)
+    missing = [k for k in ('model', 'dataset') if not cfg.get(k)]
+    if missing:
+        raise ValueError('%s: no config.json found at %s; give --%s'
+                         % (args.snapshot, config_path, ' and --'.join(missing)))
+    cfg.setdefault('on_bad_sample', 'error')
+    comm = distributed.create_communicator(args.communicator)
+    _, test, class_names, _ = comm.bcast_obj(
+        load_detection_datasets(_with_data_defaults(cfg)) if comm.rank == 0 else None)
+    model = build_model(cfg['model'], len(class_names))
+    _load_model(args.snapshot, model)
+    if distributed.cuda_available() and comm.size >= 1 and args.communicator != 'naive' \
+            and cfg.get('communicator') != 'naive':
+        import chainer
+        chainer.cuda.get_device_from_id(comm.intra_rank).use()
+        model.to_gpu()
+    set_insize(model, args.insize or cfg.get('eval_insize') or cfg.get('insize') or 416)
+    model.use_preset('evaluate')
+    result = evaluate_detection(model, test, comm, args.batchsize, class_names=class_names)
+    result['insize'] = model.insize
+    result['snapshot'] = os.path.abspath(args.snapshot)
+    return result if comm.rank == 0 else None
+
+
+def _with_data_defaults(cfg):
+    out = dict(cfg)
+    out.setdefault('n_train_images', 1)
+    out.setdefault('test_split', 'test')
+    out.setdefault('train_split', 'trainval')
+    return out
+
+
+def _load_model(path, model):
+    """Loads ``model.npz`` or the model inside a trainer snapshot; names the file on error."""
+    import numpy as np
+    with np.load(path) as f:
+        keys = f.files
+    prefix = next((p for p in ('', 'updater/model:main/model/') if
+                   any(k.startswith(p + 'extractor/') for k in keys)), None)
+    if prefix is None:
+        raise ValueError('%s: neither a model.npz nor a train_yolo.py trainer snapshot '
+                         '(no extractor/ arrays)' % path)
+    chainer.serializers.load_npz(path, model, path=prefix)

@@ -71,13 +71,20 @@ def assert_finite_params(link):
     return True
 
 
-def build_optimizer(model_chain, comm, lr, momentum, weight_decay, double_buffering=False):
+def build_optimizer(model_chain, comm, lr, momentum, weight_decay, double_buffering=False,
+                    init_input=None):
     """MomentumSGD with weight decay, wrapped by ChainerMN to average gradients across ranks.
 
     The papers' optimiser (YOLO9000: momentum 0.9, weight decay 0.0005). The multi-node
     optimizer all-reduces the mean of the ranks' gradients before each update, so with the
     per-rank loss averaged over its own images, the update equals one process's update on
     the whole global batch.
+
+    ChainerMN's optimizer spends its first ``update`` broadcasting rank 0's parameters
+    instead of updating, because lazily initialised parameters only exist after a forward
+    pass; a run resumed from a snapshot would lose one more update that way. Given
+    ``init_input`` (a batch the model accepts), the parameters are initialised by a
+    test-mode forward pass and broadcast here, so every ``update`` updates.
     """
     import chainermn
     optimizer = chainermn.create_multi_node_optimizer(
@@ -86,6 +93,11 @@ def build_optimizer(model_chain, comm, lr, momentum, weight_decay, double_buffer
     optimizer.setup(model_chain)
     if weight_decay:
         optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(weight_decay))
+    if init_input is not None and not double_buffering:
+        with chainer.using_config('train', False), chainer.no_backprop_mode():
+            model_chain.model(init_input)
+        comm.bcast_data(model_chain)
+        optimizer.is_changed(model_chain)  # records the now complete parameter set
     return optimizer
 
 
@@ -171,8 +183,9 @@ def train_detector(cfg, comm, train, test, class_names, log=print):
                                      shuffle=True)
     converter = MultiScaleConverter(cfg['insize'])
 
+    init_input = chain.xp.zeros((1, 3, cfg['insize'], cfg['insize']), np.float32)
     optimizer = build_optimizer(chain, comm, cfg['schedule'](0), cfg['momentum'],
-                                cfg['weight_decay'], cfg['double_buffering'])
+                                cfg['weight_decay'], cfg['double_buffering'], init_input)
     updater = IterationAwareUpdater(train_iter, optimizer, converter=converter, device=device)
     stop = ((cfg['iterations'], 'iteration') if cfg['iterations']
             else (cfg['epochs'], 'epoch'))
@@ -189,9 +202,18 @@ def train_detector(cfg, comm, train, test, class_names, log=print):
     log_trigger = (cfg['log_interval'], 'iteration')
     eval_trigger = ((cfg['eval_interval'], 'epoch') if cfg['eval_interval'] else None)
     evaluator = DetectionEvaluator(model, test, comm, batchsize=cfg['eval_batchsize'],
-                                   class_names=class_names, eval_insize=cfg['eval_insize'])
+                                   class_names=class_names,
+                                   eval_insize=cfg['eval_insize'] or cfg['insize'])
     if eval_trigger:
         trainer.extend(evaluator, trigger=eval_trigger, name='validation')
+    # Rank 0's snapshot is every rank's state, batch-normalisation statistics included,
+    # once these are averaged across ranks (collective, on every rank, before the
+    # snapshot): all ranks then resume from one file, in the same state as if uninterrupted.
+    snapshot_trigger = ((cfg['snapshot_interval'], 'iteration') if cfg['snapshot_interval']
+                        else stop)
+    if comm.size > 1:
+        trainer.extend(chainermn.extensions.AllreducePersistent(model, comm),
+                       trigger=snapshot_trigger, name='allreduce_persistent')
     timer = Timer(cfg['batchsize'] * comm.size)
     trainer.extend(timer)
     if rank0:
@@ -207,8 +229,7 @@ def train_detector(cfg, comm, train, test, class_names, log=print):
         trainer.extend(
             extensions.snapshot(filename='snapshot_iter_{.updater.iteration}',
                                 condition=lambda: assert_finite_params(chain)),
-            trigger=(cfg['snapshot_interval'], 'iteration') if cfg['snapshot_interval']
-            else stop)
+            trigger=snapshot_trigger)
 
     if cfg.get('resume'):
         chainer.serializers.load_npz(cfg['resume'], trainer)
@@ -234,7 +255,7 @@ def train_detector(cfg, comm, train, test, class_names, log=print):
         'elapsed_seconds': timer.elapsed,
         'images_per_second': timer.images_per_second,
         'comm_size': comm.size,
-        'eval_insize': cfg['eval_insize'] or model.insize,
+        'eval_insize': model.insize,
     }
     if rank0:
         write_json(os.path.join(out, 'metrics.json'), metrics)

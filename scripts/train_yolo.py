@@ -75,6 +75,11 @@ def parse_args(argv=None):
     r.add_argument('--n-train-images', type=int, default=1000, help='synthetic train size')
     r.add_argument('--n-test-images', type=int, default=300, help='synthetic test size')
     r.add_argument('--image-size', type=int, default=128, help='synthetic image size')
+    r.add_argument('--object-scales', type=float, nargs=2, default=(1 / 16., 2 / 3.),
+                   metavar=('MIN', 'MAX'), help='synthetic object sides as fractions of the '
+                   'image side (default: 1/16 2/3)')
+    r.add_argument('--scale-distribution', choices=['log', 'uniform'], default='log',
+                   help='how synthetic object sides are drawn between MIN and MAX')
     r.add_argument('--n-class', type=int, help='synthetic classes (default: the preset\'s)')
     r.add_argument('--iterations', type=int, help='stop after this many updates instead of '
                    'at the preset\'s epochs (the schedule stays in epochs)')

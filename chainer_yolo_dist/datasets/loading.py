@@ -19,7 +19,10 @@ def load_detection_datasets(cfg):
     name = cfg['dataset']
     policy = cfg.get('on_bad_sample', 'error')
     if name == 'synthetic':
-        options = dict(n_class=cfg['n_class'], size=cfg['image_size'], seed=cfg['seed'])
+        options = dict(n_class=cfg['n_class'], size=cfg['image_size'], seed=cfg['seed'],
+                       min_scale=cfg.get('object_scales', (1 / 16., 2 / 3.))[0],
+                       max_scale=cfg.get('object_scales', (1 / 16., 2 / 3.))[1],
+                       scale_distribution=cfg.get('scale_distribution', 'log'))
         train = SyntheticShapesDataset('train', cfg['n_train_images'], **options)
         test = SyntheticShapesDataset('test', cfg['n_test_images'], **options)
         return train, test, train.class_names, {'train': None, 'test': None}

@@ -114,8 +114,12 @@ def rasterise(kind, cy, cx, h, w, size):
     return y0, x0, shape_mask(kind, u[None, :], v[:, None])
 
 
-def _sample_extent(rng, size, min_scale, max_scale, min_aspect, max_aspect):
-    side = size * math.exp(rng.uniform(math.log(min_scale), math.log(max_scale)))
+def _sample_extent(rng, size, min_scale, max_scale, min_aspect, max_aspect,
+                   scale_distribution='log'):
+    if scale_distribution == 'log':
+        side = size * math.exp(rng.uniform(math.log(min_scale), math.log(max_scale)))
+    else:
+        side = size * rng.uniform(min_scale, max_scale)
     aspect = math.exp(rng.uniform(math.log(min_aspect), math.log(max_aspect)))  # width / height
     root = math.sqrt(aspect)
     return min(side / root, float(size)), min(side * root, float(size))
@@ -185,7 +189,8 @@ class Canvas(object):
 
 
 def draw_detection_image(rng, size=128, n_class=4, max_objects=6, min_scale=1 / 16.,
-                         max_scale=2 / 3., min_aspect=0.5, max_aspect=2.0, max_tries=20):
+                         max_scale=2 / 3., min_aspect=0.5, max_aspect=2.0, max_tries=20,
+                         scale_distribution='log'):
     """One detection image: 0..max_objects objects (uniform count) of random classes.
 
     An object whose placement keeps hiding earlier ones is given up after ``max_tries`` draws,
@@ -196,7 +201,8 @@ def draw_detection_image(rng, size=128, n_class=4, max_objects=6, min_scale=1 / 
     for _ in range(int(rng.integers(0, max_objects + 1))):
         class_id = int(rng.integers(n_class))
         for _ in range(max_tries):
-            h, w = _sample_extent(rng, size, min_scale, max_scale, min_aspect, max_aspect)
+            h, w = _sample_extent(rng, size, min_scale, max_scale, min_aspect, max_aspect,
+                                  scale_distribution)
             cy = rng.uniform(h / 2.0, size - h / 2.0)
             cx = rng.uniform(w / 2.0, size - w / 2.0)
             if canvas.try_add(class_id, cy, cx, h, w):
@@ -250,8 +256,12 @@ class SyntheticShapesDataset(GetterDataset):
     """
 
     def __init__(self, split='train', n_images=1000, size=128, n_class=4, seed=0,
-                 min_scale=1 / 16., max_scale=2 / 3., max_objects=6):
+                 min_scale=1 / 16., max_scale=2 / 3., max_objects=6, scale_distribution='log'):
         super(SyntheticShapesDataset, self).__init__()
+        if scale_distribution not in ('log', 'uniform'):
+            raise ValueError("scale_distribution must be 'log' or 'uniform', got %r"
+                             % (scale_distribution,))
+        self.scale_distribution = scale_distribution
         _check_common(split, n_images, n_class)
         if not 0 < min_scale <= max_scale <= 1:
             raise ValueError('need 0 < min_scale <= max_scale <= 1, got %r, %r'
@@ -269,7 +279,8 @@ class SyntheticShapesDataset(GetterDataset):
         i = _check_index(i, self.n_images)
         rng = make_rng(self.seed, _TASK_DETECTION, self.split, i)
         return draw_detection_image(rng, self.size, self.n_class, self.max_objects,
-                                    self.min_scale, self.max_scale)
+                                    self.min_scale, self.max_scale,
+                                    scale_distribution=self.scale_distribution)
 
 
 class SyntheticShapesClassificationDataset(GetterDataset):

@@ -49,8 +49,8 @@ class SmallDarknetExtractor(chainer.Chain):
 
     strides = (32, 16, 8)
 
-    def __init__(self, widths=(8, 16, 32, 64, 128, 128), blocks=(0, 1, 2, 2, 1),
-                 neck=(64, 32, 32)):
+    def __init__(self, widths=(8, 16, 32, 64, 128, 256), blocks=(0, 1, 2, 2, 1),
+                 neck=(128, 64, 32)):
         super().__init__()
         with self.init_scope():
             self.trunk = chainer.ChainList()

@@ -1,0 +1,54 @@
+#!/usr/bin/env python
+"""Evaluate a trained YOLO on a detection dataset: VOC mAP (VOC2007 11-point metric).
+
+    python scripts/eval_yolo.py results/runs/demo/model.npz
+    mpiexec -n 4 python scripts/eval_yolo.py RUN/model.npz --dataset voc0712 --data-dir VOCdevkit
+
+SNAPSHOT is a ``model.npz`` written by train_yolo.py (or a trainer snapshot
+``snapshot_iter_N``). Unless given, the model, classes, dataset and input size are read from
+the ``config.json`` beside it. Prints the mAP and per-class AP; ``--out`` also writes them
+as JSON.
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('snapshot')
+    p.add_argument('--config', help='config.json of the run (default: beside SNAPSHOT)')
+    p.add_argument('--model')
+    p.add_argument('--dataset', help='synthetic, voc0712 or vocformat')
+    p.add_argument('--data-dir')
+    p.add_argument('--class-names', nargs='+')
+    p.add_argument('--test-split')
+    p.add_argument('--insize', type=int, help='evaluation input size (multiple of 32)')
+    p.add_argument('--batchsize', type=int, default=8)
+    p.add_argument('--communicator', default=None)
+    p.add_argument('--out', help='write the result as JSON here')
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from chainer_yolo_dist import distributed
+    distributed.abort_on_exception()
+    from chainer_yolo_dist.evaluation import evaluate_saved_model
+    result = evaluate_saved_model(args)
+    if result is not None:
+        print('mAP %.4f' % result['map'])
+        for name, ap in result['ap'].items():
+            print('  %-16s %.4f' % (name, ap))
+        if args.out:
+            from chainer_yolo_dist.training import write_json
+            write_json(args.out, result)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
