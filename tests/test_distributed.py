@@ -1,0 +1,54 @@
+"""Data parallelism under mpiexec with real ranks (ChainerMN's naive communicator)."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import check, run_mpi
+
+SCRIPTS = 'tests/mpi_scripts/'
+
+
+@pytest.mark.parametrize('k', [2, 4])
+def test_k_ranks_equal_one_process_with_k_times_the_batch(tmp_path, k):
+    """Gradients averaged across ranks, each rank's loss its own mean: the same updates."""
+    check(run_mpi(1, [SCRIPTS + 'equivalence.py', str(tmp_path / 'one.npz')], timeout=180))
+    check(run_mpi(k, [SCRIPTS + 'equivalence.py', str(tmp_path / 'k.npz')], timeout=180))
+    one, dist = np.load(tmp_path / 'one.npz'), np.load(tmp_path / 'k.npz')
+    assert one.files == dist.files
+    changed = 0
+    for name in one.files:
+        np.testing.assert_allclose(dist[name], one[name], rtol=1e-9, atol=1e-12, err_msg=name)
+        changed += 1
+    assert changed > 50
+
+
+@pytest.mark.parametrize('n, k, batch', [(20, 2, 5), (21, 2, 11), (24, 4, 3)])
+def test_each_epoch_sees_every_sample_once_across_ranks(tmp_path, n, k, batch):
+    out = tmp_path / 'seen.json'
+    check(run_mpi(k, [SCRIPTS + 'coverage.py', str(n), str(batch), '3', str(out)],
+                  timeout=120))
+    ranks = json.loads(out.read_text())
+    shard = ranks[0]['shard']
+    padding = ranks[0]['padding']
+    assert shard * k == n + padding and padding < k
+    orders = []
+    for epoch in range(3):
+        seen = sorted(i for r in ranks for i in r['seen'][epoch])
+        # Every sample at least once; only the recorded padding repeats one.
+        assert sorted(set(seen)) == list(range(n))
+        assert len(seen) == n + padding
+        orders.append([r['seen'][epoch] for r in ranks])
+    # Each rank keeps its share but visits it in a new order every epoch.
+    assert orders[0] != orders[1]
+    assert all(sorted(orders[0][r]) == sorted(orders[1][r]) for r in range(k))
+
+
+def test_gathered_evaluation_equals_single_process(tmp_path):
+    out = tmp_path / 'eval.json'
+    check(run_mpi(2, [SCRIPTS + 'gathered_eval.py', str(out)], timeout=180))
+    results = json.loads(out.read_text())
+    for name, r in results.items():
+        assert r['distributed']['map'] == r['single']['map'], name
+        assert r['distributed']['ap'] == r['single']['ap'], name
+    assert 0.2 < results['oracle']['single']['map'] < 0.95
