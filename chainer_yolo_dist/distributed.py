@@ -41,6 +41,37 @@ def default_communicator_name():
     return 'pure_nccl' if cuda_available() else 'naive'
 
 
+def fix_nccl_pack_kernels_for_new_cupy():
+    """Lets ChainerMN 7.8.1's gradient packing kernels compile under CuPy >= 10.
+
+    ``pure_nccl`` packs all gradients into one buffer with two CUDA kernels whose source uses
+    the ``half`` type. The CuPy ChainerMN was written for made it visible to every kernel;
+    newer CuPy (14, on CUDA 13, seen in docs/gpu.md) no longer does, and the kernels fail to
+    compile ("identifier half is undefined") at the first AllReduce. We compile the same
+    source with ``cuda_fp16.h`` included first. A no-op without CuPy.
+    """
+    try:
+        from chainer.backends import cuda
+        from chainermn.communicators import _memory_utility
+    except ImportError:
+        return
+    if not cuda.available or getattr(_memory_utility, '_fp16_include_fixed', False):
+        return
+    for name in ('_cupy_batched_pack_params', '_cupy_batched_unpack_params'):
+        original = getattr(_memory_utility, name)
+
+        def with_fp16_header(original=original):
+            raw = cuda.raw
+            cuda.raw = lambda code, *args, **kwargs: raw(
+                '#include <cuda_fp16.h>\n' + code, *args, **kwargs)
+            try:
+                return original()
+            finally:
+                cuda.raw = raw
+        setattr(_memory_utility, name, with_fp16_header)
+    _memory_utility._fp16_include_fixed = True
+
+
 def create_communicator(name=None, allreduce_grad_dtype=None):
     """Creates the ChainerMN communicator ``name`` (default: see module docstring).
 
@@ -48,6 +79,8 @@ def create_communicator(name=None, allreduce_grad_dtype=None):
     """
     import chainermn
     name = name or default_communicator_name()
+    if name == 'pure_nccl':
+        fix_nccl_pack_kernels_for_new_cupy()
     kwargs = {}
     if allreduce_grad_dtype is not None:
         if name != 'pure_nccl':
