@@ -17,7 +17,6 @@ previous step.
 """
 import time
 
-import chainer
 import numpy as np
 
 from chainer_yolo_dist import sampling

@@ -25,7 +25,8 @@ from chainer.training import extensions
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from chainer_yolo_dist import config, distributed, sampling
+from chainer_yolo_dist import distributed, sampling
+from chainer_yolo_dist.analysis.figures import save as save_figure
 from chainer_yolo_dist.cls_transforms import CenterCrop, DarknetAugmentation
 from chainer_yolo_dist.datasets import ImageNetDataset, SyntheticShapesClassificationDataset
 from chainer_yolo_dist.models.darknet import Darknet19, Darknet53
@@ -33,7 +34,8 @@ from chainer_yolo_dist.models.transfer import load_classifier
 from chainer_yolo_dist.schedules import LRScheduleExtension
 from chainer_yolo_dist.train_chain import NonFiniteLossError
 from chainer_yolo_dist.training import (IndexedSubset, Timer, assert_finite_params,
-                                        build_optimizer, make_train_iterator, write_json)
+                                        build_optimizer, make_train_iterator, start_run,
+                                        write_json)
 
 #: The second accuracy the papers' ImageNet tables print next to top-1.
 TOP_K = 5
@@ -203,17 +205,6 @@ class ShardEvaluator(extensions.Evaluator):
         return result
 
 
-def _atomic_savefig(fig, path):
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, '.%s.tmp%d' % (os.path.basename(path), os.getpid()))
-    try:
-        fig.savefig(tmp, format='png', dpi=80)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 class AccuracyPlot(chainer.training.Extension):
     """``accuracy.png`` in the style of paper 001 Fig. 3: training accuracy (blue) and
     validation accuracy (orange) against the epoch, titled with k and the peak rate.
@@ -282,7 +273,7 @@ class AccuracyPlot(chainer.training.Extension):
         ax.grid(alpha=0.3)
         ax.legend(loc='lower right')
         fig.tight_layout()
-        _atomic_savefig(fig, path)
+        save_figure(fig, path, dpi=80)
 
     def serialize(self, serializer):
         if isinstance(serializer, chainer.serializer.Serializer):
@@ -462,39 +453,21 @@ def train_classifier(cfg, comm, train, test, class_names, log=print):
     return metrics
 
 
-def run_classification(args, option_map, log=print):
-    """``scripts/train_darknet.py``'s body: settings, communicator, data, training."""
-    from mpi4py import MPI  # the world size is the papers' k, which the preset needs
-    n_processes = MPI.COMM_WORLD.size
-    cuda = distributed.cuda_available()
-    cfg, _ = config.resolve(args, option_map, n_processes, cuda)
+def _check_classifier_preset(cfg):
     if cfg['model'] not in CLASSIFIERS or cfg['dataset'] not in CLASSIFICATION_DATASETS:
         raise ValueError('preset %s trains %s on %s; train_darknet.py trains %s on %s'
                          % (cfg['preset'], cfg['model'], cfg['dataset'],
                             ' or '.join(CLASSIFIERS), ' or '.join(CLASSIFICATION_DATASETS)))
-    comm = distributed.create_communicator(cfg['communicator'], cfg['allreduce_grad_dtype'])
+
+
+def run_classification(args, option_map, log=print):
+    """``scripts/train_darknet.py``'s body: settings, communicator, data, training."""
+    cfg, _, comm, train, test, class_names = start_run(
+        args, option_map, load_classification_datasets, check=_check_classifier_preset,
+        log=log)
     rank0 = comm.rank == 0
-    # Rank 0 reads and validates the data once; the others receive the (light) dataset
-    # objects, which hold file names and labels, not images.
-    data = load_classification_datasets(cfg) if rank0 else None
-    train, test, class_names, reports = comm.bcast_obj(data)
-    cfg, preset = config.resolve(args, option_map, n_processes, cuda, data_facts={
-        'n_train': len(train), 'n_class': len(class_names)})
-    cfg['device'] = comm.intra_rank if cuda and cfg['communicator'] != 'naive' else -1
     if cfg['channels_scale'] is None:
         cfg['channels_scale'] = 1 if cfg['dataset'] == 'imagenet' else DEMO_CHANNELS_SCALE
-    if rank0:
-        os.makedirs(cfg['out'], exist_ok=True)
-        fraction, warning = preset.batch_fraction_check()
-        log('%d processes x batch %d = global batch %d, %.1f%% of %d training images; '
-            'peak lr %g' % (comm.size, cfg['batchsize'], preset.global_batchsize,
-                            100 * fraction, len(train), preset.peak_lr))
-        if warning:
-            log('WARNING: ' + warning)
-        for split, report in reports.items():
-            if report is not None:
-                log('%s data: %s' % (split, report.summary()))
-                report.save(os.path.join(cfg['out'], 'bad_samples_%s.json' % split))
     metrics = train_classifier(cfg, comm, train, test, class_names, log=log)
     if rank0:
         log('top-1 %.4f, top-5 %.4f after %d iterations, %.1f s, %.1f images/s'

@@ -95,8 +95,11 @@ def abort_on_exception():
 
     Set ``CHAINERMN_FORCE_ABORT_ON_EXCEPTION=0`` to opt out (for debugging one rank).
     """
-    if os.environ.get('CHAINERMN_FORCE_ABORT_ON_EXCEPTION', '1') != '0':
-        from chainermn import global_except_hook
+    setting = os.environ.get('CHAINERMN_FORCE_ABORT_ON_EXCEPTION')
+    if setting == '0':
+        return
+    from chainermn import global_except_hook  # with the variable set, importing adds it
+    if setting is None:
         global_except_hook.add_hook()
 
 

@@ -8,7 +8,6 @@ and extensions, and logs, plots and snapshots written by rank 0 only.
 """
 import json
 import os
-import sys
 import tempfile
 import time
 
@@ -19,7 +18,7 @@ from chainer.training import extensions
 from chainer_yolo_dist import config, distributed, sampling
 from chainer_yolo_dist.datasets.loading import load_detection_datasets
 from chainer_yolo_dist.evaluation import DetectionEvaluator
-from chainer_yolo_dist.models.yolo import build_loss, build_model, set_insize
+from chainer_yolo_dist.models.yolo import build_loss, build_model
 from chainer_yolo_dist.schedules import LRScheduleExtension
 from chainer_yolo_dist.train_chain import IterationAwareUpdater, YOLOTrainChain
 from chainer_yolo_dist.transforms import (MultiScaleConverter, MultiScaleExtension,
@@ -34,6 +33,7 @@ def write_json(path, obj):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path))
+    os.chmod(tmp, 0o644)
     with os.fdopen(fd, 'w') as f:
         json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
         f.write('\n')
@@ -60,6 +60,17 @@ class IndexedSubset(chainer.dataset.DatasetMixin):
 
     def get_example(self, i):
         return self.base[int(self.indices[i])]
+
+
+def _epoch_axis(iterations_per_epoch):
+    """PlotReport postprocess: label the iteration axis in (fractional) epochs."""
+    def postprocess(figure, axes, summary):
+        from matplotlib.ticker import FuncFormatter
+        axes.xaxis.set_major_formatter(
+            FuncFormatter(lambda x, _: '%g' % round(x / iterations_per_epoch, 2)))
+        axes.set_xlabel('epoch')
+        axes.set_ylabel('loss (mean over ranks)')
+    return postprocess
 
 
 def assert_finite_params(link):
@@ -218,8 +229,9 @@ def train_detector(cfg, comm, train, test, class_names, log=print):
     trainer.extend(timer)
     if rank0:
         trainer.extend(extensions.LogReport(trigger=log_trigger))
-        trainer.extend(extensions.PlotReport(list(LOSS_KEYS), 'epoch', trigger=log_trigger,
-                                             file_name='loss.png'))
+        trainer.extend(extensions.PlotReport(
+            list(LOSS_KEYS), 'iteration', trigger=log_trigger, filename='loss.png',
+            marker=None, postprocess=_epoch_axis(len(indices) / cfg['batchsize'])))
         columns = ['epoch', 'iteration', 'lr'] + list(LOSS_KEYS) + ['elapsed_time']
         if eval_trigger:
             columns.insert(-1, 'validation/main/map')
@@ -264,18 +276,27 @@ def train_detector(cfg, comm, train, test, class_names, log=print):
     return metrics
 
 
-def run_detection(args, option_map, log=print):
-    """``scripts/train_yolo.py``'s body: settings, communicator, data, training."""
+def start_run(args, option_map, load_datasets, check=None, log=print):
+    """The start of a training script: settings, communicator, data, the report on them.
+
+    Args:
+        args, option_map: the script's parsed arguments and its preset options.
+        load_datasets: ``cfg -> (train, test, class_names, reports)``; run on rank 0 only,
+            which reads and validates the data once; the other ranks receive the (light)
+            dataset objects, which hold file names and annotations, not images.
+        check: ``cfg -> None``, raising if the preset does not suit the script.
+    Returns:
+        ``(cfg, preset, comm, train, test, class_names)``.
+    """
     from mpi4py import MPI  # the world size is the papers' k, which the preset needs
     n_processes = MPI.COMM_WORLD.size
     cuda = distributed.cuda_available()
     cfg, _ = config.resolve(args, option_map, n_processes, cuda)
+    if check is not None:
+        check(cfg)
     comm = distributed.create_communicator(cfg['communicator'], cfg['allreduce_grad_dtype'])
     rank0 = comm.rank == 0
-    # Rank 0 reads and validates the data once; the others receive the (light) dataset
-    # objects, which hold file names and annotations, not images.
-    data = load_detection_datasets(cfg) if rank0 else None
-    train, test, class_names, reports = comm.bcast_obj(data)
+    train, test, class_names, reports = comm.bcast_obj(load_datasets(cfg) if rank0 else None)
     cfg, preset = config.resolve(args, option_map, n_processes, cuda, data_facts={
         'n_train': len(train), 'n_class': len(class_names)})
     cfg['device'] = comm.intra_rank if cuda and cfg['communicator'] != 'naive' else -1
@@ -291,8 +312,15 @@ def run_detection(args, option_map, log=print):
             if report is not None:
                 log('%s data: %s' % (split, report.summary()))
                 report.save(os.path.join(cfg['out'], 'bad_samples_%s.json' % split))
+    return cfg, preset, comm, train, test, class_names
+
+
+def run_detection(args, option_map, log=print):
+    """``scripts/train_yolo.py``'s body: settings, communicator, data, training."""
+    cfg, _, comm, train, test, class_names = start_run(
+        args, option_map, load_detection_datasets, log=log)
     metrics = train_detector(cfg, comm, train, test, class_names, log=log)
-    if rank0:
+    if comm.rank == 0:
         log('mAP %.4f after %d iterations, %.1f s, %.1f images/s'
             % (metrics['map'], metrics['iterations'], metrics['elapsed_seconds'],
                metrics['images_per_second']))

@@ -1,11 +1,12 @@
 """A PNG grid of dataset samples with their boxes and class names, for eyeballing data."""
-import os
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from chainercv.visualizations import vis_bbox, vis_image
+
+from chainer_yolo_dist.analysis.figures import save as save_figure
 
 
 def _draw_sample(ax, sample, class_names):
@@ -47,13 +48,4 @@ def render_samples(dataset, path, n=16, cols=4, class_names=None, indices=None):
     for k, i in enumerate(indices):
         _draw_sample(fig.add_subplot(rows, cols, k + 1), dataset[i], class_names)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, '.%s.tmp%d' % (os.path.basename(path), os.getpid()))
-    try:
-        fig.savefig(tmp, format='png', dpi=80)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return save_figure(fig, path, dpi=80)

@@ -118,10 +118,9 @@ def _plot(runs, phases, path, args):
     ax1.legend()
     ax1.set_title('speed-up (images/s, all ranks)')
     fig.tight_layout()
-    tmp = path + '.tmp.png'
-    fig.savefig(tmp, dpi=90)
+    from chainer_yolo_dist.analysis.figures import save
+    save(fig, path, dpi=90)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 if __name__ == '__main__':

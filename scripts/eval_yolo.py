@@ -10,7 +10,6 @@ the ``config.json`` beside it. Prints the mAP and per-class AP; ``--out`` also w
 as JSON.
 """
 import argparse
-import json
 import os
 import sys
 

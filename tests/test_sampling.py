@@ -1,6 +1,5 @@
 """Reproducible epochs: per-epoch shuffles and per-example random streams."""
 import chainer
-import numpy as np
 
 from chainer_yolo_dist.sampling import EpochOrderSampler, EpochSampledDataset
 

@@ -1,6 +1,5 @@
 """scripts/train_yolo.py end to end, under mpiexec with real ranks (naive communicator)."""
 import json
-import os
 import time
 
 import numpy as np
