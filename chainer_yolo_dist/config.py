@@ -4,6 +4,8 @@
 reads and that ``config.json`` records. Preset fields keep their preset names
 (``batchsize_per_gpu`` is ``cfg['batchsize']``, ``eta`` is ``cfg['lr']``).
 """
+import sys
+
 from chainer_yolo_dist import presets
 
 
@@ -56,7 +58,9 @@ def resolve(args, option_map, n_processes, cuda_available, data_facts=None):
         weight_decay=preset.weight_decay, communicator=communicator,
         allreduce_grad_dtype=allreduce_grad_dtype,
         cudnn_fast_bn=bool(preset.cudnn_fast_bn), overrides=overrides,
-        augment=not args.no_augment, progress=not args.no_progress,
+        augment=not args.no_augment,
+        # A progress bar only where someone watches: not in logs or CI output.
+        progress=not args.no_progress and sys.stdout.isatty(),
         pretrained_path=args.pretrained, schedule=preset.schedule(),
     )
     cfg.pop('pretrained', None)

@@ -45,7 +45,8 @@ def main(argv=None):
 
     start = time.time()
     run([os.path.join(BIN, 'mpiexec'), '-n', str(args.processes), sys.executable,
-         'scripts/train_yolo.py', '--out', args.out, '--no-progress'] + train_args,
+         'scripts/train_yolo.py', '--out', args.out, '--no-progress', '--log-interval', '50']
+        + train_args,
         timeout=3600, env=env)
     run([sys.executable, 'scripts/compare_map.py', args.out], timeout=300, env=env)
     run([sys.executable, 'scripts/reproduce_figures.py', '--runs', args.out, '--no-published',

@@ -44,6 +44,22 @@ def test_two_ranks_write_every_output(tmp_path):
     # Only rank 0 writes: a single log line of the final result.
     assert proc.stdout.count('mAP ') == 1
 
+    # eval_yolo.py on the saved model, in one process, reproduces the run's final mAP.
+    result = out / 'eval.json'
+    check(run_python(['scripts/eval_yolo.py', str(out / 'model.npz'), '--out', str(result)],
+                     timeout=120))
+    evaluated = json.loads(result.read_text())
+    assert evaluated['map'] == pytest.approx(metrics['map'], abs=1e-9)
+    assert evaluated['insize'] == 64
+
+    # The benchmark harness runs on the same pieces (its numbers are not checked here).
+    check(run_python(['scripts/benchmark.py', '--model', 'yolov3_small', '--insize', '64',
+                      '--batchsize', '2', '--steps', '1', '--warmup', '1', '--processes', '1',
+                      '2', '--out', str(tmp_path / 'bench')], timeout=180))
+    bench = json.loads((tmp_path / 'bench' / 'train_step_yolov3_small_64.json').read_text())
+    assert [r['processes'] for r in bench['runs']] == [1, 2]
+    assert (tmp_path / 'bench' / 'train_step_yolov3_small_64.png').stat().st_size > 0
+
 
 def test_resume_continues_exactly(tmp_path):
     """Two ranks, augmentation and multi-scale on: 4 + resume 4 == 8 uninterrupted."""
