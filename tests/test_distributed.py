@@ -18,7 +18,7 @@ def test_k_ranks_equal_one_process_with_k_times_the_batch(tmp_path, k):
     assert one.files == dist.files
     changed = 0
     for name in one.files:
-        np.testing.assert_allclose(dist[name], one[name], rtol=1e-9, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(dist[name], one[name], rtol=1e-7, atol=1e-9, err_msg=name)
         changed += 1
     assert changed > 50
 
