@@ -33,9 +33,9 @@ from chainer_yolo_dist.models.darknet import Darknet19, Darknet53
 from chainer_yolo_dist.models.transfer import load_classifier
 from chainer_yolo_dist.schedules import LRScheduleExtension
 from chainer_yolo_dist.train_chain import NonFiniteLossError
-from chainer_yolo_dist.training import (IndexedSubset, Timer, assert_finite_params,
-                                        build_optimizer, make_train_iterator, start_run,
-                                        write_json)
+from chainer_yolo_dist.training import (IndexedSubset, Timer, add_snapshots,
+                                        build_optimizer, make_train_iterator,
+                                        resume_and_record, save_results, start_run)
 
 #: The second accuracy the papers' ImageNet tables print next to top-1.
 TOP_K = 5
@@ -379,13 +379,8 @@ def train_classifier(cfg, comm, train, test, class_names, log=print):
     eval_trigger = (cfg['eval_interval'], 'epoch') if cfg['eval_interval'] else None
     if eval_trigger:
         trainer.extend(evaluator, trigger=eval_trigger, name='validation')
-    # Rank 0's snapshot is what every rank resumes from: average the batch-normalisation
-    # statistics (collective, every rank) just before it is written.
-    snapshot_trigger = ((cfg['snapshot_interval'], 'iteration') if cfg['snapshot_interval']
-                        else stop)
-    if comm.size > 1:
-        trainer.extend(chainermn.extensions.AllreducePersistent(model, comm),
-                       trigger=snapshot_trigger, name='allreduce_persistent')
+    add_snapshots(trainer, comm, chain, model, (cfg['snapshot_interval'], 'iteration')
+                  if cfg['snapshot_interval'] else stop)
     timer = Timer(cfg['batchsize'] * comm.size)
     trainer.extend(timer)
 
@@ -404,22 +399,9 @@ def train_classifier(cfg, comm, train, test, class_names, log=print):
         trainer.extend(extensions.PrintReport(columns + ['elapsed_time']), trigger=log_trigger)
         if cfg['progress']:
             trainer.extend(extensions.ProgressBar(update_interval=1))
-        trainer.extend(
-            extensions.snapshot(filename='snapshot_iter_{.updater.iteration}',
-                                condition=lambda: assert_finite_params(chain)),
-            trigger=snapshot_trigger)
-
-    if cfg.get('resume'):
-        chainer.serializers.load_npz(cfg['resume'], trainer)
-        if rank0:
-            log('resumed from %s at iteration %d' % (cfg['resume'], trainer.updater.iteration))
-    if rank0:
-        cfg_out = {k: v for k, v in cfg.items() if k != 'schedule'}
-        cfg_out.update(comm_size=comm.size, global_batchsize=cfg['batchsize'] * comm.size,
-                       peak_lr=peak_lr, n_padding=n_padding, n_train=len(train),
-                       n_val=len(test), iterations_per_epoch=len(indices) / cfg['batchsize'],
-                       schedule=repr(cfg['schedule']), class_names=list(class_names))
-        write_json(os.path.join(out, 'config.json'), cfg_out)
+    resume_and_record(trainer, cfg, comm, log, n_padding=n_padding, n_train=len(train),
+                      n_val=len(test), iterations_per_epoch=len(indices) / cfg['batchsize'],
+                      class_names=list(class_names))
 
     trainer.run()
 
@@ -445,11 +427,7 @@ def train_classifier(cfg, comm, train, test, class_names, log=print):
         'n_val': len(test),
         'insize': cfg['insize'],
     }
-    if rank0:
-        write_json(os.path.join(out, 'metrics.json'), metrics)
-        tmp = os.path.join(out, 'model.npz.tmp')
-        chainer.serializers.save_npz(tmp, model)
-        os.replace(tmp, os.path.join(out, 'model.npz'))
+    save_results(out, comm, metrics, model)
     return metrics
 
 

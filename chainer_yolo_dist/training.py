@@ -150,6 +150,53 @@ class Timer(chainer.training.Extension):
         return self.iterations * self.global_batchsize / max(self.elapsed, 1e-9)
 
 
+def add_snapshots(trainer, comm, chain, model, trigger):
+    """Rank 0's trainer snapshots, which every rank resumes from.
+
+    Batch-normalisation statistics are averaged across ranks first (collective, on every
+    rank, just before the snapshot), so that the one file is every rank's state and a
+    resumed job continues as if uninterrupted. A snapshot is refused if any parameter is
+    not finite.
+    """
+    import chainermn
+    if comm.size > 1:
+        trainer.extend(chainermn.extensions.AllreducePersistent(model, comm),
+                       trigger=trigger, name='allreduce_persistent')
+    if comm.rank == 0:
+        trainer.extend(
+            extensions.snapshot(filename='snapshot_iter_{.updater.iteration}',
+                                condition=lambda: assert_finite_params(chain)),
+            trigger=trigger)
+
+
+def resume_and_record(trainer, cfg, comm, log, **facts):
+    """Loads ``cfg['resume']`` on every rank; rank 0 writes ``config.json``.
+
+    ``config.json`` holds every setting used plus the run's derived facts (ranks, global
+    batch, peak rate, schedule) and ``facts``.
+    """
+    if cfg.get('resume'):
+        chainer.serializers.load_npz(cfg['resume'], trainer)
+        if comm.rank == 0:
+            log('resumed from %s at iteration %d' % (cfg['resume'],
+                                                     trainer.updater.iteration))
+    if comm.rank == 0:
+        record = {k: v for k, v in cfg.items() if k != 'schedule'}
+        record.update(comm_size=comm.size, global_batchsize=cfg['batchsize'] * comm.size,
+                      peak_lr=cfg['schedule'].peak_lr, schedule=repr(cfg['schedule']),
+                      **facts)
+        write_json(os.path.join(cfg['out'], 'config.json'), record)
+
+
+def save_results(out, comm, metrics, model):
+    """Rank 0 writes ``metrics.json`` and the trained network alone as ``model.npz``."""
+    if comm.rank == 0:
+        write_json(os.path.join(out, 'metrics.json'), metrics)
+        tmp = os.path.join(out, 'model.npz.tmp')
+        chainer.serializers.save_npz(tmp, model)
+        os.replace(tmp, os.path.join(out, 'model.npz'))
+
+
 def train_detector(cfg, comm, train, test, class_names, log=print):
     """Trains a YOLO on ``train`` across the ranks of ``comm``; evaluates on ``test``.
 
@@ -166,6 +213,9 @@ def train_detector(cfg, comm, train, test, class_names, log=print):
     device = cfg['device']
     chainer.global_config.cudnn_fast_batch_normalization = cfg['cudnn_fast_bn']
 
+    # Chainer's initialisers draw from NumPy's global generator, also for the parameters
+    # initialised lazily by build_optimizer's first forward pass: the seed fixes them.
+    np.random.seed(cfg['seed'] % 2 ** 32)
     model = build_model(cfg['model'], len(class_names))
     if cfg.get('pretrained_path'):
         from chainer_yolo_dist.models.transfer import transfer_pretrained
@@ -217,14 +267,8 @@ def train_detector(cfg, comm, train, test, class_names, log=print):
                                    eval_insize=cfg['eval_insize'] or cfg['insize'])
     if eval_trigger:
         trainer.extend(evaluator, trigger=eval_trigger, name='validation')
-    # Rank 0's snapshot is every rank's state, batch-normalisation statistics included,
-    # once these are averaged across ranks (collective, on every rank, before the
-    # snapshot): all ranks then resume from one file, in the same state as if uninterrupted.
-    snapshot_trigger = ((cfg['snapshot_interval'], 'iteration') if cfg['snapshot_interval']
-                        else stop)
-    if comm.size > 1:
-        trainer.extend(chainermn.extensions.AllreducePersistent(model, comm),
-                       trigger=snapshot_trigger, name='allreduce_persistent')
+    add_snapshots(trainer, comm, chain, model, (cfg['snapshot_interval'], 'iteration')
+                  if cfg['snapshot_interval'] else stop)
     timer = Timer(cfg['batchsize'] * comm.size)
     trainer.extend(timer)
     if rank0:
@@ -238,23 +282,9 @@ def train_detector(cfg, comm, train, test, class_names, log=print):
         trainer.extend(extensions.PrintReport(columns), trigger=log_trigger)
         if cfg['progress']:
             trainer.extend(extensions.ProgressBar(update_interval=1))
-        trainer.extend(
-            extensions.snapshot(filename='snapshot_iter_{.updater.iteration}',
-                                condition=lambda: assert_finite_params(chain)),
-            trigger=snapshot_trigger)
-
-    if cfg.get('resume'):
-        chainer.serializers.load_npz(cfg['resume'], trainer)
-        if rank0:
-            log('resumed from %s at iteration %d' % (cfg['resume'],
-                                                     trainer.updater.iteration))
-    if rank0:
-        cfg_out = {k: v for k, v in cfg.items() if k != 'schedule'}
-        cfg_out.update(comm_size=comm.size, global_batchsize=cfg['batchsize'] * comm.size,
-                       peak_lr=cfg['schedule'].peak_lr, n_padding=n_padding,
-                       iterations_per_epoch=len(indices) / cfg['batchsize'],
-                       schedule=repr(cfg['schedule']), class_names=list(class_names))
-        write_json(os.path.join(out, 'config.json'), cfg_out)
+    resume_and_record(trainer, cfg, comm, log, n_padding=n_padding,
+                      iterations_per_epoch=len(indices) / cfg['batchsize'],
+                      class_names=list(class_names))
 
     trainer.run()
 
@@ -269,10 +299,7 @@ def train_detector(cfg, comm, train, test, class_names, log=print):
         'comm_size': comm.size,
         'eval_insize': model.insize,
     }
-    if rank0:
-        write_json(os.path.join(out, 'metrics.json'), metrics)
-        chainer.serializers.save_npz(os.path.join(out, 'model.npz.tmp'), model)
-        os.replace(os.path.join(out, 'model.npz.tmp'), os.path.join(out, 'model.npz'))
+    save_results(out, comm, metrics, model)
     return metrics
 
 

@@ -79,6 +79,17 @@ def test_resume_continues_exactly(tmp_path):
     assert log_resumed[-1]['lr'] == log_full[-1]['lr']
 
 
+def test_the_seed_fixes_every_random_choice(tmp_path):
+    """Initial weights, shuffle, augmentation and multi-scale sizes all follow --seed."""
+    args = TINY + ['--iterations', '3', '--loaderjob', '0']
+    for name, seed in (('a', '5'), ('b', '5'), ('c', '6')):
+        check(run_python(args + ['--seed', seed, '--out', str(tmp_path / name)], timeout=120))
+    a, b, c = (_load_npz(tmp_path / n / 'model.npz') for n in 'abc')
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert any(not np.array_equal(a[key], c[key]) for key in a)
+
+
 def test_non_finite_loss_stops_before_update(tmp_path):
     out = tmp_path / 'run'
     proc = run_python(TINY + ['--iterations', '30', '--lr', '1e12', '--warmup-epochs', '0',
