@@ -65,7 +65,10 @@ class IndexedSubset(chainer.dataset.DatasetMixin):
 def _epoch_axis(iterations_per_epoch):
     """PlotReport postprocess: label the iteration axis in (fractional) epochs."""
     def postprocess(figure, axes, summary):
-        from matplotlib.ticker import FuncFormatter
+        from matplotlib.ticker import FuncFormatter, MultipleLocator
+        epochs = axes.get_xlim()[1] / iterations_per_epoch
+        every = max(1, int(round(epochs / 8)))  # whole epochs, about 8 ticks
+        axes.xaxis.set_major_locator(MultipleLocator(every * iterations_per_epoch))
         axes.xaxis.set_major_formatter(
             FuncFormatter(lambda x, _: '%g' % round(x / iterations_per_epoch, 2)))
         axes.set_xlabel('epoch')
