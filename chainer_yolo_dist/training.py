@@ -179,7 +179,13 @@ def resume_and_record(trainer, cfg, comm, log, **facts):
     batch, peak rate, schedule) and ``facts``.
     """
     if cfg.get('resume'):
-        chainer.serializers.load_npz(cfg['resume'], trainer)
+        try:
+            chainer.serializers.load_npz(cfg['resume'], trainer)
+        except (ValueError, KeyError) as e:
+            # Typically the iterator's order array: each rank's share of the data differs.
+            raise ValueError('%s: cannot resume this run from it (%s); a snapshot resumes on '
+                             'the same number of ranks, data and settings that wrote it'
+                             % (cfg['resume'], e)) from e
         if comm.rank == 0:
             log('resumed from %s at iteration %d' % (cfg['resume'],
                                                      trainer.updater.iteration))

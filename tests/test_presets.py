@@ -214,11 +214,11 @@ def test_demo_keeps_the_papers_rules_at_cpu_scale():
     p = presets.load('synthetic_demo', 2)
     assert (p.model, p.dataset, p.insize, p.pretrained) == ('yolov3_small', 'synthetic', 128,
                                                             None)
-    # lr = k * eta, eta for the first epoch, linear to the peak at epoch 2, x0.1 at 17 and 21.
+    # lr = k * eta, eta for the first epoch, linear to the peak at epoch 2, x0.1 at 19 and 24.
     assert p.peak_lr == approx(0.005)
     assert p.lr(0.5) == approx(0.0025) and p.lr(1.5) == approx(0.00375)
-    assert p.lr(16.9) == approx(0.005) and p.lr(17) == approx(0.0005)
-    assert p.lr(21) == approx(0.00005)
+    assert p.lr(18.9) == approx(0.005) and p.lr(19) == approx(0.0005)
+    assert p.lr(24) == approx(0.00005)
     # The training script records the size of the data actually loaded.
     assert presets.load('synthetic_demo', 2, n_train=300, n_class=6).batch_fraction == \
         approx(16 / 300)

@@ -77,6 +77,11 @@ def test_resume_continues_exactly(tmp_path):
     assert log_resumed[-1]['iteration'] == 8
     assert log_resumed[-1]['main/loss'] == log_full[-1]['main/loss']
     assert log_resumed[-1]['lr'] == log_full[-1]['lr']
+    # On another number of ranks the shares of the data differ: a clear refusal.
+    proc = run_python(args + ['--out', str(tmp_path / 'one'), '--resume',
+                              str(full / 'snapshot_iter_4')], timeout=120)
+    assert proc.returncode != 0
+    assert 'same number of ranks' in proc.stderr and 'snapshot_iter_4' in proc.stderr
 
 
 def test_the_seed_fixes_every_random_choice(tmp_path):
