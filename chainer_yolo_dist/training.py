@@ -175,8 +175,8 @@ def add_snapshots(trainer, comm, chain, model, trigger):
 def resume_and_record(trainer, cfg, comm, log, **facts):
     """Loads ``cfg['resume']`` on every rank; rank 0 writes ``config.json``.
 
-    ``config.json`` holds every setting used plus the run's derived facts (ranks, global
-    batch, peak rate, schedule) and ``facts``.
+    ``config.json`` holds every setting used plus the run's derived facts (ranks, nodes as
+    ``inter_size``, global batch, peak rate, schedule) and ``facts``.
     """
     if cfg.get('resume'):
         try:
@@ -191,7 +191,8 @@ def resume_and_record(trainer, cfg, comm, log, **facts):
                                                      trainer.updater.iteration))
     if comm.rank == 0:
         record = {k: v for k, v in cfg.items() if k != 'schedule'}
-        record.update(comm_size=comm.size, global_batchsize=cfg['batchsize'] * comm.size,
+        record.update(comm_size=comm.size, inter_size=comm.inter_size,
+                      global_batchsize=cfg['batchsize'] * comm.size,
                       peak_lr=cfg['schedule'].peak_lr, schedule=repr(cfg['schedule']),
                       **facts)
         write_json(os.path.join(cfg['out'], 'config.json'), record)

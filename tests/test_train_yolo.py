@@ -33,6 +33,7 @@ def test_two_ranks_write_every_output(tmp_path):
     assert 0 <= metrics['map'] <= 1 and metrics['images_per_second'] > 0
     config = json.loads((out / 'config.json').read_text())
     assert config['comm_size'] == 2 and config['global_batchsize'] == 8
+    assert config['inter_size'] == 1  # both ranks on this one machine (node)
     assert config['communicator'] == 'naive'
     # k * eta with k = 2 (paper 000 sec. 4.1), and every setting recorded.
     assert config['peak_lr'] == pytest.approx(2 * config['lr'])
