@@ -1,10 +1,13 @@
-"""Distributed YOLOv2/YOLOv3 and Darknet training on Chainer + ChainerMN.
+"""Distributed YOLOv2/YOLOv3, Darknet, CycleGAN and SlowFast training on Chainer + ChainerMN.
 
-Reproduces the AIST studies digested in PAPERS.md (see README.md). Subpackages:
-``datasets`` (ChainerCV-style detection/classification datasets), ``models`` (networks),
-``losses`` (YOLO training losses), ``schedules`` (learning-rate rules), ``presets`` (the
-papers' settings as data), ``distributed`` (ChainerMN wiring), ``analysis`` (cost and
-scaling models), ``published`` (the papers' tables).
+Reproduces the studies described in docs/papers.md (see README.md and docs/architecture.md):
+
+- ``core``: the shared distributed-training machinery (imports no system);
+- ``datasets``: readers of the on-disk formats, generated data, the bad-input policy;
+- ``classification``, ``detection``, ...: one package per system (networks, data, losses,
+  evaluation and the training recipe);
+- ``presets``: the papers' settings as TOML data;
+- ``analysis``: published tables, figures, cost and scaling models (on top: nothing imports it).
 """
 
 __version__ = '0.1.0'

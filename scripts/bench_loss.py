@@ -25,7 +25,7 @@ import chainer
 from chainercv.links import YOLOv2, YOLOv3
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from chainer_yolo_dist.losses import YOLOv2Loss, YOLOv3Loss  # noqa: E402
+from chainer_yolo_dist.detection.losses import YOLOv2Loss, YOLOv3Loss  # noqa: E402
 
 
 def cpu_model():

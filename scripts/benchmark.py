@@ -5,7 +5,7 @@
     python scripts/benchmark.py --model yolov3_small --insize 128 --batchsize 8
 
 For each process count it launches ``mpiexec -n K`` (naive communicator on CPUs, one
-thread per process) running real training steps (chainer_yolo_dist.benchmark), then prints
+thread per process) running real training steps (chainer_yolo_dist.detection.benchmark), then prints
 a table of images/s per process and in total, the speed-up over one process, and each
 phase's share of a step (data loading, forward, loss with target assignment, backward,
 AllReduce, update). Writes ``results/bench/train_step_<model>_<insize>.json`` and a figure
@@ -39,11 +39,11 @@ def parse_args(argv=None):
 
 
 def worker(args):
-    from chainer_yolo_dist import distributed
+    from chainer_yolo_dist.core import mpi as distributed
     distributed.start_forkserver()
     distributed.abort_on_exception()
     import chainermn
-    from chainer_yolo_dist.benchmark import time_steps
+    from chainer_yolo_dist.detection.benchmark import time_steps
     comm = chainermn.create_communicator('naive')
     result = time_steps(comm, args.model, args.insize, args.batchsize, args.steps,
                         args.warmup, args.loaderjob)
@@ -56,8 +56,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.worker:
         return worker(args)
-    from chainer_yolo_dist.benchmark import PHASES
-    from chainer_yolo_dist.training import write_json
+    from chainer_yolo_dist.detection.benchmark import PHASES
+    from chainer_yolo_dist.core.atomic import write_json
     env = dict(os.environ, OMP_NUM_THREADS='1', CHAINERMN_FORCE_ABORT_ON_EXCEPTION='1',
                MPLBACKEND='Agg')
     runs = []
@@ -118,7 +118,7 @@ def _plot(runs, phases, path, args):
     ax1.legend()
     ax1.set_title('speed-up (images/s, all ranks)')
     fig.tight_layout()
-    from chainer_yolo_dist.analysis.figures import save
+    from chainer_yolo_dist.core.atomic import save_figure as save
     save(fig, path, dpi=90)
     plt.close(fig)
 

@@ -38,7 +38,7 @@ def main(argv=None):
                CHAINERMN_FORCE_ABORT_ON_EXCEPTION='1')
 
     from chainer_yolo_dist.datasets import SyntheticShapesDataset
-    from chainer_yolo_dist.visualize import render_samples
+    from chainer_yolo_dist.datasets.visualize import render_samples
     render_samples(SyntheticShapesDataset('train', 16), os.path.join(REPO, args.out,
                                                                      'samples.png'))
     print('wrote %s' % os.path.join(args.out, 'samples.png'))

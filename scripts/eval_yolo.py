@@ -21,8 +21,9 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('snapshot')
     p.add_argument('--config', help='config.json of the run (default: beside SNAPSHOT)')
-    p.add_argument('--model')
+    p.add_argument('--model', help='yolov2, yolov3, yolov2_tiny or yolov3_small')
     p.add_argument('--dataset', help='synthetic, voc0712 or vocformat')
+    p.add_argument('--n-class', type=int, help='synthetic classes')
     p.add_argument('--data-dir')
     p.add_argument('--class-names', nargs='+')
     p.add_argument('--test-split')
@@ -35,16 +36,21 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from chainer_yolo_dist import distributed
-    distributed.abort_on_exception()
-    from chainer_yolo_dist.evaluation import evaluate_saved_model
-    result = evaluate_saved_model(args)
+    from chainer_yolo_dist.core import mpi
+    mpi.abort_on_exception()
+    from chainer_yolo_dist.detection.evaluation import evaluate_saved_model, saved_run_request
+    request, model, insize = saved_run_request(vars(args))
+    comm = mpi.create_communicator(args.communicator)
+    result = evaluate_saved_model(args.snapshot, request, model, comm, insize, args.batchsize)
     if result is not None:
+        print('%s on %s: %d test images at %d px' % (result['model_file'], result['dataset'],
+                                                     result['n_images'], result['insize']))
         print('mAP %.4f' % result['map'])
         for name, ap in result['ap'].items():
-            print('  %-16s %.4f' % (name, ap))
+            print('  %-16s %s' % (name, 'n/a (no ground truth)' if ap is None
+                                  else '%.4f' % ap))
         if args.out:
-            from chainer_yolo_dist.training import write_json
+            from chainer_yolo_dist.core.atomic import write_json
             write_json(args.out, result)
     return 0
 

@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 import json
 
-from chainer_yolo_dist import presets
+from chainer_yolo_dist.core import presets
 from chainer_yolo_dist.analysis import scaling
 
 

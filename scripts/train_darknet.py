@@ -27,7 +27,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from chainer_yolo_dist import cli, distributed  # noqa: E402
+from chainer_yolo_dist.core import cli, mpi  # noqa: E402
+
+OUT_PARENT = 'runs'
 
 # --dataset synthetic means the classification crops of the synthetic shapes.
 DATASET_NAMES = {'synthetic': 'synthetic_classification',
@@ -68,7 +70,7 @@ def parse_args(argv=None):
     g.add_argument('--n-class', type=int, help='synthetic classes (ImageNet: from the data)')
 
     r = p.add_argument_group('run')
-    cli.add_run_options(r, out='results/runs/train_darknet', eval_interval=1,
+    cli.add_run_options(r, out=OUT_PARENT, eval_interval=1,
                         eval_batchsize=64)
     r.add_argument('--channels-scale', type=_fraction,
                    help='width factor of every convolution: 1 is the paper model (default on '
@@ -85,8 +87,8 @@ def parse_args(argv=None):
     r.add_argument('--image-size', type=int, default=32, help='synthetic image size')
     r.add_argument('--pretrained', help='classifier (model.npz or snapshot of this script) to '
                    'start from, same network and classes: the 448 fine-tuning stage')
-    r.add_argument('--no-augment', action='store_true', help='centre crop only, no YOLO9000 '
-                   'augmentation')
+    r.add_argument('--no-augment', dest='augment', action='store_false',
+                   help='centre crop only, no augmentation')
     r.add_argument('--min-crop', type=int, help='shortest side before the random crop '
                    '(default --insize, Darknet\'s)')
     r.add_argument('--max-crop', type=int, help='longest side before the random crop '
@@ -98,10 +100,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    distributed.start_forkserver()  # before MPI starts: ChainerMN issue #278
-    distributed.abort_on_exception()
-    from chainer_yolo_dist.classification import run_classification
-    return run_classification(args, cli.PRESET_OPTIONS)
+    mpi.start_forkserver()  # before MPI starts: ChainerMN issue #278
+    mpi.abort_on_exception()
+    from chainer_yolo_dist.classification.recipe import run_classification
+    return mpi.main(lambda: run_classification(dict(vars(args), out_parent=OUT_PARENT)),
+                    debug=args.debug)
 
 
 if __name__ == '__main__':

@@ -16,7 +16,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from chainer_yolo_dist import cli, distributed  # noqa: E402
+from chainer_yolo_dist.core import cli, mpi  # noqa: E402
+
+OUT_PARENT = 'runs'
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
@@ -50,15 +52,17 @@ def parse_args(argv=None):
                    'image side (default: 1/16 2/3)')
     d.add_argument('--scale-distribution', choices=['log', 'uniform'], default='log',
                    help='how synthetic object sides are drawn between MIN and MAX')
-    d.add_argument('--no-augment', action='store_true', help='resize only, no YOLO9000 '
-                   'augmentation')
+    d.add_argument('--no-augment', dest='augment', action='store_false',
+                   help='resize only, no augmentation')
     d.add_argument('--jitter', type=float, default=0.2, help='crop jitter (Darknet)')
 
     r = p.add_argument_group('run')
-    cli.add_run_options(r, out='results/runs/train', eval_interval=0, eval_batchsize=8)
+    cli.add_run_options(r, out=OUT_PARENT, eval_interval=0, eval_batchsize=8)
     r.add_argument('--pretrained', help='Darknet19/Darknet53 classifier (model.npz or '
                    'snapshot) whose convolutions are copied into the detector (paper 000 '
                    'sec. 2.2, 001 sec. 2.3)')
+    r.add_argument('--from-scratch', action='store_true', help='train from random weights '
+                   'although the preset names pretraining')
     r.add_argument('--sync-bn', action='store_true', help='batch statistics over all ranks '
                    '(chainermn.links.create_mnbn_model); not used by the papers')
     r.add_argument('--eval-insize', type=int, help='evaluation input size (default --insize)')
@@ -67,10 +71,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    distributed.start_forkserver()  # before MPI starts: ChainerMN issue #278
-    distributed.abort_on_exception()
-    from chainer_yolo_dist.training import run_detection
-    return run_detection(args, cli.PRESET_OPTIONS)
+    mpi.start_forkserver()  # before MPI starts: ChainerMN issue #278
+    mpi.abort_on_exception()
+    from chainer_yolo_dist.detection.recipe import run_detection
+    return mpi.main(lambda: run_detection(dict(vars(args), out_parent=OUT_PARENT)),
+                    debug=args.debug)
 
 
 if __name__ == '__main__':

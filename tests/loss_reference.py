@@ -1,7 +1,7 @@
-"""A deliberately naive transcription of /work/shared/LOSS_SPEC.md, for tests only.
+"""A deliberately naive transcription of docs/loss.md, for tests only.
 
 Plain Python loops over images, truths and output slots, in float64, sharing no code with
-``chainer_yolo_dist.losses``. Slow on purpose: use tiny inputs (insize 64-160).
+``chainer_yolo_dist.detection.losses``. Slow on purpose: use tiny inputs (insize 64-160).
 Each function returns a dict of floats with the same keys as the real losses.
 """
 import math

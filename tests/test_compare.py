@@ -20,17 +20,18 @@ def make_run(root, name, comm_size, preset=None, model='yolov2', dataset='voc', 
     os.makedirs(path)
     batch = 16
     per_epoch = 10
-    config = {'preset': preset, 'model': model, 'dataset': dataset, 'comm_size': comm_size,
-              'batchsize': batch, 'global_batchsize': batch * comm_size,
+    recipe = {'name': preset, 'model': model, 'dataset': dataset,
+              'batchsize_per_gpu': batch, 'global_batchsize': batch * comm_size,
               'peak_lr': peak_lr if peak_lr is not None else 1e-4 * comm_size,
-              'epochs': epochs, 'insize': 416, 'iterations_per_epoch': per_epoch}
+              'epochs': epochs, 'insize': 416}
+    config = {'preset': recipe, 'workers': comm_size, 'iterations_per_epoch': per_epoch}
     log = []
     # Logged every 5 iterations, as the training scripts do; 'epoch' counts completed epochs.
     for iteration in range(5, epochs * per_epoch + 1, 5):
         epoch = iteration / per_epoch
         entry = {'epoch': iteration // per_epoch, 'iteration': iteration,
                  'elapsed_time': seconds_per_epoch * epoch,
-                 'main/loss': 2.0 / (1 + epoch / comm_size ** 0.25), 'lr': config['peak_lr']}
+                 'main/loss': 2.0 / (1 + epoch / comm_size ** 0.25), 'lr': recipe['peak_lr']}
         if classification:
             entry['main/accuracy'] = 0.7 * epoch / epochs
             if iteration % per_epoch == 0:  # validated once per epoch
@@ -124,11 +125,11 @@ def test_broken_run_directories_are_named(tmp_path):
         runs.find_runs([str(tmp_path)])
     bad = tmp_path / 'bad'
     bad.mkdir()
-    (bad / 'config.json').write_text('{"comm_size": 2,')
+    (bad / 'config.json').write_text('{"workers": 2,')
     with pytest.raises(ValueError, match=r'bad/config\.json: invalid JSON'):
         runs.load_run(str(bad))
-    (bad / 'config.json').write_text('{"comm_size": 0}')
-    with pytest.raises(ValueError, match='comm_size'):
+    (bad / 'config.json').write_text('{"workers": 0}')
+    with pytest.raises(ValueError, match='workers'):
         runs.load_run(str(bad))
 
 

@@ -2,7 +2,7 @@
 import pytest
 
 import chainer_yolo_dist.analysis as analysis
-from chainer_yolo_dist import published
+from chainer_yolo_dist.analysis import published
 from chainer_yolo_dist.analysis import cost, nodes
 
 

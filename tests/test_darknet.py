@@ -8,8 +8,8 @@ import chainer.links as L
 import numpy as np
 import pytest
 
-from chainer_yolo_dist.models.darknet import Darknet19
-from chainer_yolo_dist.models.darknet import Darknet53
+from chainer_yolo_dist.classification.darknet import Darknet19
+from chainer_yolo_dist.classification.darknet import Darknet53
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                    'docs', 'darknet.md')

@@ -11,7 +11,6 @@ from chainer.dataset import download
 from chainercv.datasets import VOCBboxDataset, voc_bbox_label_names
 
 from chainer_yolo_dist.datasets import validation as V
-from chainer_yolo_dist.datasets.synthetic import SyntheticShapesDataset
 from chainer_yolo_dist.datasets.voc import (VOCFormatDataset, default_devkit_dir, voc07_test,
                                             voc0712_train)
 
@@ -285,46 +284,3 @@ def test_invalid_policy_is_rejected(tmp_path):
 
 
 # --- the generic wrapper for datasets that do not read files ---------------------------------
-
-class InMemoryDetection(object):
-    class_names = ('a', 'b')
-
-    def __init__(self, samples):
-        self.samples = samples
-
-    def __len__(self):
-        return len(self.samples)
-
-    def __getitem__(self, i):
-        if isinstance(self.samples[i], Exception):
-            raise self.samples[i]
-        return self.samples[i]
-
-
-def _sample(boxes, labels):
-    return (np.zeros((3, 10, 20), np.float32), np.array(boxes, np.float32).reshape(-1, 4),
-            np.array(labels, np.int32))
-
-
-def test_validated_detection_dataset_error_and_skip():
-    samples = [_sample([[0, 0, 10, 20]], [1]),
-               _sample([[1, 2, 3, 4], [0, 5, 11, 6], [2, 2, 3, 3]], [0, 0, 2]),
-               OSError('disk on fire'),
-               _sample([], [])]
-    base = InMemoryDetection(samples)
-    with pytest.raises(V.BadSampleError, match=r'InMemoryDetection\[1\]: box 1 has y_max 11\.0'):
-        V.validate_detection_dataset(base)
-    ds = V.validate_detection_dataset(base, on_bad_sample='skip')
-    assert len(ds) == 3
-    np.testing.assert_array_equal(ds[1][1], [[1, 2, 3, 4]])
-    np.testing.assert_array_equal(ds[1][2], [0])
-    assert ds[2][1].shape == (0, 4)
-    assert ds.report.counts == {V.BOX_OUTSIDE_IMAGE: 1, V.LABEL_OUT_OF_RANGE: 1,
-                                V.UNREADABLE_IMAGE: 1}
-    assert ds.report.n_boxes_dropped == 2
-
-
-def test_synthetic_dataset_passes_validation():
-    ds = SyntheticShapesDataset(n_images=40, size=64)
-    checked = V.validate_detection_dataset(ds)
-    assert len(checked) == 40 and not checked.report.problems

@@ -52,3 +52,16 @@ def test_gathered_evaluation_equals_single_process(tmp_path):
         assert r['distributed']['map'] == r['single']['map'], name
         assert r['distributed']['ap'] == r['single']['ap'], name
     assert 0.2 < results['oracle']['single']['map'] < 0.95
+
+
+@pytest.mark.parametrize('ranks, virtual', [(2, 2), (1, 4)])
+def test_virtual_ranks_equal_real_ranks(tmp_path, ranks, virtual):
+    """k = 4 workers: 2 ranks x 2 virtual and 1 process x 4 virtual update as 4 real ranks."""
+    real, mixed = tmp_path / 'real.npz', tmp_path / 'mixed.npz'
+    check(run_mpi(4, [SCRIPTS + 'virtual_ranks.py', '1', str(real)], timeout=240))
+    check(run_mpi(ranks, [SCRIPTS + 'virtual_ranks.py', str(virtual), str(mixed)],
+                  timeout=240))
+    a, b = np.load(real), np.load(mixed)
+    assert a.files == b.files and len(a.files) > 50
+    for name in a.files:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-7, atol=1e-9, err_msg=name)

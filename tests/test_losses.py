@@ -1,4 +1,4 @@
-"""The YOLO training losses follow /work/shared/LOSS_SPEC.md exactly.
+"""The YOLO training losses follow docs/loss.md exactly.
 
 Hand-computed cases write the arithmetic out; random cases compare with the naive loop
 transcription in ``tests/loss_reference.py``.
@@ -14,7 +14,7 @@ from chainercv.links import YOLOv2, YOLOv3
 from chainercv.utils import bbox_iou
 
 import loss_reference as ref
-from chainer_yolo_dist.losses import YOLOv2Loss, YOLOv3Loss
+from chainer_yolo_dist.detection.losses import YOLOv2Loss, YOLOv3Loss
 
 LOG2 = math.log(2.0)
 

@@ -5,11 +5,12 @@ import pytest
 from chainercv.links import YOLOv2, YOLOv3
 
 from chainer_yolo_dist.datasets import SyntheticShapesDataset
-from chainer_yolo_dist.losses import YOLOv2Loss, YOLOv3Loss
-from chainer_yolo_dist.models.yolo import (YOLOv3Small, build_loss, build_model,
+from chainer_yolo_dist.detection.losses import YOLOv2Loss, YOLOv3Loss
+from chainer_yolo_dist.detection.models import (YOLOv3Small, build_loss, build_model,
                                            set_insize)
-from chainer_yolo_dist.train_chain import NonFiniteLossError, YOLOTrainChain
-from chainer_yolo_dist.transforms import MultiScaleConverter
+from chainer_yolo_dist.core.finite import NonFiniteLossError
+from chainer_yolo_dist.detection.train_chain import YOLOTrainChain
+from chainer_yolo_dist.detection.multiscale import MultiScaleConverter
 
 
 def test_set_insize_matches_chainercv_at_416():

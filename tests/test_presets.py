@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from chainer_yolo_dist import presets
-from chainer_yolo_dist.schedules import LRSchedule
+from chainer_yolo_dist.core import presets
+from chainer_yolo_dist.core.schedules import LRSchedule
 
 approx = pytest.approx
 PAPER_PRESETS = ('darknet19_imagenet_2019', 'darknet53_imagenet_2019', 'yolov2_filmrole_2018',
@@ -39,7 +39,7 @@ def test_unknown_preset_names_the_known_ones():
 def test_peak_rate_matches_the_paper(name, k, peak):
     p = presets.load(name, k)
     assert p.peak_lr == approx(peak)
-    assert p.lr(5) == approx(peak)
+    assert p.schedule()(5) == approx(peak)
 
 
 # --- step-decay presets: warmup start, warmup end, around each step -------------------------
@@ -51,20 +51,20 @@ def test_step_presets_follow_warmup_then_x01_at_60_and_90(name, k):
     p = presets.load(name, k)
     eta = p.eta
     peak = k * eta                                  # lr = k*eta with n = 16
-    assert p.lr(0) == approx(eta)
-    assert p.lr(0.5) == approx(eta)
-    assert p.lr(3) == approx(eta + (peak - eta) / 2)   # half way along the epoch 1..5 ramp
-    assert p.lr(5) == approx(peak)
-    assert p.lr(59.99) == approx(peak)
-    assert p.lr(60) == approx(peak * 0.1)
-    assert p.lr(89.99) == approx(peak * 0.1)
-    assert p.lr(90) == approx(peak * 0.01)
-    assert p.lr(99.9) == approx(peak * 0.01)
+    assert p.schedule()(0) == approx(eta)
+    assert p.schedule()(0.5) == approx(eta)
+    assert p.schedule()(3) == approx(eta + (peak - eta) / 2)   # half way along the epoch 1..5 ramp
+    assert p.schedule()(5) == approx(peak)
+    assert p.schedule()(59.99) == approx(peak)
+    assert p.schedule()(60) == approx(peak * 0.1)
+    assert p.schedule()(89.99) == approx(peak * 0.1)
+    assert p.schedule()(90) == approx(peak * 0.01)
+    assert p.schedule()(99.9) == approx(peak * 0.01)
 
 
 def test_a_single_gpu_has_no_warmup():
     p = presets.load('yolov2_voc_2018', 1)
-    assert [p.lr(t) for t in (0, 0.5, 3, 5, 59)] == approx([1e-4] * 5)
+    assert [p.schedule()(t) for t in (0, 0.5, 3, 5, 59)] == approx([1e-4] * 5)
 
 
 # --- polynomial presets ---------------------------------------------------------------------
@@ -74,18 +74,18 @@ def test_a_single_gpu_has_no_warmup():
 def test_poly_presets_warm_up_to_kn256_eta_then_decay_squared_to_zero_at_200(name, k):
     p = presets.load(name, k)
     peak = k * 32 / 256 * 0.1
-    assert p.lr(0) == approx(0.1)
-    assert p.lr(0.5) == approx(0.1)
-    assert p.lr(5) == approx(peak)
+    assert p.schedule()(0) == approx(0.1)
+    assert p.schedule()(0.5) == approx(0.1)
+    assert p.schedule()(5) == approx(peak)
     # Middle point by hand: t' = 102.5 - 5 = 97.5 of T' = 195 -> (1/2) ** 2.
-    assert p.lr(102.5) == approx(peak / 4)
-    assert p.lr(200) == 0.0
+    assert p.schedule()(102.5) == approx(peak / 4)
+    assert p.schedule()(200) == 0.0
 
 
 def test_darknet_below_256_images_per_step_starts_at_the_peak():
     # k = 4: peak 4*32/256*0.1 = 0.05 < eta = 0.1, so no warmup (lr = peak).
     p = presets.load('darknet53_imagenet_2019', 4)
-    assert p.lr(0) == approx(0.05) and p.lr(5) == approx(0.05)
+    assert p.schedule()(0) == approx(0.05) and p.schedule()(5) == approx(0.05)
 
 
 # --- batch fractions ------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def test_preset_is_frozen_and_schedule_is_an_lrschedule():
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.eta = 1.0
     assert isinstance(p.schedule(), LRSchedule)
-    assert p.as_dict()['peak_lr'] == approx(0.008)
+    assert p.peak_lr == approx(0.008)
     # scatter_dataset gives each of 8 ranks ceil(16551 / 8) = 2069 images, 16 per update.
     assert p.iterations_per_epoch == approx(2069 / 16)
 
@@ -146,7 +146,7 @@ def test_literal_kn_eta_reading_is_selectable():
     p = presets.load('yolov3_voc_2019', 8, lr_rule='literal_knEta')
     assert p.reference_batch == 1
     assert p.peak_lr == approx(8 * 16 * 0.001)
-    assert p.lr(0) == approx(0.001)
+    assert p.schedule()(0) == approx(0.001)
 
 
 def test_overrides_replace_fields_and_rederive_the_rest():
@@ -156,9 +156,9 @@ def test_overrides_replace_fields_and_rederive_the_rest():
     assert p.reference_batch == 8                  # k*eta keeps meaning lr = k*eta
     assert p.peak_lr == approx(0.032)
     assert p.multiscale is None and p.steps == (4.0, 8.0)
-    assert p.lr(0) == approx(1e-3)                 # Goyal's ramp starts at eta at epoch 0
-    assert p.lr(2.5) == approx(1e-3 + (0.032 - 1e-3) / 2)
-    assert p.lr(8) == approx(0.032 * 0.01)
+    assert p.schedule()(0) == approx(1e-3)                 # Goyal's ramp starts at eta at epoch 0
+    assert p.schedule()(2.5) == approx(1e-3 + (0.032 - 1e-3) / 2)
+    assert p.schedule()(8) == approx(0.032 * 0.01)
 
 
 def test_reference_batch_override_switches_to_a_custom_rule():
@@ -172,7 +172,7 @@ def test_reference_batch_override_switches_to_a_custom_rule():
     (dict(learning_rate=0.1), TypeError, 'unknown override'),
     (dict(peak_lr=0.1), TypeError, 'derived'),
     (dict(global_batchsize=64), TypeError, 'derived'),
-    (dict(model='resnet50'), ValueError, 'model'),
+    (dict(momentum=1.5), ValueError, 'momentum'),
     (dict(insize=500), ValueError, 'multiple'),
     (dict(decay='cosine'), ValueError, 'decay'),
     (dict(lr_rule='sqrt'), ValueError, 'lr_rule'),
@@ -183,6 +183,16 @@ def test_reference_batch_override_switches_to_a_custom_rule():
 def test_bad_overrides_raise(overrides, error, match):
     with pytest.raises(error, match=match):
         presets.load('yolov3_voc_2019', 8, **overrides)
+
+
+def test_each_system_refuses_a_network_it_does_not_train():
+    # The networks are registered by their systems; the check runs before any data is read.
+    from chainer_yolo_dist.classification import recipe as classification
+    from chainer_yolo_dist.detection import recipe as detection
+    with pytest.raises(ValueError, match='resnet50'):
+        detection.check(presets.load('yolov3_voc_2019', 8, model='resnet50'), {})
+    with pytest.raises(ValueError, match='yolov3'):
+        classification.check(presets.load('yolov3_voc_2019', 8), {})
 
 
 # --- preset files ---------------------------------------------------------------------------
@@ -216,9 +226,9 @@ def test_demo_keeps_the_papers_rules_at_cpu_scale():
                                                             None)
     # lr = k * eta, eta for the first epoch, linear to the peak at epoch 2, x0.1 at 19 and 24.
     assert p.peak_lr == approx(0.005)
-    assert p.lr(0.5) == approx(0.0025) and p.lr(1.5) == approx(0.00375)
-    assert p.lr(18.9) == approx(0.005) and p.lr(19) == approx(0.0005)
-    assert p.lr(24) == approx(0.00005)
+    assert p.schedule()(0.5) == approx(0.0025) and p.schedule()(1.5) == approx(0.00375)
+    assert p.schedule()(18.9) == approx(0.005) and p.schedule()(19) == approx(0.0005)
+    assert p.schedule()(24) == approx(0.00005)
     # The training script records the size of the data actually loaded.
     assert presets.load('synthetic_demo', 2, n_train=300, n_class=6).batch_fraction == \
         approx(16 / 300)

@@ -15,9 +15,9 @@ from chainercv.links import YOLOv2, YOLOv3
 
 from conftest import check, run_python
 
-from chainer_yolo_dist.models.darknet import Darknet19, Darknet53
-from chainer_yolo_dist.models.transfer import (inspect_classifier_file, transfer_pretrained)
-from chainer_yolo_dist.models.yolo import YOLOv3Small, build_model
+from chainer_yolo_dist.classification.darknet import Darknet19, Darknet53
+from chainer_yolo_dist.detection.transfer import (inspect_classifier_file, transfer_pretrained)
+from chainer_yolo_dist.detection.models import YOLOv3Small, build_model
 
 N_DARKNET19_ARRAYS = 18 * 5  # conv W, BN gamma, beta, mean, variance per trunk layer
 N_DARKNET53_ARRAYS = 52 * 5
@@ -93,7 +93,7 @@ def test_yolov2_run_starts_from_the_transferred_classifier(darknet19_file, tmp_p
     assert [entry['iteration'] for entry in log] == [1, 2]
     assert all(np.isfinite(entry['main/loss']) for entry in log)
     config = json.loads((out / 'config.json').read_text())
-    assert config['pretrained_path'] == darknet19_file and config['model'] == 'yolov2'
+    assert config['pretrained'] == darknet19_file and config['preset']['model'] == 'yolov2'
     metrics = json.loads((out / 'metrics.json').read_text())
     assert metrics['iterations'] == 2 and 0 <= metrics['map'] <= 1
 

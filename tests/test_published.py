@@ -1,12 +1,12 @@
-"""The published tables hold exactly the papers' numbers (PAPERS.md and the originals), and
+"""The published tables hold exactly the papers' numbers (docs/papers.md and the Japanese originals), and
 the numbers agree with each other the way the papers say they do."""
 import math
 
 import pytest
 
-from chainer_yolo_dist import published
+from chainer_yolo_dist.analysis import published
 
-# Transcribed independently of the CSVs, from shared/PAPERS.md and shared/seeds/.
+# Transcribed independently of the CSVs, from the papers' tables (docs/papers.md).
 N = None
 EXPECTED = {
     'p000_table3_voc_map': [(1, 69.3), (16, 70.2), (32, 68.6), (64, 67.3), (128, 63.3)],

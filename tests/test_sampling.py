@@ -1,7 +1,7 @@
 """Reproducible epochs: per-epoch shuffles and per-example random streams."""
 import chainer
 
-from chainer_yolo_dist.sampling import EpochOrderSampler, EpochSampledDataset
+from chainer_yolo_dist.core.sampling import EpochOrderSampler, EpochSampledDataset
 
 
 def _draw(example, rng):

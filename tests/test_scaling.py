@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from chainer_yolo_dist import presets, published
+from chainer_yolo_dist.analysis import published
+from chainer_yolo_dist.core import presets
 from chainer_yolo_dist.analysis import scaling
 from conftest import REPO, check, run_python
 
@@ -52,7 +53,7 @@ def test_uncached_networks_are_counted_on_demand():
 
 
 def test_known_sizes():
-    # STACK.md / the lead's note: YOLOv2 (20 classes) 50.7M, YOLOv3 61.6M, Darknet53 ~41.6M.
+    # Counted from the built networks: YOLOv2 (20 classes) 50.7M, YOLOv3 61.6M, Darknet53 ~41.6M.
     assert round(scaling.model_facts('yolov2', 20)[0] / 1e6, 1) == 50.7
     assert round(scaling.model_facts('yolov3', 20)[0] / 1e6, 1) == 61.6
     assert round(scaling.model_facts('darknet53', 1000)[0] / 1e6, 1) == 41.6

@@ -3,6 +3,7 @@
 The runs are real: one process, and two MPI ranks with ChainerMN's naive communicator. Four
 classes, so chance is 0.25 top-1; the runs must reach well above it.
 """
+import dataclasses
 import json
 import math
 
@@ -11,11 +12,13 @@ import pytest
 
 from conftest import check, run_mpi, run_python
 
-from chainer_yolo_dist.classification import (ClassifierChain, classification_converter,
-                                              load_classification_datasets, top_k_accuracy)
-from chainer_yolo_dist.cls_transforms import (CenterCrop, DarknetAugmentation,
+from chainer_yolo_dist.classification.chain import (ClassifierChain, top_k_accuracy)
+from chainer_yolo_dist.classification.chain import converter as classification_converter
+from chainer_yolo_dist.classification.data import load_data
+from chainer_yolo_dist.classification.settings import ClassificationData
+from chainer_yolo_dist.classification.transforms import (CenterCrop, DarknetAugmentation,
                                               rotate_scale_crop)
-from chainer_yolo_dist.models.transfer import inspect_classifier_file, load_classifier
+from chainer_yolo_dist.classification.model_files import inspect_classifier_file, load_classifier
 
 # The CPU demo preset on half its data and 6 of its 10 epochs; 125 validation images so that
 # two ranks get unequal shares (63 + 62) and the last batch of each is partial.
@@ -52,9 +55,9 @@ def _json(path):
 def _evaluate_in_one_process(out):
     """Top-1 of ``out/model.npz`` over the run's whole validation set, in this process."""
     config = _json(out / 'config.json')
-    _, test, _, _ = load_classification_datasets(config)
+    _, test, _, _ = load_data(ClassificationData(**config['data']))
     model, _ = load_classifier(str(out / 'model.npz'))
-    crop = CenterCrop(config['insize'])
+    crop = CenterCrop(config['preset']['insize'])
     x, t = classification_converter([crop(test[i]) for i in range(len(test))])
     return float((model.predict(x).argmax(axis=1) == t).mean()), len(test)
 
@@ -89,13 +92,15 @@ def test_outputs_and_recorded_settings(single, two_ranks):
         assert set(metrics) >= {'top1', 'top5', 'epochs', 'iterations', 'elapsed_seconds',
                                 'images_per_second'}
     config1, config2 = _json(single[0] / 'config.json'), _json(two_ranks[0] / 'config.json')
-    assert config1['preset'] == 'synthetic_classification_demo'
-    assert config1['model'] == 'darknet19' and config1['channels_scale'] == 0.125
+    assert config1['preset']['name'] == 'synthetic_classification_demo'
+    assert config1['preset']['model'] == 'darknet19' and config1['channels_scale'] == 0.125
     # Paper 001 sec. 4.1: lr = k * n / 256 * eta.
     for config, k in ((config1, 1), (config2, 2)):
-        assert config['comm_size'] == k and config['communicator'] == 'naive'
-        assert config['peak_lr'] == pytest.approx(k * config['batchsize'] / 256 * config['lr'])
-        assert config['global_batchsize'] == k * config['batchsize']
+        recipe = config['preset']
+        assert config['workers'] == k and config['communicator'] == 'naive'
+        assert recipe['peak_lr'] == pytest.approx(k * recipe['batchsize_per_gpu'] / 256
+                                                  * config['eta'])
+        assert recipe['global_batchsize'] == k * recipe['batchsize_per_gpu']
     # 512 images: 16 updates of 32 per epoch on one rank, 8 of 32 per rank on two.
     assert _json(single[0] / 'metrics.json')['iterations'] == 6 * 16
     assert _json(two_ranks[0] / 'metrics.json')['iterations'] == 6 * 8
@@ -139,7 +144,8 @@ def test_fine_tuning_stage_starts_from_the_trained_classifier(single, tmp_path):
         '--iterations', '1', '--out', str(out)], timeout=120))
     assert 'initialised from %s' % (single[0] / 'model.npz') in proc.stdout
     config = _json(out / 'config.json')
-    assert config['insize'] == 64 and config['peak_lr'] == pytest.approx(1e-3 * 32 / 256)
+    assert config['preset']['insize'] == 64
+    assert config['preset']['peak_lr'] == pytest.approx(1e-3 * 32 / 256)
     # One update at a tiny rate: the accuracy is the trained classifier's, not chance.
     assert _json(out / 'metrics.json')['top1'] >= FAR_ABOVE_CHANCE
 
@@ -181,8 +187,8 @@ def test_imagenet_directory_layout_trains_and_skips_bad_files(tmp_path):
     report = _json(out / 'bad_samples_train.json')
     assert report['counts'] == {'unreadable_image': 1} and str(bad) in report['problems'][0]
     config = _json(out / 'config.json')
-    assert config['dataset'] == 'imagenet' and config['class_names'] == list(wnids)
-    assert config['channels_scale'] == 0.125 and config['n_train'] == 8
+    assert config['data']['dataset'] == 'imagenet' and config['class_names'] == list(wnids)
+    assert config['channels_scale'] == 0.125 and config['preset']['n_train'] == 8
     metrics = _json(out / 'metrics.json')
     assert metrics['n_val'] == 3 and metrics['iterations'] == 3 and metrics['epochs'] == 1.5
     assert [e['epoch'] for e in _json(out / 'log') if 'validation/main/accuracy' in e] == [1]
@@ -210,11 +216,14 @@ def test_two_ranks_resume_continues_exactly(tmp_path):
 
 
 def test_missing_imagenet_directory_is_named():
-    cfg = {'dataset': 'imagenet', 'data_dir': '/nonexistent/ILSVRC', 'on_bad_sample': 'error'}
+    request = ClassificationData(
+        dataset='imagenet', seed=0, n_class=0, on_bad_sample='error',
+        data_dir='/nonexistent/ILSVRC', train_list=None, val_list=None, check_images=True,
+        n_train_images=0, n_test_images=0, image_size=0)
     with pytest.raises(FileNotFoundError, match='/nonexistent/ILSVRC/train'):
-        load_classification_datasets(cfg)
+        load_data(request)
     with pytest.raises(ValueError, match='needs --data-dir'):
-        load_classification_datasets({'dataset': 'imagenet'})
+        load_data(dataclasses.replace(request, data_dir=None))
 
 
 def test_top_k_accuracy_counts_the_true_class_among_the_k_best():

@@ -32,12 +32,13 @@ def test_two_ranks_write_every_output(tmp_path):
     assert set(metrics['ap']) == {'disc', 'square', 'triangle', 'cross'}
     assert 0 <= metrics['map'] <= 1 and metrics['images_per_second'] > 0
     config = json.loads((out / 'config.json').read_text())
-    assert config['comm_size'] == 2 and config['global_batchsize'] == 8
-    assert config['inter_size'] == 1  # both ranks on this one machine (node)
+    recipe = config['preset']
+    assert config['ranks'] == 2 and config['workers'] == 2 and recipe['global_batchsize'] == 8
+    assert config['nodes'] == 1  # both ranks on this one machine (node)
     assert config['communicator'] == 'naive'
     # k * eta with k = 2 (paper 000 sec. 4.1), and every setting recorded.
-    assert config['peak_lr'] == pytest.approx(2 * config['lr'])
-    assert config['preset'] == 'synthetic_demo' and config['multiscale'] == [64, 96, 2]
+    assert recipe['peak_lr'] == pytest.approx(2 * config['eta'])
+    assert recipe['name'] == 'synthetic_demo' and recipe['multiscale'] == [64, 96, 2]
     log = json.loads((out / 'log').read_text())
     assert [entry['iteration'] for entry in log] == [2, 4, 6]
     for key in ('main/loss', 'main/loss/box', 'main/loss/conf', 'main/loss/prob', 'lr'):

@@ -7,14 +7,14 @@ from chainercv.links import Conv2DBNActiv
 from chainercv.links import YOLOv2
 from chainercv.links import YOLOv3
 
-from chainer_yolo_dist.models.darknet import Darknet19
-from chainer_yolo_dist.models.darknet import Darknet53
-from chainer_yolo_dist.models.darknet import darknet19_trunk
-from chainer_yolo_dist.models.darknet import darknet53_trunk
-from chainer_yolo_dist.models.transfer import copy_conv_bn_layers
-from chainer_yolo_dist.models.transfer import darknet53_trunk_layers
-from chainer_yolo_dist.models.transfer import transfer_darknet19_to_yolov2
-from chainer_yolo_dist.models.transfer import transfer_darknet53_to_yolov3
+from chainer_yolo_dist.classification.darknet import Darknet19
+from chainer_yolo_dist.classification.darknet import Darknet53
+from chainer_yolo_dist.classification.darknet import darknet19_trunk
+from chainer_yolo_dist.classification.darknet import darknet53_trunk
+from chainer_yolo_dist.detection.transfer import copy_conv_bn_layers
+from chainer_yolo_dist.detection.transfer import darknet53_trunk_layers
+from chainer_yolo_dist.detection.transfer import transfer_darknet19_to_yolov2
+from chainer_yolo_dist.detection.transfer import transfer_darknet53_to_yolov3
 
 TRUNK_ATTRS = ('conv/W', 'bn/gamma', 'bn/beta', 'bn/avg_mean', 'bn/avg_var')
 

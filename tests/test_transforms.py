@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from chainer_yolo_dist.transforms import (MultiScaleConverter, ResizeTransform,
-                                          YOLOAugmentation, clip_and_filter_bbox,
-                                          crop_with_fill, multiscale_size, multiscale_sizes)
+from chainer_yolo_dist.detection.multiscale import (MultiScaleConverter, multiscale_size,
+                                                    multiscale_sizes)
+from chainer_yolo_dist.detection.transforms import (ResizeTransform, YOLOAugmentation,
+                                                    clip_and_filter_bbox, crop_with_fill)
 
 
 def _example():

@@ -6,7 +6,7 @@ from PIL import Image
 
 from chainer_yolo_dist.datasets.synthetic import (SyntheticShapesClassificationDataset,
                                                   SyntheticShapesDataset)
-from chainer_yolo_dist.visualize import render_samples
+from chainer_yolo_dist.datasets.visualize import render_samples
 
 
 def _check_png(path, min_size):

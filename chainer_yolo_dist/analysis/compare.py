@@ -21,7 +21,7 @@ import io
 import os
 import tempfile
 
-from chainer_yolo_dist import published
+from chainer_yolo_dist.analysis import published
 
 #: preset -> (table, column, row filter, metric, source as cited)
 SOURCES = {

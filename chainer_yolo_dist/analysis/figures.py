@@ -15,7 +15,7 @@ import tempfile
 
 from matplotlib.figure import Figure
 
-from chainer_yolo_dist import published
+from chainer_yolo_dist.analysis import published
 from chainer_yolo_dist.analysis import runs as runs_lib
 from chainer_yolo_dist.analysis.cost import cost
 
@@ -294,7 +294,7 @@ def loss_figure(runs, key='main/loss'):
     base, others = _by_size(runs)
     panels = others or [base]
     fig, axes = _panels(len(panels))
-    data = runs[0].config.get('dataset') or runs[0].group
+    data = runs[0].dataset or runs[0].group
     for letter, ax, run in zip(string.ascii_lowercase, axes, panels):
         if base is not None:
             x, y = runs_lib.log_series(base, key)
@@ -304,7 +304,7 @@ def loss_figure(runs, key='main/loss'):
             ax.plot(x, y, color=ORANGE, label='%s(%s)' % (data, _processes(run.comm_size)))
         ax.set_title('(%s) %d node%s, k = %d, η = %g'
                      % (letter, run.nodes, '' if run.nodes == 1 else 's', run.comm_size,
-                        run.config.get('peak_lr', float('nan'))))
+                        run.peak_lr))
         ax.set_xlabel('Epoch')
         ax.set_ylabel('Loss')
         ax.set_ylim(bottom=0)
@@ -334,7 +334,7 @@ def accuracy_figure(runs):
             x, y = runs_lib.log_series(run, 'validation/main/accuracy')
             ax.plot(x, y, color=ORANGE, label='validation')
         ax.set_title('(%s) k = %d, batch size %s' % (letter, run.comm_size,
-                                                    run.config.get('global_batchsize', '?')))
+                                                    run.global_batchsize))
         ax.set_xlabel('Epoch')
         ax.set_ylabel('Accuracy')
         ax.set_ylim(0, 1)

@@ -43,28 +43,45 @@ class Run:
         return os.path.basename(os.path.normpath(self.path))
 
     @property
+    def recipe(self):
+        """The preset as the run used it (``config.json``'s ``preset``)."""
+        return self.config.get('preset') or {}
+
+    @property
     def comm_size(self):
-        return self.config['comm_size']
+        """The papers' k: data-parallel workers (MPI ranks x virtual ranks)."""
+        return self.config['workers']
 
     @property
     def nodes(self):
-        """Nodes the run used: ``inter_size`` (ChainerMN's node count) or ``nodes`` from
-        config.json, else ceil(comm_size / 4), the papers' ABCI layout of 4 GPUs a node."""
-        for key in ('inter_size', 'nodes'):
-            if self.config.get(key):
-                return int(self.config[key])
+        """Nodes the run used (ChainerMN's ``inter_size``), else ceil(k / 4), the papers'
+        ABCI layout of 4 GPUs a node."""
+        if self.config.get('nodes'):
+            return int(self.config['nodes'])
         return math.ceil(self.comm_size / 4)
 
     @property
     def preset(self):
-        return self.config.get('preset')
+        return self.recipe.get('name')
+
+    @property
+    def peak_lr(self):
+        return self.recipe.get('peak_lr', float('nan'))
+
+    @property
+    def global_batchsize(self):
+        return self.recipe.get('global_batchsize', '?')
+
+    @property
+    def dataset(self):
+        return self.recipe.get('dataset')
 
     @property
     def group(self):
         """What runs are compared across process counts by: the preset, else model/dataset."""
         if self.preset:
             return self.preset
-        return '%s_%s' % (self.config.get('model', 'model'), self.config.get('dataset', 'data'))
+        return '%s_%s' % (self.recipe.get('model', 'model'), self.recipe.get('dataset', 'data'))
 
 
 def load_run(path):
@@ -78,9 +95,9 @@ def load_run(path):
     if not os.path.isfile(config_path):
         raise FileNotFoundError('%s: not a run directory (no config.json)' % path)
     config = _read_json(config_path, dict)
-    size = config.get('comm_size')
+    size = config.get('workers')
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise ValueError('%s: "comm_size" must be a positive integer, got %r'
+        raise ValueError('%s: "workers" must be a positive integer, got %r'
                          % (config_path, size))
     log_path = os.path.join(path, 'log')
     log = _read_json(log_path, list) if os.path.isfile(log_path) else []

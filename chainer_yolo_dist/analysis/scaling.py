@@ -23,7 +23,8 @@ directly (a measured benchmark). ``docs/scaling_model.md`` states where this mis
 import dataclasses
 import math
 
-from chainer_yolo_dist import presets, published
+from chainer_yolo_dist.analysis import published
+from chainer_yolo_dist.core import presets
 
 #: Facts of the papers' networks, counted from the real networks (``count_model_facts``;
 #: ``tests/test_scaling.py`` recounts them) and cached because building them takes seconds:
@@ -50,7 +51,7 @@ ONE_GPU_TIMES = {
 
 @dataclasses.dataclass(frozen=True)
 class Topology:
-    """The interconnect of ABCI's compute nodes (PAPERS.md, hardware; sec. 5.1 of the papers).
+    """The interconnect of ABCI's compute nodes (docs/papers.md, the machine; sec. 5.1 of the papers).
 
     Bandwidths are per direction, in bytes per second. ``nvlink_bandwidth``: one hop of a ring
     between two V100 SXM2 of a node (two NVLink 2.0 links of 25 GB/s). ``ib_bandwidth``: one
@@ -112,13 +113,13 @@ def model_facts(model, n_class):
 
 def build_network(model, n_class):
     """The network ``model`` with random weights: a Darknet classifier
-    (``chainer_yolo_dist.models.darknet``) or a detector of
-    ``chainer_yolo_dist.models.yolo.build_model`` (``n_class`` foreground classes)."""
-    from chainer_yolo_dist.models import darknet, yolo
-    classifiers = {'darknet19': darknet.Darknet19, 'darknet53': darknet.Darknet53}
-    if model in classifiers:
-        return classifiers[model](n_class)
-    return yolo.build_model(model, n_class)
+    (``chainer_yolo_dist.classification.darknet``) or a detector of
+    ``chainer_yolo_dist.detection.models.build_model`` (``n_class`` foreground classes)."""
+    from chainer_yolo_dist.classification.darknet import CLASSIFIERS, build_classifier
+    from chainer_yolo_dist.detection.models import build_model
+    if model in CLASSIFIERS:
+        return build_classifier(model, n_class)
+    return build_model(model, n_class)
 
 
 def forward_flops(model, n_class, side):
@@ -188,7 +189,7 @@ def predict(name, gpus_list, image_seconds=None, grad_bytes=None, topology=ABCI)
     """Predicted time per epoch and speed-up of preset ``name`` at each GPU count.
 
     Args:
-        name: preset name (``chainer_yolo_dist.presets.names()``).
+        name: preset name (``chainer_yolo_dist.core.presets.names()``).
         gpus_list: GPU counts (positive ints).
         image_seconds: compute seconds per image on one GPU; default
             :func:`calibrated_image_seconds`.

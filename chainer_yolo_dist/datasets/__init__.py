@@ -8,8 +8,6 @@ from chainer_yolo_dist.datasets.synthetic import SyntheticShapesClassificationDa
 from chainer_yolo_dist.datasets.synthetic import SyntheticShapesDataset  # NOQA
 from chainer_yolo_dist.datasets.validation import BadSampleError  # NOQA
 from chainer_yolo_dist.datasets.validation import BadSampleReport  # NOQA
-from chainer_yolo_dist.datasets.validation import validate_detection_dataset  # NOQA
-from chainer_yolo_dist.datasets.validation import ValidatedDetectionDataset  # NOQA
 from chainer_yolo_dist.datasets.voc import ConcatenatedDetectionDataset  # NOQA
 from chainer_yolo_dist.datasets.voc import default_devkit_dir  # NOQA
 from chainer_yolo_dist.datasets.voc import voc07_test  # NOQA

@@ -13,7 +13,6 @@ import os
 import numpy as np
 
 from chainercv.chainer_experimental.datasets.sliceable import GetterDataset
-from chainercv.utils import read_image
 
 from chainer_yolo_dist.datasets import validation as V
 
@@ -112,9 +111,4 @@ class ImageNetDataset(GetterDataset):
 
     def _get(self, i):
         path, label = self._pairs[i]
-        try:
-            img = read_image(path, color=True)
-        except Exception as e:  # name the file: PIL's own message does not
-            raise V.BadSampleError('%s: unreadable image (%s: %s)'
-                                   % (path, type(e).__name__, e)) from e
-        return img, label
+        return V.read_image(path), label

@@ -9,13 +9,13 @@ script to print and save.
 Boxes use ChainerCV's ``(y_min, x_min, y_max, x_max)`` order; a box is valid only if
 ``0 <= y_min < y_max <= H`` and ``0 <= x_min < x_max <= W`` with all four values finite.
 """
-import json
 import os
 
 import numpy as np
 from PIL import Image
 
-from chainercv.chainer_experimental.datasets.sliceable import GetterDataset
+from chainer_yolo_dist.core.atomic import write_json
+
 
 ON_BAD_SAMPLE = ('error', 'skip')
 
@@ -88,12 +88,8 @@ class BadSampleReport(object):
                 % (self.n_checked, self.n_kept, self.n_dropped, self.n_boxes_dropped, kinds))
 
     def save(self, path):
-        """Writes :meth:`as_dict` as JSON to ``path`` (temporary name, then rename)."""
-        tmp = '%s.tmp%d' % (path, os.getpid())
-        with open(tmp, 'w') as f:
-            json.dump(self.as_dict(), f, indent=1)
-        os.replace(tmp, path)
-        return path
+        """Writes :meth:`as_dict` as JSON to ``path``, atomically."""
+        return write_json(path, self.as_dict())
 
     @classmethod
     def merge(cls, reports):
@@ -170,77 +166,18 @@ def check_label(report, file, label, n_class, what='label'):
     return False
 
 
-class ValidatedDetectionDataset(GetterDataset):
-    """A checked view of any ChainerCV-style detection dataset (sliceable).
+def read_image(path):
+    """The image at ``path`` as float32 (3, H, W) RGB in [0, 255]; a file that cannot be fully
+    decoded raises :class:`BadSampleError` naming it.
 
-    Every sample of ``base`` is loaded once at construction; a sample that cannot be loaded or
-    whose image is not ``(3, H, W)`` is bad as a whole, and each box is checked with
-    :func:`box_problem` and its label against ``[0, len(class_names))``. Under 'skip' the view
-    leaves bad samples out and returns kept samples without their bad boxes (per-box extras such
-    as ``difficult`` are filtered alike). ``report`` says what was dropped.
-
-    Datasets that read files (VOC-format, ImageNet) validate themselves while parsing, where
-    file-level problems such as unknown class names are visible; this wrapper is for the rest.
+    Decoded with Pillow, which refuses a truncated JPEG, where OpenCV (ChainerCV's choice when
+    it is installed) returns the decoded part with a warning and no error.
     """
-
-    def __init__(self, base, on_bad_sample='error', class_names=None):
-        super(ValidatedDetectionDataset, self).__init__()
-        self.base = base
-        self.class_names = tuple(class_names if class_names is not None
-                                 else getattr(base, 'class_names'))
-        self.report = BadSampleReport(on_bad_sample)
-        self._index, self._keep = [], []
-        name = type(base).__name__
-        for i in range(len(base)):
-            self.report.n_checked += 1
-            keep = self._check(i, '%s[%d]' % (name, i))
-            if keep is not False:
-                self._index.append(i)
-                self._keep.append(keep)
-        self.report.n_kept = len(self._index)
-        keys = getattr(base, 'keys', ('img', 'bbox', 'label'))
-        self.add_getter(tuple(keys) if isinstance(keys, (tuple, list)) else (keys,), self._get)
-
-    def _check(self, i, where):
-        """False to drop sample ``i``; else None (keep all boxes) or a boolean mask of boxes."""
-        try:
-            sample = self.base[i]
-        except Exception as e:  # a sample that cannot be produced cannot be trained on
-            self.report.record(UNREADABLE_IMAGE, where, 'cannot be loaded (%s: %s)'
-                               % (type(e).__name__, e))
-            return False
-        img, bbox, label = np.asarray(sample[0]), np.asarray(sample[1]), np.asarray(sample[2])
-        if img.ndim != 3 or img.shape[0] != 3:
-            self.report.record(UNREADABLE_IMAGE, where, 'image has shape %s, not (3, H, W)'
-                               % (img.shape,))
-            return False
-        if bbox.reshape(-1, 4).shape[0] != label.shape[0]:
-            self.report.record(MALFORMED_BOX, where, '%d boxes but %d labels'
-                               % (bbox.reshape(-1, 4).shape[0], label.shape[0]))
-            return False
-        keep = np.ones(len(label), bool)
-        for k, (box, lab) in enumerate(zip(bbox.reshape(-1, 4), label)):
-            problem = box_problem(box, img.shape[1], img.shape[2])
-            if problem is not None:
-                self.report.record(problem[0], where, 'box %d %s' % (k, problem[1]))
-                keep[k] = False
-            elif not check_label(self.report, where, int(lab), len(self.class_names),
-                                 'box %d label' % k):
-                keep[k] = False
-        self.report.n_boxes_dropped += int(np.count_nonzero(~keep))
-        return None if keep.all() else keep
-
-    def __len__(self):
-        return len(self._index)
-
-    def _get(self, i):
-        sample = tuple(self.base[self._index[i]])
-        keep = self._keep[i]
-        if keep is None:
-            return sample
-        return (sample[0],) + tuple(np.asarray(x)[keep] for x in sample[1:])
-
-
-def validate_detection_dataset(dataset, on_bad_sample='error', class_names=None):
-    """Checks every sample of ``dataset`` now; returns the :class:`ValidatedDetectionDataset`."""
-    return ValidatedDetectionDataset(dataset, on_bad_sample, class_names)
+    import chainer
+    from chainercv.utils import read_image as chainercv_read_image
+    try:
+        with chainer.using_config('cv_read_image_backend', 'PIL'):
+            return chainercv_read_image(path, color=True)
+    except Exception as e:  # name the file: PIL's own message does not
+        raise BadSampleError('%s: unreadable image (%s: %s)'
+                             % (path, type(e).__name__, e)) from e

@@ -17,7 +17,6 @@ from chainer.dataset import download
 from chainercv.chainer_experimental.datasets.sliceable import ConcatenatedDataset
 from chainercv.chainer_experimental.datasets.sliceable import GetterDataset
 from chainercv.datasets import voc_bbox_label_names
-from chainercv.utils import read_image
 
 from chainer_yolo_dist.datasets import validation as V
 
@@ -134,7 +133,7 @@ class VOCFormatDataset(GetterDataset):
         return len(self.ids)
 
     def _get_image(self, i):
-        return read_image(self.image_path(self.ids[i]), color=True)
+        return V.read_image(self.image_path(self.ids[i]))
 
     def _get_annotations(self, i):
         return self._annotations[i]

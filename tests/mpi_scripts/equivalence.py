@@ -19,10 +19,10 @@ import chainermn
 import numpy as np
 
 from chainer_yolo_dist.datasets import SyntheticShapesDataset
-from chainer_yolo_dist.models.yolo import build_loss, build_model
-from chainer_yolo_dist.train_chain import YOLOTrainChain
-from chainer_yolo_dist.training import build_optimizer
-from chainer_yolo_dist.transforms import MultiScaleConverter
+from chainer_yolo_dist.detection.models import build_loss, build_model
+from chainer_yolo_dist.detection.train_chain import YOLOTrainChain
+from chainer_yolo_dist.core.optimizers import multi_node
+from chainer_yolo_dist.detection.multiscale import MultiScaleConverter
 
 GLOBAL_BATCH = 4
 STEPS = 3
@@ -41,8 +41,10 @@ def main(out):
     # create_mnbn_model returns a copy with synchronised batch normalisation.
     chain = chainermn.links.create_mnbn_model(YOLOTrainChain(model, float32_loss), comm)
     model = chain.model
-    optimizer = build_optimizer(chain, comm, lr=0.01, momentum=0.9, weight_decay=0.0005,
-                                init_input=np.zeros((1, 3, 64, 64), np.float64))
+    init_input = np.zeros((1, 3, 64, 64), np.float64)
+    optimizer = multi_node(chainer.optimizers.MomentumSGD(lr=0.01, momentum=0.9),
+                           [chainer.optimizer_hooks.WeightDecay(0.0005)], chain, comm,
+                           init=lambda: model(init_input))
     data = SyntheticShapesDataset('train', GLOBAL_BATCH * STEPS, size=64, seed=3)
     converter = MultiScaleConverter(64)
     local = GLOBAL_BATCH // comm.size

@@ -13,10 +13,10 @@ import chainermn
 import numpy as np
 
 from chainer_yolo_dist.datasets import SyntheticShapesDataset
-from chainer_yolo_dist.evaluation import evaluate_detection
-from chainer_yolo_dist.models.yolo import build_loss, build_model, set_insize
-from chainer_yolo_dist.train_chain import YOLOTrainChain
-from chainer_yolo_dist.transforms import MultiScaleConverter
+from chainer_yolo_dist.detection.evaluation import evaluate_detection
+from chainer_yolo_dist.detection.models import build_loss, build_model, set_insize
+from chainer_yolo_dist.detection.train_chain import YOLOTrainChain
+from chainer_yolo_dist.detection.multiscale import MultiScaleConverter
 
 
 class NoisyOracle(object):

@@ -1,0 +1,42 @@
+"""The classification datasets of a run, chosen by name (the registry of classification
+datasets)."""
+from chainer_yolo_dist.datasets import ImageNetDataset, SyntheticShapesClassificationDataset
+
+#: The classification datasets a preset or ``--dataset`` may name.
+DATASETS = ('synthetic_classification', 'imagenet')
+
+
+def load_data(request):
+    """Returns ``(train, test, class_names, reports)`` for ``request.dataset``.
+
+    - ``synthetic_classification``: :class:`SyntheticShapesClassificationDataset` train / test
+      splits (``n_train_images``, ``n_test_images``, ``image_size``, ``n_class``, ``seed``).
+    - ``imagenet``: :class:`ImageNetDataset` at ``data_dir``, ``train`` and ``val`` splits of
+      the by-directory layout, or the ``train_list`` / ``val_list`` files of ``path label``
+      lines; bad files follow ``on_bad_sample``.
+    ``reports`` maps 'train' / 'test' to the bad-sample report (None for synthetic data).
+    """
+    name = request.dataset
+    if name == 'synthetic_classification':
+        options = dict(size=request.image_size, n_class=request.n_class, seed=request.seed)
+        train = SyntheticShapesClassificationDataset('train', request.n_train_images, **options)
+        test = SyntheticShapesClassificationDataset('test', request.n_test_images, **options)
+        return train, test, tuple(train.class_names), {'train': None, 'test': None}
+    if name != 'imagenet':
+        raise ValueError('unknown classification dataset %r: choose one of %s'
+                         % (name, ', '.join(DATASETS)))
+    if not request.data_dir:
+        raise ValueError('--dataset imagenet needs --data-dir (the directory holding train/ '
+                         'and val/, or the root the --train-list/--val-list paths start from)')
+    if bool(request.train_list) != bool(request.val_list):
+        raise ValueError('give both --train-list and --val-list, or neither (directory layout)')
+    options = dict(on_bad_sample=request.on_bad_sample,
+                   check_images=request.check_images)
+    train = ImageNetDataset(request.data_dir, 'train', list_file=request.train_list,
+                            **options)
+    test = ImageNetDataset(request.data_dir, 'val', list_file=request.val_list,
+                           n_class=train.n_class, **options)
+    if len(train) == 0 or len(test) == 0:
+        raise ValueError('%s: no usable %s images' % (request.data_dir,
+                                                      'training' if not len(train) else 'val'))
+    return train, test, tuple(train.class_names), {'train': train.report, 'test': test.report}

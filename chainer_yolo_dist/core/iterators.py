@@ -1,0 +1,90 @@
+"""The iterators over a rank's training share and over a validation share."""
+import threading
+import time
+
+import chainer
+
+from chainer_yolo_dist.core import mpi, sharding
+from chainer_yolo_dist.core.sampling import EpochOrderSampler, EpochSampledDataset, stream_seed
+
+#: Shared memory per MultiprocessIterator for passing batches from the workers (bytes).
+SHARED_MEMORY = 100 * 1000 * 1000
+
+
+def train_iterator(shard, batchsize, seed, loaderjob, shuffle=True):
+    """An iterator with reproducible epochs over ``shard``, an
+    :class:`~chainer_yolo_dist.core.sampling.EpochSampledDataset`.
+
+    ``loaderjob`` worker processes (``MultiprocessIterator``) load and augment the examples;
+    0 loads them in this process.
+    """
+    order_sampler = EpochOrderSampler(shard.n, seed=seed, shuffle=shuffle)
+    if loaderjob:
+        return WatchedMultiprocessIterator(
+            shard, batchsize, n_processes=loaderjob, order_sampler=order_sampler,
+            shared_mem=SHARED_MEMORY)
+    return chainer.iterators.SerialIterator(shard, batchsize, order_sampler=order_sampler)
+
+
+class WatchedMultiprocessIterator(chainer.iterators.MultiprocessIterator):
+    """``MultiprocessIterator`` whose worker processes are watched: if one dies (killed, out
+    of memory), the batch it was loading is lost and the iterator would wait forever, so the
+    job is ended (:func:`~chainer_yolo_dist.core.mpi.abort`) with the worker named.
+
+    A failure *inside* a worker (an unreadable image) is raised in the iterator's prefetch
+    thread, which :func:`~chainer_yolo_dist.core.mpi.abort_on_exception` covers.
+    """
+
+    #: Seconds between two looks at the workers.
+    POLL_SECONDS = 0.5
+
+    def __next__(self):
+        batch = super().__next__()
+        loop = self._prefetch_loop
+        if loop is not None and loop is not getattr(self, '_watched', None):
+            self._watched = loop  # a new loop (at start, after a reset) gets its own watcher
+            threading.Thread(target=self._watch, args=(loop,), daemon=True,
+                             name='loader-watchdog').start()
+        return batch
+
+    def _watch(self, loop):
+        pool = loop._pool
+        pids = {p.pid for p in pool._pool}
+        while not loop._comm.is_terminated:
+            time.sleep(self.POLL_SECONDS)
+            # The pool replaces a dead worker with a new process; its task is lost.
+            gone = pids - {p.pid for p in pool._pool}
+            if gone and not loop._comm.is_terminated:
+                mpi.abort('a data-loading worker process (pid %s) of rank %d died; the batch '
+                          'it was loading is lost: ending the whole MPI job'
+                          % (', '.join(str(p) for p in sorted(gone)), mpi._world_rank()))
+
+
+def worker_iterators(train, transform, settings, comm):
+    """The training iterators of this process's workers (``settings.virtual_ranks`` of them).
+
+    Worker ``w`` of the run's ``k`` reads share ``w`` of the shuffled training set
+    (:func:`~chainer_yolo_dist.core.sharding.scatter_indices`), augmented with its own random
+    streams. The ``settings.loaderjob`` loader processes are divided among the workers (a
+    worker left with none loads in this process).
+
+    Returns:
+        ``(iterators, n_padding, iterations_per_epoch)``.
+    """
+    virtual = settings.virtual_ranks
+    shares, n_padding = sharding.scatter_indices(len(train), comm, settings.seed, virtual)
+    iterators = []
+    for v, share in enumerate(shares):
+        shard = EpochSampledDataset(sharding.subset(train, share), transform,
+                                    seed=stream_seed(settings.seed, comm.rank * virtual + v))
+        iterators.append(train_iterator(shard, settings.batchsize, settings.seed,
+                                        settings.loaderjob // virtual))
+    return iterators, n_padding, (shares[0].end - shares[0].begin) / settings.batchsize
+
+
+def eval_iterator(dataset, batchsize, loaderjob):
+    """One pass over ``dataset`` in order (for evaluation)."""
+    if loaderjob:
+        return chainer.iterators.MultiprocessIterator(
+            dataset, batchsize, repeat=False, shuffle=False, n_processes=loaderjob)
+    return chainer.iterators.SerialIterator(dataset, batchsize, repeat=False, shuffle=False)

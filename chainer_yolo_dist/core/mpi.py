@@ -1,0 +1,180 @@
+"""Start-up and the communicator: one MPI process per GPU (or CPU core).
+
+The order of start-up matters:
+1. :func:`start_forkserver` before the communicator exists (ChainerMN issue #278:
+   ``MultiprocessIterator`` workers forked after MPI initialisation crash or hang,
+   notably over InfiniBand).
+2. :func:`create_communicator`: ``pure_nccl`` where CUDA is available (the papers' choice),
+   ``naive`` otherwise; each process uses GPU ``comm.intra_rank``.
+3. :func:`abort_on_exception`: a rank that raises, in any thread, calls ``MPI_Abort`` so the
+   whole job ends with a non-zero status within seconds instead of leaving the other ranks
+   hanging in a collective (on by default; ``CHAINERMN_FORCE_ABORT_ON_EXCEPTION=0`` opts out).
+"""
+import multiprocessing
+import os
+import sys
+import threading
+import time
+import traceback
+
+import numpy as np
+
+
+def start_forkserver():
+    """Starts the forkserver used by ``MultiprocessIterator``'s workers, before MPI."""
+    if sys.platform.startswith('linux'):
+        try:
+            multiprocessing.set_start_method('forkserver')
+        except RuntimeError:
+            pass  # already set (for example by a second call in the same process)
+        p = multiprocessing.Process()
+        p.start()
+        p.join()
+
+
+def cuda_available():
+    try:
+        from chainer.backends import cuda
+        return cuda.available
+    except Exception:  # CuPy missing or broken: a CPU run
+        return False
+
+
+def default_communicator_name():
+    return 'pure_nccl' if cuda_available() else 'naive'
+
+
+def fix_nccl_pack_kernels_for_new_cupy():
+    """Lets ChainerMN 7.8.1's gradient packing kernels compile under CuPy >= 10.
+
+    ``pure_nccl`` packs all gradients into one buffer with two CUDA kernels whose source uses
+    the ``half`` type. The CuPy ChainerMN was written for made it visible to every kernel;
+    newer CuPy (14, on CUDA 13, seen in docs/gpu.md) no longer does, and the kernels fail to
+    compile ("identifier half is undefined") at the first AllReduce. We compile the same
+    source with ``cuda_fp16.h`` included first. A no-op without CuPy.
+    """
+    try:
+        from chainer.backends import cuda
+        from chainermn.communicators import _memory_utility
+    except ImportError:
+        return
+    if not cuda.available or getattr(_memory_utility, '_fp16_include_fixed', False):
+        return
+    for name in ('_cupy_batched_pack_params', '_cupy_batched_unpack_params'):
+        original = getattr(_memory_utility, name)
+
+        def with_fp16_header(original=original):
+            raw = cuda.raw
+            cuda.raw = lambda code, *args, **kwargs: raw(
+                '#include <cuda_fp16.h>\n' + code, *args, **kwargs)
+            try:
+                return original()
+            finally:
+                cuda.raw = raw
+        setattr(_memory_utility, name, with_fp16_header)
+    _memory_utility._fp16_include_fixed = True
+
+
+def create_communicator(name=None, allreduce_grad_dtype=None):
+    """Creates the ChainerMN communicator ``name`` (default: see module docstring).
+
+    ``allreduce_grad_dtype='float16'`` is paper 001's FP16 AllReduce (``pure_nccl`` only).
+    """
+    import chainermn
+    name = name or default_communicator_name()
+    if name == 'pure_nccl':
+        fix_nccl_pack_kernels_for_new_cupy()
+    kwargs = {}
+    if allreduce_grad_dtype is not None:
+        if name != 'pure_nccl':
+            raise ValueError('--allreduce-grad-dtype needs the pure_nccl communicator '
+                             '(got %r)' % name)
+        kwargs['allreduce_grad_dtype'] = np.dtype(allreduce_grad_dtype)
+    return chainermn.create_communicator(name, **kwargs)
+
+
+#: Where the failing rank also writes its message (set once the run directory is known).
+ERROR_FILE = None
+#: Seconds between printing the message and MPI_Abort, so that mpiexec forwards the output
+#: before it kills the job (without it the message was lost in about 1 run of 10).
+FLUSH_SECONDS = 0.5
+
+
+def abort(message):
+    """Prints ``message`` on stderr, writes it to :data:`ERROR_FILE`, then ends the whole MPI
+    job (``MPI_Abort``): the other ranks are killed wherever they wait."""
+    rank = _world_rank()
+    text = message if message.endswith('\n') else message + '\n'
+    try:
+        sys.stdout.flush()
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        if ERROR_FILE:
+            with open('%s.rank%d' % (ERROR_FILE, rank), 'w') as f:
+                f.write(text)
+    finally:
+        time.sleep(FLUSH_SECONDS)
+        try:
+            from mpi4py import MPI
+            MPI.COMM_WORLD.Abort(1)
+        finally:
+            os._exit(1)
+
+
+def _world_rank():
+    try:
+        from mpi4py import MPI
+        return MPI.COMM_WORLD.Get_rank()
+    except Exception:  # MPI not importable: a single process
+        return 0
+
+
+class SetupError(Exception):
+    """A user's mistake found before training (bad option, missing or bad data, a preset or
+    pretrained file that does not fit), raised on every rank alike: :func:`main` prints it as
+    one ``error: ...`` line from rank 0 and exits with status 2, without a traceback."""
+
+
+def main(run, debug=False):
+    """Runs ``run()`` (a script's body) and returns its exit status; a :class:`SetupError`
+    becomes ``error: MESSAGE`` on rank 0's stderr and status 2 (``debug``: the traceback)."""
+    try:
+        return run()
+    except SetupError as e:
+        if debug:
+            raise
+        if _world_rank() == 0:
+            sys.stderr.write('error: %s\n' % e)
+            sys.stderr.flush()
+        return 2
+
+
+def _hook(exctype, value, tb, where='main thread'):
+    from chainer_yolo_dist.core.finite import NonFiniteError
+    if issubclass(exctype, NonFiniteError):
+        # A diverged run is a result, not a bug: the message says where, no traceback.
+        abort('error: rank %d: %s: %s' % (_world_rank(), exctype.__name__, value))
+    detail = ''.join(traceback.format_exception(exctype, value, tb))
+    abort('%s\nrank %d: uncaught %s in the %s; ending the whole MPI job'
+          % (detail.rstrip(), _world_rank(), exctype.__name__, where))
+
+
+def _thread_hook(args):
+    if args.exc_type is SystemExit:
+        return
+    _hook(args.exc_type, args.exc_value, args.exc_traceback,
+          'thread %r' % getattr(args.thread, 'name', '?'))
+
+
+def abort_on_exception():
+    """Makes an uncaught exception on any rank, in any thread, abort the whole MPI job.
+
+    Covers the main thread (``sys.excepthook``) and every other thread
+    (``threading.excepthook``): a data-loading failure surfaces in the iterator's prefetch
+    thread, where ChainerMN's own hook never sees it and the other ranks would wait forever.
+    Set ``CHAINERMN_FORCE_ABORT_ON_EXCEPTION=0`` to opt out (for debugging one rank).
+    """
+    if os.environ.get('CHAINERMN_FORCE_ABORT_ON_EXCEPTION') == '0':
+        return
+    sys.excepthook = _hook
+    threading.excepthook = _thread_hook

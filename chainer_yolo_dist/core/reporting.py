@@ -1,0 +1,80 @@
+"""What a run reports: observations averaged over ranks, and rank 0's log, table and plots.
+
+Every rank computes its own loss on its own examples; ChainerMN's ``ObservationAggregator``
+replaces each reported value by its mean over the ranks, so rank 0's ``log`` (LogReport) and
+plots show the mean of the global batch, the number one process with the whole batch reports.
+"""
+import sys
+
+from chainer.training import extensions
+
+
+class _PlainOutput(object):
+    """Standard output without PrintReport's terminal escape (ESC[J), which would end up in
+    log files and CI output."""
+
+    def write(self, text):
+        if text != '\033[J':
+            sys.stdout.write(text)
+
+    def flush(self):
+        sys.stdout.flush()
+
+
+def aggregate(trainer, comm, keys):
+    """Averages each observation in ``keys`` over the ranks, every iteration (collective)."""
+    import chainermn
+    for key in keys:
+        trainer.extend(chainermn.extensions.ObservationAggregator(comm, key),
+                       name='aggregate_' + key.replace('/', '_'))
+
+
+def epoch_axis(iterations_per_epoch, ylabel):
+    """PlotReport postprocess: label the iteration axis in (fractional) epochs."""
+    def postprocess(figure, axes, summary):
+        from matplotlib.ticker import FuncFormatter, MultipleLocator
+        epochs = axes.get_xlim()[1] / iterations_per_epoch
+        every = max(1, int(round(epochs / 8)))  # whole epochs, about 8 ticks
+        axes.xaxis.set_major_locator(MultipleLocator(every * iterations_per_epoch))
+        axes.xaxis.set_major_formatter(
+            FuncFormatter(lambda x, _: '%g' % round(x / iterations_per_epoch, 2)))
+        axes.set_xlabel('epoch')
+        axes.set_ylabel(ylabel)
+    return postprocess
+
+
+def titled(title, ylabel, ylim=None):
+    """PlotReport postprocess: a title, a y label and optionally fixed y limits."""
+    def postprocess(figure, axes, summary):
+        axes.set_title(title)
+        axes.set_xlabel('epoch')
+        axes.set_ylabel(ylabel)
+        if ylim is not None:
+            axes.set_ylim(*ylim)
+        axes.grid(alpha=0.3)
+    return postprocess
+
+
+def add_rank0_reports(trainer, settings, comm, columns, plots=()):
+    """On rank 0: ``log`` every ``settings.log_interval`` iterations, the printed table of
+    ``columns`` (with the elapsed time), the given ``PlotReport`` extensions, and a progress
+    bar where someone watches a terminal."""
+    if comm.rank != 0:
+        return
+    trigger = (settings.log_interval, 'iteration')
+    trainer.extend(extensions.LogReport(trigger=trigger))
+    trainer.extend(extensions.PrintReport(list(columns) + ['elapsed_time'],
+                                         out=_PlainOutput()), trigger=trigger)
+    for plot in plots:
+        trainer.extend(plot)
+    if settings.progress:
+        trainer.extend(extensions.ProgressBar(update_interval=1))
+
+
+def throughput(trainer, settings):
+    """Wall time (from LogReport's clock) and images per second of the finished ``trainer``;
+    the same on every rank, since the ranks move in lockstep."""
+    elapsed = trainer.elapsed_time
+    images = trainer.updater.iteration * settings.batchsize * settings.workers
+    return elapsed, images / max(elapsed, 1e-9)
+

@@ -1,0 +1,256 @@
+"""The start of a run and the trainer every recipe builds on.
+
+A recipe (``detection/recipe.py``, ``classification/recipe.py``, ...) reads top to bottom:
+:func:`start_run` (settings, communicator, data), its model and data pipeline, then
+:func:`build_trainer` (schedule, aggregation, snapshots), its evaluator and reports,
+:func:`~chainer_yolo_dist.core.snapshots.resume`, ``trainer.run()``, and
+:func:`~chainer_yolo_dist.core.snapshots.save_results`.
+"""
+import collections
+import dataclasses
+import os
+import sys
+import time
+
+import chainer
+
+from chainer_yolo_dist.core import mpi, presets, rundir, snapshots
+from chainer_yolo_dist.core.cli import PRESET_OPTIONS
+from chainer_yolo_dist.core.schedules import LRScheduleExtension
+from chainer_yolo_dist.core.settings import pick
+
+#: What a system's ``load_data`` returns; ``reports`` maps 'train' / 'test' to the
+#: bad-sample report of that split (None for generated data).
+Data = collections.namedtuple('Data', ('train', 'test', 'class_names', 'reports'))
+
+
+@dataclasses.dataclass(frozen=True)
+class System:
+    """What :func:`start_run` needs to know of a system.
+
+    Attributes:
+        name (str): e.g. 'detection'.
+        settings_cls: its :class:`~chainer_yolo_dist.core.settings.RunSettings` subclass.
+        data_cls: its frozen data request (fields: dataset, data options, seed, ...).
+        load_data: ``data request -> Data``, run on rank 0 only.
+        check: ``(Preset, options) -> None``, raising ValueError when the preset, network,
+            data or pretrained file do not fit together (run before any data is read).
+        defaults: ``(Preset, options) -> dict`` of settings whose default depends on the
+            preset (an option left at None takes it), or None.
+    """
+
+    name: str
+    settings_cls: type
+    data_cls: type
+    load_data: object
+    check: object
+    defaults: object = None
+
+
+def preset_overrides(options):
+    """Preset fields set on the command line: ``{preset_field: value}`` (options left at
+    ``None`` keep the preset's value; ``no_multiscale`` / ``multiscale`` set ``multiscale``)."""
+    overrides = {field: options[dest] for dest, field in PRESET_OPTIONS.items()
+                 if options.get(dest) is not None}
+    if options.get('no_multiscale'):
+        overrides['multiscale'] = []
+    elif options.get('multiscale'):
+        overrides['multiscale'] = list(options['multiscale'])
+    return overrides
+
+
+def _communicator(preset, options, cuda):
+    """The communicator and AllReduce dtype in force, and why they differ from the preset's."""
+    name, dtype = preset.communicator, preset.allreduce_grad_dtype
+    departures = []
+    if options.get('communicator') is None and not cuda and name != 'naive':
+        # The papers' pure_nccl needs CUDA; on a CPU machine ChainerMN's naive communicator
+        # is the one that works, and it reduces in float32 only.
+        departures.append('communicator %s -> naive: no CUDA on this machine' % name)
+        name = 'naive'
+        if options.get('allreduce_grad_dtype') is None and dtype is not None:
+            departures.append('%s AllReduce dropped: the naive communicator reduces in '
+                              'float32' % dtype)
+            dtype = None
+    return name, dtype, departures
+
+
+def _default_out(parent, preset_name, comm):
+    """A new folder per run: ``parent/<preset>-<UTC time>`` (rank 0's clock for all ranks)."""
+    stamp = comm.bcast_obj(time.strftime('%Y%m%d-%H%M%S', time.gmtime())
+                           if comm.rank == 0 else None)
+    return os.path.join(parent, '%s-%s' % (preset_name, stamp))
+
+
+def departures_from_preset(preset, paper_preset, options):
+    """In words, every way ``preset`` (as run) departs from ``paper_preset`` (as published)."""
+    out = ['%s = %r instead of the preset\'s %r' % (key, getattr(preset, key),
+                                                     getattr(paper_preset, key))
+           for key in sorted(preset_overrides(options))
+           if getattr(preset, key, None) != getattr(paper_preset, key, None)]
+    if paper_preset.pretrained and not options.get('pretrained'):
+        out.append('trained from scratch: the preset starts from %s weights'
+                   % paper_preset.pretrained)
+    if preset.n_train != paper_preset.n_train:
+        out.append('%d training examples instead of the preset\'s %d' % (preset.n_train,
+                                                                          paper_preset.n_train))
+    last = options.get('iterations')
+    epochs = preset.epochs if not last else last / preset.iterations_per_epoch
+    late = [s for s in preset.steps if s >= epochs] if preset.decay == 'step' else []
+    if late:
+        out.append('decay steps at epochs %s are at or beyond the last epoch %g: the rate '
+                   'never decays there' % (', '.join('%g' % s for s in late), epochs))
+    return out
+
+
+#: Exceptions that mean a user's mistake when raised while a run is set up.
+SETUP_ERRORS = (ValueError, TypeError, KeyError, OSError)
+
+
+def on_rank0(comm, work):
+    """Runs ``work()`` on rank 0 and returns its result on every rank; if it fails with a
+    setup error, every rank raises the same :class:`~chainer_yolo_dist.core.mpi.SetupError`
+    (so the job ends cleanly everywhere, none left waiting)."""
+    outcome = None  # only the root may hold an object for bcast_obj
+    if comm.rank == 0:
+        try:
+            outcome = (None, work())
+        except SETUP_ERRORS as e:
+            outcome = (_message(e), None)
+    error, result = comm.bcast_obj(outcome)
+    if error is not None:
+        raise mpi.SetupError(error)
+    return result
+
+
+def _message(e):
+    return e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+
+
+def start_run(system, options, log=print):
+    """Settings, communicator, run directory and data of a run; rank 0 reports them.
+
+    Everything that can be checked before training is checked here, by the name of the
+    option, file or split at fault: the preset and the options, that preset, network, data
+    and pretrained file fit together (before any data is read), the run directory, the data.
+    A mistake raises :class:`~chainer_yolo_dist.core.mpi.SetupError` on every rank.
+
+    Args:
+        system (System): the system being trained.
+        options (dict): the script's options by name (the preset's name, overrides, run and
+            data options); read here, never stored.
+    Returns:
+        ``(settings, comm, data)``: the frozen settings, the ChainerMN communicator, and the
+        :class:`Data` every rank holds (examples are read lazily, so it is light).
+    """
+    from mpi4py import MPI  # the world size is the papers' k, which the preset needs
+    virtual_ranks = options.get('virtual_ranks') or 1
+    workers = MPI.COMM_WORLD.size * virtual_ranks
+    try:
+        paper_preset = presets.load(options['preset'], workers)
+        preset = presets.load(options['preset'], workers, **preset_overrides(options))
+        system.check(preset, options)
+    except SETUP_ERRORS as e:
+        raise mpi.SetupError(_message(e)) from e
+    cuda = mpi.cuda_available()
+    communicator, grad_dtype, departures = _communicator(preset, options, cuda)
+    comm = mpi.create_communicator(communicator, grad_dtype)
+
+    out = options.get('out') or _default_out(options['out_parent'], preset.name, comm)
+    request = pick(system.data_cls, options, dataset=preset.dataset, n_class=preset.n_class,
+                   seed=options['seed'])
+
+    def prepare():
+        removed = rundir.acquire(out, resume=bool(options.get('resume')),
+                                 overwrite=options.get('overwrite'))
+        data = Data(*system.load_data(request))
+        for split, report in data.reports.items():
+            if report is not None:
+                report.save(os.path.join(out, 'bad_samples_%s.json' % split))
+        for split, examples in (('training', data.train), ('test', data.test)):
+            if len(examples) == 0:
+                raise ValueError('the %s split of dataset %s has no usable examples%s'
+                                 % (split, request.dataset, _report_hint(data, out)))
+        return removed, data
+
+    removed, data = on_rank0(comm, prepare)
+    mpi.ERROR_FILE = os.path.join(out, rundir.ERROR_NAME)
+    try:
+        preset = preset.with_data(len(data.train), len(data.class_names))
+        departures += departures_from_preset(preset, paper_preset, options)
+        if system.defaults is not None:
+            options = dict(options)
+            for key, value in system.defaults(preset, options).items():
+                if options.get(key) is None:
+                    options[key] = value
+        settings = pick(
+            system.settings_cls, options, preset=preset, data=request, ranks=comm.size,
+            nodes=comm.inter_size, virtual_ranks=virtual_ranks,
+            device=comm.intra_rank if cuda and communicator != 'naive' else -1,
+            communicator=communicator, allreduce_grad_dtype=grad_dtype, out=out,
+            # A progress bar only where someone watches: not in logs or CI output.
+            progress=not options.get('no_progress') and sys.stdout.isatty(),
+            departures=tuple(departures))
+    except SETUP_ERRORS as e:
+        raise mpi.SetupError(_message(e)) from e
+    if comm.rank == 0:
+        for name in removed:
+            log('removed %s, left by an interrupted run' % os.path.join(out, name))
+        _report_start(settings, data, log)
+    return settings, comm, data
+
+
+def _report_hint(data, out):
+    if any(report is not None for report in data.reports.values()):
+        return ' (see %s)' % os.path.join(out, 'bad_samples_*.json')
+    return ''
+
+
+def _plural(n, word):
+    return '%d %s%s' % (n, word, '' if n == 1 else 'es' if word.endswith('s') else 's')
+
+
+def _report_start(settings, data, log):
+    preset = settings.preset
+    fraction, warning = preset.batch_fraction_check()
+    workers = _plural(settings.ranks, 'process')
+    if settings.virtual_ranks > 1:
+        workers += ' x %d virtual = %d workers' % (settings.virtual_ranks, settings.workers)
+    log('%s x batch %d = global batch %d, %.1f%% of %d training examples; eta %g, peak lr %g'
+        % (workers, preset.batchsize_per_gpu, preset.global_batchsize, 100 * fraction,
+           preset.n_train, preset.eta, preset.peak_lr))
+    if warning:
+        log('WARNING: ' + warning)
+    for line in settings.departures:
+        log('departs from preset %s: %s' % (preset.name, line))
+    for split, report in data.reports.items():
+        if report is not None:
+            log('%s data: %s' % (split, report.summary()))
+
+
+def build_trainer(settings, comm, updater, chain, model, aggregated_keys):
+    """Chainer's trainer with what every run has: the learning-rate schedule, observations
+    averaged over ranks, and snapshots.
+
+    Args:
+        updater: the run's updater (its 'main' optimizer gets the schedule).
+        chain: the link the optimizer updates (checked finite before snapshots).
+        model: the network alone (its batch-normalisation statistics are averaged across
+            ranks before snapshots).
+        aggregated_keys: reported values to average over the ranks (e.g. 'main/loss').
+    """
+    from chainer_yolo_dist.core import reporting
+    chainer.global_config.cudnn_fast_batch_normalization = settings.preset.cudnn_fast_bn
+    trainer = chainer.training.Trainer(updater, settings.stop_trigger, out=settings.out)
+    trainer.extend(LRScheduleExtension(settings.schedule))
+    reporting.aggregate(trainer, comm, aggregated_keys)
+    snapshots.add_snapshots(trainer, settings, comm, chain, model)
+    return trainer
+
+
+def to_device(chain, settings):
+    """Moves ``chain`` to this rank's GPU (``settings.device``), if it has one."""
+    if settings.device >= 0:
+        chainer.cuda.get_device_from_id(settings.device).use()
+        chain.to_gpu()
+    return chain

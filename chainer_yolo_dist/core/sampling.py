@@ -1,0 +1,83 @@
+"""Reproducible epochs: a per-epoch shuffle and per-example augmentation streams.
+
+Chainer's iterators shuffle with a global RNG and ``MultiprocessIterator`` applies transforms
+in worker processes, each with its own copy of any RNG, so which random numbers an example
+gets depends on the worker that happened to load it. To make ``--resume`` continue exactly
+(and runs repeatable for a seed), every random choice here is a pure function of
+``(seed, epoch, position)``:
+
+- :class:`EpochSampledDataset` answers *virtual items*: item ``(epoch + 1) * n + i`` is example
+  ``i`` of the base dataset transformed with the random stream
+  ``RandomState([seed, epoch * n + i])``. Items below ``n`` mean "no epoch yet": they are what
+  Chainer's iterators pass the order sampler when they start (``arange(len(dataset))``).
+- :class:`EpochOrderSampler` hands the iterator, each epoch, a permutation of that epoch's
+  ``n`` items. The iterator serializes its current order, from which the epoch (and so the
+  next order) follows: nothing else needs saving.
+
+Memory is O(n): the dataset's length is ``n`` and an order holds ``n`` integers, whatever the
+number of epochs (an iterator builds ``arange(len(dataset))`` when it starts).
+"""
+import numpy as np
+from chainer.dataset import DatasetMixin
+
+
+def stream_seed(seed, rank):
+    """The seed of one rank's augmentation streams: distinct per rank, a function of the run's
+    seed, so that two ranks never draw the same augmentation for their (different) examples."""
+    return seed * 1000003 + rank
+
+
+class EpochSampledDataset(DatasetMixin):
+    """Examples of ``base`` passed through ``transform(example, rng)`` with seeded streams.
+
+    Args:
+        base: a dataset of ``n >= 1`` examples.
+        transform: ``callable(example, rng) -> example``, or ``None``.
+        seed (int): the stream seed (see :func:`stream_seed`).
+    """
+
+    def __init__(self, base, transform=None, seed=0):
+        self.base = base
+        self.transform = transform
+        self.seed = seed
+        self.n = len(base)
+        if self.n < 1:
+            raise ValueError('EpochSampledDataset: the dataset is empty')
+
+    def __len__(self):
+        return self.n
+
+    def get_example(self, item):
+        if item < self.n:
+            raise IndexError('EpochSampledDataset: item %d belongs to no epoch; iterate with '
+                             'EpochOrderSampler' % item)
+        example = self.base[item % self.n]
+        if self.transform is None:
+            return example
+        stream = item - self.n  # epoch * n + i
+        return self.transform(example, np.random.RandomState([self.seed % 2 ** 32, stream]))
+
+
+class EpochOrderSampler(object):
+    """Order sampler for :class:`EpochSampledDataset`: epoch ``e`` visits items
+    ``(e + 1) * n + permutation_e(n)``, with ``permutation_e`` drawn from ``(seed, e)``.
+
+    Pass it as ``order_sampler`` to ``SerialIterator`` / ``MultiprocessIterator``.
+    """
+
+    def __init__(self, n, seed=0, shuffle=True):
+        self.n = n
+        self.seed = seed
+        self.shuffle = shuffle
+
+    def order(self, epoch):
+        if self.shuffle:
+            perm = np.random.RandomState([self.seed % 2 ** 32, epoch]).permutation(self.n)
+        else:
+            perm = np.arange(self.n)
+        return (epoch + 1) * self.n + perm
+
+    def __call__(self, current_order, current_position):
+        # The epoch of an order follows from its values; items below n are the iterator's
+        # initial arange(len(dataset)): start at epoch 0.
+        return self.order(int(current_order[0]) // self.n)

@@ -1,0 +1,158 @@
+"""VOC detection mAP, computed across ranks.
+
+Rank 0 reads the test set and ChainerCV's ``apply_to_iterator(..., comm=comm)`` scatters the
+images, every rank predicts on its share, and the predictions are gathered on rank 0, where
+``eval_detection_voc`` computes the mAP over the whole test set: the same number a single
+process gets for the same model. Every rank must hold the same model (parameters and batch
+normalisation statistics: see ``chainermn.extensions.AllreducePersistent``).
+"""
+import os
+
+import chainer
+import numpy as np
+from chainercv.evaluations import eval_detection_voc
+from chainercv.utils import apply_to_iterator
+
+
+def evaluate_detection(model, dataset, comm=None, batchsize=8, use_07_metric=True,
+                       class_names=None):
+    """Returns ``{'map': float, 'ap': {class_name: float}}`` on every rank.
+
+    Args:
+        model: a ChainerCV detector with ``predict`` (its ``insize`` sets the eval size).
+        dataset: ``(img, bbox, label[, difficult])`` examples; only rank 0 reads it.
+        comm: a ChainerMN communicator, or ``None`` for one process.
+        use_07_metric (bool): VOC2007's 11-point AP, as YOLO9000 and ChainerCV report (the papers name no metric: a reading, docs/papers.md).
+    """
+    rank0 = comm is None or comm.rank == 0
+    if rank0:
+        it = chainer.iterators.SerialIterator(dataset, batchsize, repeat=False, shuffle=False)
+        _, (pred_bboxes, pred_labels, pred_scores), gt = apply_to_iterator(
+            model.predict, it, comm=comm)
+        gt_bboxes, gt_labels = gt[0], gt[1]
+        gt_difficults = gt[2] if len(gt) > 2 else None
+        result = eval_detection_voc(pred_bboxes, pred_labels, pred_scores, gt_bboxes,
+                                    gt_labels, gt_difficults, use_07_metric=use_07_metric)
+        names = class_names or [str(i) for i in range(len(result['ap']))]
+        # A class with no ground truth in the evaluated set has no AP: null, with the reason.
+        ap = {name: None if np.isnan(v) else float(v) for name, v in zip(names, result['ap'])}
+        out = {'map': float(result['map']), 'ap': ap}
+        if None in ap.values():
+            out['ap_null'] = 'no ground-truth box of that class in the evaluated images'
+
+    else:
+        apply_to_iterator(model.predict, None, comm=comm)
+        out = None
+    if comm is not None:
+        out = comm.bcast_obj(out)
+    return out
+
+
+class DetectionEvaluator(chainer.training.Extension):
+    """Trainer extension: reports ``validation/main/map`` (and per-class AP) on every rank.
+
+    Averages the batch-normalisation statistics across ranks first, so that every rank
+    predicts with the same model.
+    """
+
+    priority = chainer.training.PRIORITY_WRITER
+
+    def __init__(self, model, dataset, comm=None, batchsize=8, class_names=None,
+                 eval_insize=None):
+        self.model = model
+        self.dataset = dataset
+        self.comm = comm
+        self.batchsize = batchsize
+        self.class_names = class_names
+        self.eval_insize = eval_insize
+
+    def __call__(self, trainer=None):
+        from chainer_yolo_dist.detection.models import set_insize
+        if self.comm is not None and self.comm.size > 1:
+            import chainermn
+            chainermn.extensions.AllreducePersistent(self.model, self.comm)()
+        if self.eval_insize:
+            set_insize(self.model, self.eval_insize)
+        self.model.use_preset('evaluate')
+        result = evaluate_detection(self.model, self.dataset, self.comm, self.batchsize,
+                                    class_names=self.class_names)
+        self.model.use_preset('visualize')
+        observation = {'validation/main/map': result['map']}
+        for name, ap in result['ap'].items():
+            observation['validation/main/ap/%s' % name] = np.float32(np.nan if ap is None
+                                                                    else ap)
+        chainer.reporter.report(observation)
+        self.last_result = result
+        return result
+
+
+def evaluate_saved_model(path, request, model_name, comm, insize, batchsize=8):
+    """Evaluates the network in ``path`` on the test split of ``request`` (DetectionData);
+    reads nothing of the training split. Returns the result on rank 0, None elsewhere."""
+    from chainer_yolo_dist.detection.data import load_split
+    from chainer_yolo_dist.detection.models import build_model, set_insize
+    test, class_names, _ = comm.bcast_obj(
+        load_split(request, 'test') if comm.rank == 0 else None)
+    model = build_model(model_name, len(class_names))
+    _load_model(path, model)
+    set_insize(model, insize)
+    model.use_preset('evaluate')
+    result = evaluate_detection(model, test, comm, batchsize, class_names=class_names)
+    result.update(insize=model.insize, model_file=os.path.abspath(path),
+                  dataset=request.dataset, n_images=len(test))
+    return result if comm.rank == 0 else None
+
+
+def _load_model(path, model):
+    """Loads ``model.npz`` or the model inside a trainer snapshot; names the file on error."""
+    with np.load(path) as f:
+        keys = f.files
+    prefix = next((p for p in ('', 'updater/model:main/model/') if
+                   any(k.startswith(p + 'extractor/') for k in keys)), None)
+    if prefix is None:
+        if any(k.startswith(p + 'trunk/') for p in ('', 'updater/model:main/predictor/')
+               for k in keys):
+            raise ValueError('%s: this is a classifier, not a detector' % path)
+        raise ValueError('%s: neither a model.npz nor a train_yolo.py trainer snapshot '
+                         '(no extractor/ arrays)' % path)
+    chainer.serializers.load_npz(path, model, path=prefix)
+
+
+def saved_run_request(options):
+    """``(DetectionData, model name, input size)`` to evaluate a saved network: from the
+    ``config.json`` of its run (beside it, or ``options['config']``), overridden by the given
+    options; a bare ``model.npz`` needs ``model`` and ``dataset`` (and ``n_class`` for
+    synthetic data)."""
+    import json
+    from chainer_yolo_dist.detection.settings import DetectionData
+    path = options['snapshot']
+    config_path = options.get('config') or os.path.join(
+        os.path.dirname(os.path.abspath(path)), 'config.json')
+    cfg = {}
+    if os.path.isfile(config_path):
+        with open(config_path) as f:
+            cfg = json.load(f)
+    preset = cfg.get('preset', {})
+    data = dict(cfg.get('data', {}))
+    for key in ('dataset', 'data_dir', 'class_names', 'test_split', 'n_class'):
+        if options.get(key) is not None:
+            data[key] = options[key]
+    model = options.get('model') or preset.get('model')
+    missing = [name for name, value in (('model', model), ('dataset', data.get('dataset')))
+               if not value]
+    if missing:
+        raise ValueError('%s: no config.json at %s; give --%s'
+                         % (path, config_path, ' and --'.join(missing)))
+    if data['dataset'] == 'synthetic' and not data.get('n_class'):
+        raise ValueError('%s: --dataset synthetic needs --n-class (no config.json at %s)'
+                         % (path, config_path))
+    defaults = dict(seed=0, n_class=data.get('n_class') or 0, on_bad_sample='error',
+                    data_dir=None, class_names=None, train_split='trainval',
+                    test_split='test', n_train_images=0, n_test_images=300, image_size=128,
+                    object_scales=(1 / 16., 2 / 3.), scale_distribution='log')
+    defaults.update({k: v for k, v in data.items() if v is not None})
+    defaults['object_scales'] = tuple(defaults['object_scales'])
+    if defaults['class_names'] is not None:
+        defaults['class_names'] = tuple(defaults['class_names'])
+    insize = (options.get('insize') or cfg.get('eval_insize') or preset.get('insize') or 416)
+    return DetectionData(**defaults), model, insize

@@ -1,0 +1,127 @@
+"""Distributed YOLO training (papers 000 and 001): ``scripts/train_yolo.py``'s recipe.
+
+The structure is ChainerCV's ``examples/ssd/train_multi.py``: one MPI process per GPU, each
+with its share of the shuffled training set, a ``MultiprocessIterator`` for augmentation in
+worker processes, a ChainerMN multi-node ``MomentumSGD`` that averages gradients across ranks,
+Chainer's trainer and extensions, and logs, plots and snapshots written by rank 0 only.
+"""
+import numpy as np
+from chainer.training import extensions
+
+from chainer_yolo_dist.core import iterators, optimizers, reporting, run
+from chainer_yolo_dist.core.snapshots import record_config, resume, save_results
+from chainer_yolo_dist.core.updaters import DataParallelUpdater
+from chainer_yolo_dist.detection import data, models
+from chainer_yolo_dist.detection.evaluation import DetectionEvaluator
+from chainer_yolo_dist.detection.multiscale import (MultiScaleConverter, MultiScaleExtension,
+                                                    multiscale_sizes)
+from chainer_yolo_dist.detection.settings import DetectionData, DetectionSettings
+from chainer_yolo_dist.detection.train_chain import YOLOTrainChain
+from chainer_yolo_dist.detection.transforms import ResizeTransform, YOLOAugmentation
+
+LOSS_KEYS = ('main/loss', 'main/loss/box', 'main/loss/conf', 'main/loss/prob')
+
+
+def check(preset, options):
+    """Preset, network, data and pretrained file fit together (before any data is read)."""
+    if preset.model not in models.MODELS or preset.dataset not in data.DATASETS:
+        raise ValueError('preset %s trains %s on %s; train_yolo.py trains %s on %s'
+                         % (preset.name, preset.model, preset.dataset,
+                            ', '.join(models.MODELS), ', '.join(data.DATASETS)))
+    if preset.dataset == 'vocformat' and not options.get('class_names'):
+        raise ValueError('--dataset vocformat needs --class-names (and --data-dir)')
+    pretrained = options.get('pretrained')
+    if pretrained and options.get('from_scratch'):
+        raise ValueError('give --pretrained PATH or --from-scratch, not both')
+    if pretrained:
+        from chainer_yolo_dist.detection.transfer import check_pretrained
+        check_pretrained(pretrained, preset.model)
+    elif preset.pretrained and not options.get('from_scratch'):
+        raise ValueError(
+            'preset %s starts from %s weights (%d layers; %s): give --pretrained PATH (a '
+            'classifier model.npz of scripts/train_darknet.py), or --from-scratch to train '
+            'from random weights' % (preset.name, preset.pretrained, preset.transfer_layers,
+                                     PRETRAINING_SOURCES.get(preset.pretrained, '')))
+
+
+#: Where the papers say the detectors' pretraining comes from.
+PRETRAINING_SOURCES = {'darknet19': 'paper 000 sec. 2.2', 'darknet53': 'paper 001 sec. 2.3'}
+
+SYSTEM = run.System('detection', DetectionSettings, DetectionData, data.load_data, check)
+
+
+def train_detector(settings, comm, dataset, log=print):
+    """Trains a YOLO on ``dataset.train`` across the ranks of ``comm``; evaluates on
+    ``dataset.test``. Returns ``metrics.json``'s content (the same on every rank)."""
+    preset = settings.preset
+    # Chainer's initialisers draw from NumPy's global generator, also for the parameters
+    # initialised lazily by the first forward pass: the seed fixes them.
+    np.random.seed(settings.seed % 2 ** 32)
+    model = models.build_model(preset.model, preset.n_class)
+    if settings.pretrained:
+        from chainer_yolo_dist.detection.transfer import transfer_pretrained
+        copied = transfer_pretrained(settings.pretrained, model)
+        if comm.rank == 0:
+            log('transferred %d arrays from %s' % (len(copied), settings.pretrained))
+    chain = YOLOTrainChain(model, models.build_loss(model))
+    if settings.sync_bn:
+        import chainermn
+        chain = chainermn.links.create_mnbn_model(chain, comm)
+        model = chain.model
+    run.to_device(chain, settings)
+
+    # The workers' shares of the training data, augmented at the largest multi-scale size.
+    sizes = multiscale_sizes(*preset.multiscale[:2]) if preset.multiscale else (preset.insize,)
+    transform = (YOLOAugmentation(max(sizes), jitter=settings.jitter) if settings.augment
+                 else ResizeTransform(max(sizes)))
+    train_iters, n_padding, iterations_per_epoch = iterators.worker_iterators(
+        dataset.train, transform, settings, comm)
+    converter = MultiScaleConverter(preset.insize)
+
+    optimizer, hooks = optimizers.momentum_sgd(settings)
+    init_input = chain.xp.zeros((1, 3, preset.insize, preset.insize), np.float32)
+    optimizer = optimizers.multi_node(optimizer, hooks, chain, comm,
+                                      settings.double_buffering, lambda: model(init_input))
+    updater = DataParallelUpdater(train_iters, optimizer, converter, settings.device)
+    trainer = run.build_trainer(settings, comm, updater, chain, model, LOSS_KEYS)
+    if preset.multiscale:
+        trainer.extend(MultiScaleExtension(converter, sizes, every=preset.multiscale[2],
+                                           seed=settings.seed))
+    evaluator = DetectionEvaluator(model, dataset.test, comm, batchsize=settings.eval_batchsize,
+                                   class_names=dataset.class_names,
+                                   eval_insize=settings.eval_insize or preset.insize)
+    columns = ['epoch', 'iteration', 'lr'] + list(LOSS_KEYS)
+    if settings.eval_interval:
+        trainer.extend(evaluator, trigger=(settings.eval_interval, 'epoch'), name='validation')
+        columns.append('validation/main/map')
+    reporting.add_rank0_reports(trainer, settings, comm, columns, plots=[
+        extensions.PlotReport(list(LOSS_KEYS), 'iteration', filename='loss.png', marker=None,
+                              trigger=(settings.log_interval, 'iteration'),
+                              postprocess=reporting.epoch_axis(
+                                  iterations_per_epoch, 'loss (mean over ranks)'))])
+    resume(trainer, settings, comm, log)
+    record_config(settings, comm, n_padding=n_padding,
+                  iterations_per_epoch=iterations_per_epoch,
+                  class_names=list(dataset.class_names))
+
+    trainer.run()
+    elapsed, images_per_second = reporting.throughput(trainer, settings)
+
+    result = evaluator()  # with the trained model, on every rank (collective)
+    metrics = {'map': result['map'], 'ap': result['ap'], 'epochs': trainer.updater.epoch_detail,
+               'iterations': trainer.updater.iteration, 'elapsed_seconds': elapsed,
+               'images_per_second': images_per_second, 'comm_size': comm.size,
+               'eval_insize': model.insize}
+    save_results(settings, comm, metrics, model, trainer.updater.iteration)
+    return metrics
+
+
+def run_detection(options, log=print):
+    """``scripts/train_yolo.py``'s body: settings, communicator and data, then training."""
+    settings, comm, dataset = run.start_run(SYSTEM, options, log)
+    metrics = train_detector(settings, comm, dataset, log)
+    if comm.rank == 0:
+        log('mAP %.4f after %d iterations, %.1f s, %.1f images/s'
+            % (metrics['map'], metrics['iterations'], metrics['elapsed_seconds'],
+               metrics['images_per_second']))
+    return 0
