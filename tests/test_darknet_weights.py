@@ -94,12 +94,15 @@ def conv_arrays(seed, k, row):
     """The known arrays of conv ``k``, in Darknet's file order, as {name: array}."""
     _, n, size, c, bn = row
     rng = np.random.default_rng([seed, k])
-    arrays = {'beta' if bn else 'bias': rng.standard_normal(n, dtype=np.float32)}
+    def signed(shape):
+        return rng.random(shape, dtype=np.float32) * 2 - 1
+
+    arrays = {'beta' if bn else 'bias': signed(n)}
     if bn:
-        arrays['gamma'] = rng.standard_normal(n, dtype=np.float32)
-        arrays['mean'] = rng.standard_normal(n, dtype=np.float32)
+        arrays['gamma'] = signed(n)
+        arrays['mean'] = signed(n)
         arrays['var'] = rng.random(n, dtype=np.float32) + 0.5
-    arrays['W'] = rng.standard_normal((n, c, size, size), dtype=np.float32)
+    arrays['W'] = signed((n, c, size, size))
     return arrays
 
 
@@ -146,25 +149,49 @@ def assert_layer_holds(root, spec, seed, k):
         np.testing.assert_array_equal(link.W.array, weight.reshape(link.W.shape))
 
 
-def snapshot(link):
-    out = {name: np.array(p.array) for name, p in link.namedparams()}
+def snapshot(link, prefixes=('',)):
+    """Copies of the parameters and BN statistics whose names start with ``prefixes``."""
+    out = {name: np.array(p.array) for name, p in link.namedparams()
+           if name.startswith(prefixes)}
     for name, sub in link.namedlinks():
-        if isinstance(sub, chainer.links.BatchNormalization):
+        if isinstance(sub, chainer.links.BatchNormalization) and name.startswith(prefixes):
             out[name + '/avg_mean'] = np.array(sub.avg_mean)
             out[name + '/avg_var'] = np.array(sub.avg_var)
     return out
 
 
-def assert_unchanged(before, link, prefixes=('',)):
+def assert_unchanged(before, link):
     after = snapshot(link)
+    assert before
     for key, value in before.items():
-        if key.startswith(prefixes):
-            np.testing.assert_array_equal(after[key], value, err_msg=key)
+        np.testing.assert_array_equal(after[key], value, err_msg=key)
 
 
 def materialize(detector):
     with chainer.using_config('train', False), chainer.no_backprop_mode():
         detector(np.zeros((1, 3, 64, 64), np.float32))
+    return detector
+
+
+# Building the paper networks costs seconds each (tens of millions of initial values): each
+# is built once and shared; every test snapshots what it checks before loading into it.
+_NETS = {
+    'darknet19': lambda: Darknet19(N_CLASS),
+    'darknet53': lambda: Darknet53(N_CLASS),
+    'yolov2': lambda: materialize(YOLOv2(n_fg_class=N_FG)),
+    'yolov3': lambda: materialize(YOLOv3(n_fg_class=N_FG)),
+}
+
+
+@pytest.fixture(scope='module')
+def nets():
+    built = {}
+
+    def get(name):
+        if name not in built:
+            built[name] = _NETS[name]()
+        return built[name]
+    return get
 
 
 # --- The format itself ------------------------------------------------------------------------
@@ -199,22 +226,21 @@ def test_is_darknet_weights_file_tells_darknet_from_npz_by_content(tmp_path):
         read_darknet_weights(str(text))
 
 
-def test_layouts_count_layers_as_darknet_does():
+def test_layouts_count_layers_as_darknet_does(nets):
     """Entry i is Darknet layer i: the .conv.N cutoffs fall where Darknet's do."""
-    cases = [(Darknet19(N_CLASS), 26, 19, 23, 18), (Darknet53(N_CLASS), 78, 53, 74, 52),
-             (YOLOv2(n_fg_class=N_FG), 32, 23, 23, 18),
-             (YOLOv3(n_fg_class=N_FG), 107, 75, 74, 52)]
-    for link, n_layers, n_convs, cutoff, n_trunk in cases:
-        layout = darknet_layout(link)
+    cases = [('darknet19', 26, 19, 23, 18), ('darknet53', 78, 53, 74, 52),
+             ('yolov2', 32, 23, 23, 18), ('yolov3', 107, 75, 74, 52)]
+    for name, n_layers, n_convs, cutoff, n_trunk in cases:
+        layout = darknet_layout(nets(name))
         assert [layer.index for layer in layout] == list(range(n_layers))
         convs = [layer for layer in layout if layer.kind == 'convolutional']
         assert len(convs) == n_convs
         assert sum(layer.kind == 'convolutional' for layer in layout[:cutoff]) == n_trunk
-    yolov3 = darknet_layout(cases[3][0])
+    yolov3 = darknet_layout(nets('yolov3'))
     assert yolov3[74].kind == 'shortcut'        # darknet53.conv.74 stops before it
     assert [yolov3[i].kind for i in (82, 83, 85, 86, 94, 106)] == \
         ['yolo', 'route', 'upsample', 'route', 'yolo', 'yolo']
-    yolov2 = darknet_layout(cases[2][0])
+    yolov2 = darknet_layout(nets('yolov2'))
     assert [yolov2[i].kind for i in (25, 27, 28, 31)] == ['route', 'reorg', 'route', 'region']
 
 
@@ -231,24 +257,26 @@ def check_full_file(tmp_path, link, spec, seed, name):
     # every layer went where the cfg says, in both directions.
     again = str(tmp_path / ('again_' + name))
     assert save_darknet_weights(again, link, seen=123456789012) == loaded
+    assert os.path.getsize(again) == os.path.getsize(path)
     with open(path, 'rb') as a, open(again, 'rb') as b:
-        assert a.read() == b.read()
+        for offset in range(0, os.path.getsize(path), 1 << 24):
+            assert a.read(1 << 24) == b.read(1 << 24), 'files differ after byte %d' % offset
     os.remove(again)
     return path
 
 
-def test_darknet19_full_file(tmp_path):
-    check_full_file(tmp_path, Darknet19(N_CLASS), DARKNET19_SPEC, 19, 'darknet19_448.weights')
+def test_darknet19_full_file(tmp_path, nets):
+    check_full_file(tmp_path, nets('darknet19'), DARKNET19_SPEC, 19, 'darknet19_448.weights')
 
 
-def test_darknet53_full_file_head_is_darknets_1x1_conv(tmp_path):
-    model = Darknet53(N_CLASS)
+def test_darknet53_full_file_head_is_darknets_1x1_conv(tmp_path, nets):
+    model = nets('darknet53')
     check_full_file(tmp_path, model, DARKNET53_SPEC, 53, 'darknet53.weights')
     assert model.head.W.shape == (N_CLASS, 1024)
 
 
-def test_yolov2_full_file_reorg_branch_and_head_order(tmp_path):
-    model = YOLOv2(n_fg_class=N_FG)
+def test_yolov2_full_file_reorg_branch_and_head_order(tmp_path, nets):
+    model = nets('yolov2')
     check_full_file(tmp_path, model, YOLOV2_SPEC, 2, 'yolov2-voc.weights')
     for k in (18, 19, 20, 21):      # the passthrough conv (512 in) and the 1280-in conv
         assert_layer_holds(model, YOLOV2_SPEC, 2, k)
@@ -258,8 +286,8 @@ def test_yolov2_full_file_reorg_branch_and_head_order(tmp_path):
     assert model.subnet.b.array[6 + 3] == darknet['bias'][6 + 2]
 
 
-def test_yolov3_full_file_subnets_between_neck_convs(tmp_path):
-    model = YOLOv3(n_fg_class=N_FG)
+def test_yolov3_full_file_subnets_between_neck_convs(tmp_path, nets):
+    model = nets('yolov3')
     check_full_file(tmp_path, model, YOLOV3_SPEC, 3, 'yolov3.weights')
     names = [row[0] for row in YOLOV3_SPEC]
     for name in ('/extractor/33', '/subnet/0/0', '/subnet/0/1', '/extractor/34',
@@ -269,52 +297,53 @@ def test_yolov3_full_file_subnets_between_neck_convs(tmp_path):
 
 # --- Partial files into the detectors' extractors (--pretrained) ------------------------------
 
-def test_darknet19_conv23_fills_the_yolov2_trunk_only(tmp_path):
+def test_darknet19_conv23_fills_the_yolov2_trunk_only(tmp_path, nets):
     spec = darknet19_trunk_spec('/extractor')
     path = write_darknet_file(tmp_path / 'darknet19_448.conv.23', spec, 23)
-    model = YOLOv2(n_fg_class=N_FG)
-    materialize(model)
-    before = snapshot(model)
+    model = nets('yolov2')
+    before = snapshot(model, ('/extractor/18/', '/extractor/21/', '/subnet/'))
     loaded = load_darknet_weights(path, model)       # cutoff 23 from the name
     assert loaded == ['/extractor/%d' % i for i in range(18)]
     for k in (0, 8, 17):
         assert_layer_holds(model, spec, 23, k)
-    assert_unchanged(before, model, ('/extractor/18/', '/extractor/21/', '/subnet/'))
-    assert load_darknet_trunk(path, YOLOv2(n_fg_class=N_FG)) == loaded
-    classifier = Darknet19(N_CLASS)
-    head = classifier.head.W.array.copy()
+    assert_unchanged(before, model)
+    assert load_darknet_trunk(path, model) == loaded
+    classifier = nets('darknet19')
+    head = snapshot(classifier, ('/head/',))
     assert len(load_darknet_weights(path, classifier)) == 18
-    np.testing.assert_array_equal(classifier.head.W.array, head)
+    assert_layer_holds(classifier, darknet19_trunk_spec('/trunk'), 23, 17)
+    assert_unchanged(head, classifier)
 
 
-def test_darknet53_conv74_fills_the_yolov3_trunk_only(tmp_path):
+def test_darknet53_conv74_fills_the_yolov3_trunk_only(tmp_path, nets):
     spec = darknet53_trunk_spec('/extractor')
     path = write_darknet_file(tmp_path / 'darknet53.conv.74', spec, 74)
-    model = YOLOv3(n_fg_class=N_FG)
-    materialize(model)
-    before = snapshot(model)
+    model = nets('yolov3')
+    before = snapshot(model, ('/extractor/29/', '/extractor/45/', '/subnet/'))
     loaded = load_darknet_trunk(path, model)
     assert loaded == [row[0] for row in spec] and len(loaded) == 52
     for k in (0, 1, 2, 25, 50, 51):
         assert_layer_holds(model, spec, 74, k)
-    assert_unchanged(before, model, ('/extractor/29/', '/extractor/45/', '/subnet/'))
-    classifier = Darknet53(N_CLASS)
+    assert_unchanged(before, model)
+    classifier = nets('darknet53')
+    head = snapshot(classifier, ('/head/',))
     assert len(load_darknet_weights(path, classifier)) == 52
     assert_layer_holds(classifier, darknet53_trunk_spec('/trunk'), 74, 51)
+    assert_unchanged(head, classifier)
 
 
-def test_trunk_from_a_full_classifier_file_skips_its_head(tmp_path):
+def test_trunk_from_a_full_classifier_file_skips_its_head(tmp_path, nets):
     path = write_darknet_file(tmp_path / 'darknet19.weights', DARKNET19_SPEC, 9)
-    model = YOLOv2(n_fg_class=N_FG)
+    model = nets('yolov2')
     assert len(load_darknet_trunk(path, model)) == 18
     assert_layer_holds(model, darknet19_trunk_spec('/extractor'), 9, 17)
 
 
-def test_partial_file_shorter_than_the_trunk_is_refused(tmp_path):
+def test_partial_file_shorter_than_the_trunk_is_refused(tmp_path, nets):
     path = write_darknet_file(tmp_path / 'darknet53.conv.20', darknet53_trunk_spec('/x')[:14], 1)
     with pytest.raises(ValueError, match=r'darknet53\.conv\.20 holds the first 20 Darknet '
                                          r'layers; the YOLOv3 trunk needs the first 74'):
-        load_darknet_trunk(path, YOLOv3(n_fg_class=N_FG))
+        load_darknet_trunk(path, nets('yolov3'))
 
 
 # --- Broken files: one clear error, nothing loaded --------------------------------------------
@@ -338,10 +367,11 @@ def file_bytes(spec, n_convs):
                         for a in conv_arrays(0, k, row).values())
 
 
-def test_truncated_inside_a_layer_names_the_file_and_the_layers_read(tmp_path, darknet19_file):
+def test_truncated_inside_a_layer_names_the_file_and_the_layers_read(tmp_path, darknet19_file,
+                                                                   nets):
     cut = truncated_copy(darknet19_file, tmp_path / 'cut.weights',
                          file_bytes(DARKNET19_SPEC, 9) + 1000)
-    model = Darknet19(N_CLASS)
+    model = nets('darknet19')
     before = snapshot(model)
     with pytest.raises(ValueError) as error:
         load_darknet_weights(cut, model)
@@ -352,27 +382,29 @@ def test_truncated_inside_a_layer_names_the_file_and_the_layers_read(tmp_path, d
     assert_unchanged(before, model)
 
 
-def test_truncated_at_a_layer_boundary(tmp_path, darknet19_file):
+def test_truncated_at_a_layer_boundary(tmp_path, darknet19_file, nets):
     cut = truncated_copy(darknet19_file, tmp_path / 'cut.weights',
                          file_bytes(DARKNET19_SPEC, 18))
     with pytest.raises(ValueError, match='18 of 19 convolutional layers were read'):
-        load_darknet_weights(cut, Darknet19(N_CLASS))
+        load_darknet_weights(cut, nets('darknet19'))
 
 
-def test_values_left_over_are_counted(tmp_path, darknet19_file):
+def test_values_left_over_are_counted(tmp_path, darknet19_file, nets):
     longer = truncated_copy(darknet19_file, tmp_path / 'long.weights', 10 ** 9)
     with open(longer, 'ab') as f:
         f.write(np.zeros(3, '<f4').tobytes())
     with pytest.raises(ValueError, match=r'long\.weights: 12 bytes \(3 float32 values\) left '
                                          r'over after all 19 convolutional layers'):
-        load_darknet_weights(longer, Darknet19(N_CLASS))
-    # More classes in the file than in the model: also values left over.
-    with pytest.raises(ValueError, match='left over'):
-        load_darknet_weights(darknet19_file, Darknet19(N_CLASS - 1))
+        load_darknet_weights(longer, nets('darknet19'))
+    # More classes in the file than in the model: also values left over (1 bias, 1024 W).
+    more = DARKNET19_SPEC[:-1] + [('/head', N_CLASS + 1, 1, 1024, False)]
+    more_classes = write_darknet_file(tmp_path / 'more.weights', more, 6)
+    with pytest.raises(ValueError, match=r'4100 bytes \(1025 float32 values\) left over'):
+        load_darknet_weights(more_classes, nets('darknet19'))
 
 
-def test_a_file_of_another_network_does_not_line_up(darknet19_file):
-    model = Darknet53(N_CLASS)
+def test_a_file_of_another_network_does_not_line_up(darknet19_file, nets):
+    model = nets('darknet53')
     before = snapshot(model)
     with pytest.raises(ValueError, match='do not line up|truncated') as error:
         load_darknet_weights(darknet19_file, model)

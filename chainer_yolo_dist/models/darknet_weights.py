@@ -387,6 +387,7 @@ def load_darknet_trunk(path, link):
         ValueError: a partial file that stops before the trunk ends, or any error of
             :func:`load_darknet_weights`.
     """
+    darknet_layout(link)      # refuses unsupported networks before anything else
     cutoff = _trunk_cutoff(link)
     stored = partial_cutoff(path)
     if stored is not None and stored < cutoff:
@@ -427,6 +428,6 @@ def save_darknet_weights(path, link, n_layers=None, seen=0, version=DARKNET_VERS
                 data = backend.CpuDevice().send(_array_of(holder))
                 if layer.yolo_head:
                     data = data[_yolo_head_order(data.shape[0], n_fg_class)]
-                f.write(np.ascontiguousarray(data, dtype='<f4').tobytes())
+                np.ascontiguousarray(data, dtype='<f4').tofile(f)
     os.replace(tmp, path)
     return [layer.name for layer in convs]
