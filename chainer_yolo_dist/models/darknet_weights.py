@@ -127,7 +127,7 @@ def is_darknet_weights_file(path):
 
 
 def partial_cutoff(path):
-    """``N`` for a Darknet partial file named ``*.conv.N`` (``darknet53.conv.74`` -> 74), else None."""
+    """``N`` of a Darknet partial file ``*.conv.N`` (``darknet53.conv.74`` -> 74), else None."""
     match = _PARTIAL_SUFFIX.search(os.path.basename(path))
     return int(match.group(1)) if match else None
 
