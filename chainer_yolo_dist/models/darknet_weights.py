@@ -281,7 +281,7 @@ def _yolo_head_order(n_out, n_fg_class):
 
 
 def _arrays(layer):
-    """``[(file name, array holder, setter key)]`` of one conv, in Darknet's file order."""
+    """``[(name, parameter or BN statistic)]`` of one conv, in Darknet's file order."""
     link = layer.link
     if layer.batch_normalize:
         bn = link.bn
@@ -303,7 +303,8 @@ def load_darknet_weights(path, link, n_layers=None, allow_trailing=False):
     """Loads a Darknet weights file into ``link`` (see :func:`darknet_layout`).
 
     Everything is read and checked before anything is written: a failed call leaves
-    ``link`` unchanged.
+    ``link``'s values unchanged (ChainerCV's lazily created convolutions may have been
+    given their shapes and initial values).
 
     Args:
         path (str): Darknet ``.weights`` or partial ``.conv.N`` file.
@@ -320,9 +321,10 @@ def load_darknet_weights(path, link, n_layers=None, allow_trailing=False):
     Raises:
         ValueError (one line, naming the file): the file ends before the last layer (how
         many layers were read), has values left over (how many), or does not line up with
-        the network (negative or non-finite BN variance); or ``link`` is not supported.
+        the network (a negative BN running variance, or a non-finite value); or ``link`` is
+        not supported.
     """
-    header, values = read_darknet_weights(path)
+    _, values = read_darknet_weights(path)
     if n_layers is None:
         n_layers = partial_cutoff(path)
     layout = darknet_layout(link)
