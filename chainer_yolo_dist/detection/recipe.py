@@ -39,8 +39,8 @@ def check(preset, options):
     elif preset.pretrained and not options.get('from_scratch'):
         raise ValueError(
             'preset %s starts from %s weights (%d layers; %s): give --pretrained PATH (a '
-            'classifier model.npz of scripts/train_darknet.py), or --from-scratch to train '
-            'from random weights' % (preset.name, preset.pretrained, preset.transfer_layers,
+            'classifier model.npz of scripts/train_darknet.py, or Darknet\'s own weights such '
+            'as darknet53.conv.74), or --from-scratch to train from random weights' % (preset.name, preset.pretrained, preset.transfer_layers,
                                      PRETRAINING_SOURCES.get(preset.pretrained, '')))
 
 
@@ -59,10 +59,10 @@ def train_detector(settings, comm, dataset, log=print):
     np.random.seed(settings.seed % 2 ** 32)
     model = models.build_model(preset.model, preset.n_class)
     if settings.pretrained:
-        from chainer_yolo_dist.detection.transfer import transfer_pretrained
-        copied = transfer_pretrained(settings.pretrained, model)
+        from chainer_yolo_dist.detection.transfer import load_pretrained
+        copied = load_pretrained(settings.pretrained, model)
         if comm.rank == 0:
-            log('transferred %d arrays from %s' % (len(copied), settings.pretrained))
+            log('transferred %s from %s' % (copied, settings.pretrained))
     chain = YOLOTrainChain(model, models.build_loss(model))
     if settings.sync_bn:
         import chainermn

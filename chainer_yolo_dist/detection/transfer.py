@@ -245,7 +245,14 @@ TRUNK_OF = {'yolov2': 'darknet19', 'yolov3': 'darknet53'}
 
 def check_pretrained(path, model):
     """Raises ValueError unless ``path`` holds a classifier whose trunk the detector ``model``
-    (a ``--model`` name) takes; reads only the file's array names and shapes."""
+    (a ``--model`` name) takes; reads only the file's array names and shapes. A Darknet
+    weights file (``darknet53.conv.74``, ...) is checked layer by layer when it is loaded."""
+    from chainer_yolo_dist.detection.darknet_weights import is_darknet_weights_file
+    if is_darknet_weights_file(path):
+        if model not in TRUNK_OF:
+            raise ValueError('%s: Darknet weights load into the paper models (--model %s), '
+                             'not %s' % (path, ' or --model '.join(TRUNK_OF), model))
+        return None
     info = inspect_classifier_file(path)
     paper_pairs = ('a Darknet-19 classifier transfers into YOLOv2 (--model yolov2), a '
                    'Darknet-53 one into YOLOv3 (--model yolov3)')
@@ -260,6 +267,17 @@ def check_pretrained(path, model):
         raise ValueError('%s holds a %s; %s takes the paper width: train the classifier with '
                          '--channels-scale 1' % (path, info.description, model))
     return info
+
+
+def load_pretrained(path, detector):
+    """Initialises ``detector``'s trunk from ``path``: a classifier file of this package
+    (:func:`transfer_pretrained`) or Darknet's own weights (``darknet19_448.conv.23``,
+    ``darknet53.conv.74``, full ``.weights``). Returns what was written, for the log."""
+    from chainer_yolo_dist.detection.darknet_weights import (is_darknet_weights_file,
+                                                             load_darknet_trunk)
+    if is_darknet_weights_file(path):
+        return '%d Darknet layers' % len(load_darknet_trunk(path, detector))
+    return '%d arrays' % len(transfer_pretrained(path, detector))
 
 
 def transfer_pretrained(path, detector):
