@@ -431,6 +431,6 @@ def test_a_file_of_another_network_does_not_line_up(darknet19_file, nets):
 def test_narrow_classifiers_and_other_detectors_are_refused(darknet19_file):
     with pytest.raises(ValueError, match='channels_scale 1.*channels_scale 0.125'):
         load_darknet_weights(darknet19_file, Darknet19(N_CLASS, channels_scale=1 / 8))
-    from chainer_yolo_dist.models.yolo import YOLOv3Small
+    from chainer_yolo_dist.detection.models import YOLOv3Small
     with pytest.raises(ValueError, match='no Darknet weights layout for a YOLOv3Small'):
         load_darknet_weights(darknet19_file, YOLOv3Small(n_fg_class=N_FG))
