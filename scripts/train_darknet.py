@@ -13,7 +13,7 @@ decay 0.0005, 224 x 224 input. The YOLO9000 fine-tuning at 448 is a second run s
 the first one's ``model.npz`` (docs/darknet_training.md):
 
     python scripts/train_darknet.py --preset darknet19_imagenet_2019 --data-dir ILSVRC2012 \\
-        --pretrained RUN224/model.npz --insize 448 --lr 1e-3 --epochs 10 \\
+        --pretrained RUN224/model.npz --insize 448 --eta 1e-3 --epochs 10 \\
         --warmup-epochs 0 --warmup-hold-epochs 0
 
 Outputs in --out: log, config.json, metrics.json (top1, top5, ...), accuracy.png, loss.png,
