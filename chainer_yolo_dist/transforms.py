@@ -9,16 +9,31 @@ the image side (outwards too: the outside is filled with grey), a horizontal fli
 the output size, and hue / saturation / exposure shifts in HSV. Boxes are moved with the image,
 clipped to it, and dropped when less than one output pixel of height or width is left.
 
+The pixel work is OpenCV's (colour conversion and resizing), on float32 ``(H, W, 3)`` arrays, so
+that one loader process on one core augments well over 100 images/s at 608 (``docs/loader.md``);
+every resize picks its OpenCV interpolation explicitly, so the output does not depend on
+whether ChainerCV would choose cv2 or PIL. The random draws are the same, in the same order, as
+in the former NumPy/Matplotlib/PIL implementation, and the outputs agree with it within the
+tolerances stated in ``tests/test_transforms_opencv.py``.
+
 Multi-scale training (YOLO9000 sec. 2) needs one input size per batch, the same on every rank;
 :class:`MultiScaleConverter` resizes the whole batch in the main process, after the worker
 processes have produced fixed-size images, and :func:`multiscale_size` draws the size as a pure
 function of (seed, iteration) so that every rank, and a resumed run, draw the same one.
 """
+import threading
+
 import chainer
 import chainer.functions as F
+import cv2
 import numpy as np
 from chainercv import transforms
-from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
+
+# Loader workers are one process per core (Chainer's MultiprocessIterator forks them): OpenCV's
+# own thread pool would start one thread per core in every worker, oversubscribing the node, and
+# a pool created before the fork does not survive it. 0 makes every OpenCV call run in the
+# calling thread.
+cv2.setNumThreads(0)
 
 #: Value of the area a crop takes from outside the image (Darknet fills with 0.5).
 FILL = 127.5
@@ -30,22 +45,156 @@ def _rand_scale(rng, s):
     return scale if rng.randint(2) else 1 / scale
 
 
+def draw_hsv(rng, hue, saturation, exposure):
+    """The three random factors of :func:`distort_hsv`, drawn in its order."""
+    dhue = rng.uniform(-hue, hue)
+    dsat = _rand_scale(rng, saturation)
+    dexp = _rand_scale(rng, exposure)
+    return dhue, dsat, dexp
+
+
+def shift_hsv_hwc(img, dhue, dsat, dexp, out=None):
+    """Adds ``dhue`` (fraction of the circle) to hue, multiplies saturation and value, clipped.
+
+    The HSV of Darknet's ``distort_image`` and of Matplotlib's ``rgb_to_hsv``: V the largest
+    channel, S = (V - smallest) / V, H in six linear sectors; S and V clipped to their top.
+
+    Args:
+        img: float32 ``(H, W, 3)`` RGB in [0, 255] (values outside are clipped first).
+        dhue (float): hue shift, |dhue| < 1; dsat, dexp (float): positive factors.
+        out: optional C-contiguous float32 ``(H, W, 3)`` to write the result to; ``img``
+            itself is allowed (every step below is pixel-wise, so it works in place).
+    Returns:
+        float32 ``(H, W, 3)`` RGB in [0, 255]: ``out``, or a new array.
+    """
+    # Every step writes into one array: a fresh multi-megabyte array per step costs more in
+    # page faults than the arithmetic (measured: 19 ms against 6 ms per image at 608).
+    hsv = cv2.threshold(np.ascontiguousarray(img, dtype=np.float32), 0, 0,
+                        cv2.THRESH_TOZERO, dst=out)[1]
+    cv2.threshold(hsv, 255, 0, cv2.THRESH_TRUNC, dst=hsv)
+    # OpenCV's float HSV: H in degrees [0, 360), S in [0, 1], V in the input's scale (255).
+    cv2.cvtColor(hsv, cv2.COLOR_RGB2HSV, dst=hsv)
+    # One pass for the three channels. The hue offset is taken in [0, 360): HSV2RGB reduces a
+    # hue in [0, 720) modulo 360 itself (a negative hue it would not).
+    affine = np.array([[1, 0, 0, (dhue * 360.0) % 360.0],
+                       [0, dsat, 0, 0],
+                       [0, 0, dexp, 0]], np.float32)
+    cv2.transform(hsv, affine, dst=hsv)
+    for channel, factor, top in ((1, dsat, 1.0), (2, dexp, 255.0)):
+        if factor > 1:  # only an enlarged channel can pass its top
+            plane = cv2.extractChannel(hsv, channel)
+            cv2.threshold(plane, top, 0, cv2.THRESH_TRUNC, dst=plane)
+            cv2.insertChannel(plane, hsv, channel)
+    cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=hsv)
+    return hsv
+
+
 def distort_hsv(img, hue, saturation, exposure, rng):
     """Shifts hue by up to ``hue`` (a fraction of the circle) and scales saturation and value.
+
+    Darknet's ``random_distort_image``: ``dhue`` uniform in ``[-hue, hue]``, saturation and
+    exposure factors :func:`_rand_scale`, drawn from ``rng`` in that order.
 
     Args:
         img: float32 (3, H, W) RGB in [0, 255].
     Returns:
         float32 (3, H, W) RGB in [0, 255].
     """
-    dhue = rng.uniform(-hue, hue)
-    dsat = _rand_scale(rng, saturation)
-    dexp = _rand_scale(rng, exposure)
-    hsv = rgb_to_hsv(np.clip(img.transpose(1, 2, 0) / 255, 0, 1))
-    hsv[..., 0] = (hsv[..., 0] + dhue) % 1.0
-    hsv[..., 1] = np.clip(hsv[..., 1] * dsat, 0, 1)
-    hsv[..., 2] = np.clip(hsv[..., 2] * dexp, 0, 1)
-    return (hsv_to_rgb(hsv) * 255).astype(np.float32).transpose(2, 0, 1)
+    dhue, dsat, dexp = draw_hsv(rng, hue, saturation, exposure)
+    return chw(shift_hsv_hwc(hwc(img), dhue, dsat, dexp))
+
+
+_scratch = threading.local()
+
+
+def scratch(name, shape):
+    """A reusable C-contiguous float32 array of ``shape``, one per ``name`` and thread.
+
+    The augmentations write their intermediate images here instead of into fresh arrays: a
+    fresh multi-megabyte array costs a page fault per 4 KiB when first written, which on the
+    machine of ``docs/loader.md`` took longer than the arithmetic. Each name keeps one flat
+    block, grown when a larger shape is asked for; the caller must be done with the previous
+    contents. Per thread, so that a ``MultithreadIterator``'s workers do not share one.
+    """
+    size = int(np.prod(shape))
+    block = getattr(_scratch, name, None)
+    if block is None or block.size < size:
+        block = np.empty(size, np.float32)
+        setattr(_scratch, name, block)
+    return block[:size].reshape(shape)
+
+
+def hwc(img, out=None):
+    """float32 ``(C, H, W)`` -> C-contiguous float32 ``(H, W, C)`` (OpenCV's layout).
+
+    ``out``: optional float32 ``(H, W, C)`` to write to (see :func:`scratch`).
+    """
+    C, H, W = img.shape
+    planes = [np.ascontiguousarray(plane, dtype=np.float32) for plane in img]
+    # cv2.merge interleaves contiguous planes several times faster than a transposed copy.
+    return cv2.merge(planes, dst=out).reshape(H, W, C)
+
+
+def chw(img):
+    """float32 ``(H, W, C)`` -> a new C-contiguous float32 ``(C, H, W)`` (ChainerCV's layout)."""
+    return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
+def resize_hwc(img, size, out=None):
+    """Resizes float32 ``(H, W, C)`` to ``size = (h, w)``, always with OpenCV.
+
+    An axis that grows is interpolated bilinearly (``cv2.INTER_LINEAR``, pixel centres at
+    half-integers: the values ChainerCV's PIL backend computes). An axis that shrinks is
+    averaged over the input each output pixel covers (``cv2.INTER_AREA``), so that, like
+    PIL's bilinear filter, which widens with the reduction, a reduced image does not alias;
+    when one axis grows and the other shrinks, the two are resized one after the other.
+    (Darknet's own ``resize_image`` interpolates without averaging; the former PIL path, which
+    this keeps close to, did average.)
+
+    ``out``: optional float32 ``(h, w, C)`` to write to. Returns float32 ``(h, w, C)``, never
+    ``img`` itself.
+    """
+    h, w = size
+    H, W, C = img.shape
+    if (H, W) == (h, w):
+        if out is None:
+            return img.copy()
+        out[...] = img
+        return out
+    if h >= H and w >= W:
+        res = cv2.resize(img, (w, h), dst=out, interpolation=cv2.INTER_LINEAR)
+    elif h <= H and w <= W:
+        res = cv2.resize(img, (w, h), dst=out, interpolation=cv2.INTER_AREA)
+    elif w < W:  # shrink the width first, then enlarge the height
+        res = cv2.resize(img, (w, H), dst=scratch('resize_pass', (H, w, C)),
+                         interpolation=cv2.INTER_AREA)
+        res = cv2.resize(res, (w, h), dst=out, interpolation=cv2.INTER_LINEAR)
+    else:
+        res = cv2.resize(img, (W, h), dst=scratch('resize_pass', (h, W, C)),
+                         interpolation=cv2.INTER_AREA)
+        res = cv2.resize(res, (w, h), dst=out, interpolation=cv2.INTER_LINEAR)
+    return res.reshape(h, w, C)
+
+
+def crop_with_fill_hwc(img, y0, x0, h, w, fill=FILL, out=None):
+    """:func:`crop_with_fill` on float32 ``(H, W, C)``; returns ``(h, w, C)``.
+
+    A view of ``img`` when the window lies inside it; otherwise a new array, or ``out``.
+    """
+    H, W, C = img.shape
+    sy, sx = max(y0, 0), max(x0, 0)
+    ey, ex = min(y0 + h, H), min(x0 + w, W)
+    if sy >= ey or sx >= ex:
+        if out is None:
+            return np.full((h, w, C), fill, dtype=np.float32)
+        out[...] = fill
+        return out
+    inside = img[sy:ey, sx:ex]
+    if (sy - y0, sx - x0, ey - sy, ex - sx) == (0, 0, h, w):
+        return inside
+    res = cv2.copyMakeBorder(inside, sy - y0, y0 + h - ey, sx - x0, x0 + w - ex,
+                             cv2.BORDER_CONSTANT, dst=out, value=(fill,) * 4)
+    return res.reshape(h, w, C)
 
 
 def crop_with_fill(img, y0, x0, h, w, fill=FILL):
@@ -101,18 +250,22 @@ class YOLOAugmentation(object):
         top, bottom = rng.randint(-dh, dh + 1, size=2)
         left, right = rng.randint(-dw, dw + 1, size=2)
         h, w = H - top - bottom, W - left - right
-        img = crop_with_fill(img, top, left, h, w)
+        C = img.shape[0]
+        src = hwc(img, out=scratch('source', (H, W, C)))
+        out = crop_with_fill_hwc(src, top, left, h, w, out=scratch('crop', (h, w, C)))
         bbox = transforms.translate_bbox(bbox, -top, -left)
         bbox, label = clip_and_filter_bbox(bbox, label, (h, w), min_side=0)
 
-        img = transforms.resize(img, (self.size, self.size))
+        out = resize_hwc(out, (self.size, self.size),
+                         out=scratch('output', (self.size, self.size, C)))
         bbox = transforms.resize_bbox(bbox, (h, w), (self.size, self.size))
         if self.flip and rng.randint(2):
-            img = img[:, :, ::-1]
+            cv2.flip(out, 1, dst=out)
             bbox = transforms.flip_bbox(bbox, (self.size, self.size), x_flip=True)
-        img = distort_hsv(img, self.hue, self.saturation, self.exposure, rng)
+        dhue, dsat, dexp = draw_hsv(rng, self.hue, self.saturation, self.exposure)
+        out = chw(shift_hsv_hwc(out, dhue, dsat, dexp, out=out))
         bbox, label = clip_and_filter_bbox(bbox, label, (self.size, self.size))
-        return img, bbox.astype(np.float32), label.astype(np.int32)
+        return out, bbox.astype(np.float32), label.astype(np.int32)
 
 
 class ResizeTransform(object):
@@ -124,7 +277,7 @@ class ResizeTransform(object):
     def __call__(self, in_data, rng=None):
         img, bbox = in_data[:2]
         _, H, W = img.shape
-        img = transforms.resize(img, (self.size, self.size))
+        img = chw(resize_hwc(hwc(img), (self.size, self.size)))
         bbox = transforms.resize_bbox(bbox, (H, W), (self.size, self.size))
         return (img, bbox) + tuple(in_data[2:])
 
