@@ -21,6 +21,7 @@ Multi-scale training (YOLO9000 sec. 2) needs one input size per batch, the same 
 processes have produced fixed-size images, and :func:`multiscale_size` draws the size as a pure
 function of (seed, iteration) so that every rank, and a resumed run, draw the same one.
 """
+import math
 import threading
 
 import chainer
@@ -116,7 +117,7 @@ def scratch(name, shape):
     block, grown when a larger shape is asked for; the caller must be done with the previous
     contents. Per thread, so that a ``MultithreadIterator``'s workers do not share one.
     """
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     block = getattr(_scratch, name, None)
     if block is None or block.size < size:
         block = np.empty(size, np.float32)
