@@ -68,8 +68,9 @@ def shift_hsv_hwc(img, dhue, dsat, dexp, out=None):
     Returns:
         float32 ``(H, W, 3)`` RGB in [0, 255]: ``out``, or a new array.
     """
-    # Every step writes into one array: a fresh multi-megabyte array per step costs more in
-    # page faults than the arithmetic (measured: 19 ms against 6 ms per image at 608).
+    # Every step writes into ``out`` or a reused scratch array: a fresh multi-megabyte array
+    # per step costs more in page faults than the arithmetic (measured: 19 ms against 6 ms per
+    # image at 608).
     hsv = cv2.threshold(np.ascontiguousarray(img, dtype=np.float32), 0, 0,
                         cv2.THRESH_TOZERO, dst=out)[1]
     cv2.threshold(hsv, 255, 0, cv2.THRESH_TRUNC, dst=hsv)
@@ -80,14 +81,14 @@ def shift_hsv_hwc(img, dhue, dsat, dexp, out=None):
     affine = np.array([[1, 0, 0, (dhue * 360.0) % 360.0],
                        [0, dsat, 0, 0],
                        [0, 0, dexp, 0]], np.float32)
-    cv2.transform(hsv, affine, dst=hsv)
+    # Into a second array: OpenCV's transform is slower in place (0.8 against 0.6 ms at 608).
+    shifted = cv2.transform(hsv, affine, dst=scratch('hsv', hsv.shape))
     for channel, factor, top in ((1, dsat, 1.0), (2, dexp, 255.0)):
         if factor > 1:  # only an enlarged channel can pass its top
-            plane = cv2.extractChannel(hsv, channel)
+            plane = cv2.extractChannel(shifted, channel)
             cv2.threshold(plane, top, 0, cv2.THRESH_TRUNC, dst=plane)
-            cv2.insertChannel(plane, hsv, channel)
-    cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=hsv)
-    return hsv
+            cv2.insertChannel(plane, shifted, channel)
+    return cv2.cvtColor(shifted, cv2.COLOR_HSV2RGB, dst=hsv)
 
 
 def distort_hsv(img, hue, saturation, exposure, rng):
