@@ -244,7 +244,7 @@ def plot(record, path):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    names = list(record['cases'])
+    names = [name for name, _, _ in CASES if name in record['cases']]  # JSON sorts its keys
     readers = [name for name, _ in READERS]
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     width = 0.8 / len(readers)
@@ -257,6 +257,8 @@ def plot(record, path):
             ax.annotate('%s / %s' % (workers['200'], workers['1000']),
                         (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                         ha='center', va='bottom', fontsize=7)
+    augment_only = [1e3 / record['cases'][n]['augment_ms'] for n in names]
+    ax.plot(range(len(names)), augment_only, 'kx', label='augmentation alone')
     labelled = False
     for i, n in enumerate(names):
         target = record['cases'][n]['target_images_per_s_per_core']
@@ -271,7 +273,8 @@ def plot(record, path):
                  'images/s\nload average %.1f on %d cores (1 min, before the run)'
                  % (record['load_average_before'][0], record['environment']['cpu_count']),
                  fontsize=8)
-    ax.legend(fontsize=7, loc='upper right')
+    ax.set_ylim(0, 1.2 * max(augment_only + [t for t in TARGETS.values()]))
+    ax.legend(fontsize=7, loc='upper left')
     fig.tight_layout()
     tmp = path + '.tmp.png'
     fig.savefig(tmp, dpi=100)
