@@ -38,6 +38,22 @@ def test_reader_gives_chainercv_pixels(jpegs, backend):
     np.testing.assert_array_equal(got, expected)
 
 
+def test_reader_keeps_the_stored_pixel_grid_despite_exif_orientation(tmp_path):
+    # Orientation 6 ("rotate 90 degrees to display"): annotations refer to the stored grid,
+    # which ChainerCV's PIL backend returns and its cv2 backend (cv2.IMREAD_COLOR) rotates.
+    from PIL import Image
+    stored = np.random.RandomState(0).uniform(0, 255, (30, 50, 3)).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = str(tmp_path / 'rotated.jpg')
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    with chainer.using_config('cv_read_image_backend', 'PIL'):
+        expected = read_image(path, color=True)
+    with chainer.using_config('cv_read_image_backend', 'cv2'):
+        assert read_image(path, color=True).shape == (3, 50, 30)
+    np.testing.assert_array_equal(bench_loader.read_rgb_chw(path), expected)
+
+
 def test_reader_names_the_file_it_cannot_decode(tmp_path):
     bad = tmp_path / 'broken.jpg'
     bad.write_bytes(b'not a jpeg')
