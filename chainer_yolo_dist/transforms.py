@@ -31,9 +31,8 @@ import numpy as np
 from chainercv import transforms
 
 # Loader workers are one process per core (Chainer's MultiprocessIterator forks them): OpenCV's
-# own thread pool would start one thread per core in every worker, oversubscribing the node, and
-# a pool created before the fork does not survive it. 0 makes every OpenCV call run in the
-# calling thread.
+# own thread pool would start one thread per core in every worker and oversubscribe the node.
+# 0 makes every OpenCV call run in the calling thread.
 cv2.setNumThreads(0)
 
 #: Value of the area a crop takes from outside the image (Darknet fills with 0.5).
