@@ -228,14 +228,25 @@ def test_center_crop_matches_the_former_one(voc_like):
         assert mean <= 1 and p99 <= 5 and abs(new.mean() - ref.mean()) <= 0.05, (src.shape, mean)
 
 
-def test_resize_transform_does_not_depend_on_chainercv_backend(voc_like):
-    outs = []
-    for backend in ('PIL', 'cv2', None):
-        with chainer.using_config('cv_resize_backend', backend):
-            outs.append(det_transforms.ResizeTransform(608)(voc_like)[0])
-    np.testing.assert_array_equal(outs[0], outs[1])
-    np.testing.assert_array_equal(outs[0], outs[2])
-    assert _diff(outs[0], _ref_resize(voc_like[0], (608, 608)))[0] <= 0.01
+def test_outputs_do_not_depend_on_chainercv_resize_backend(voc_like):
+    img = voc_like[0]
+    runs = {
+        'resize': lambda: det_transforms.ResizeTransform(608)(voc_like)[0],
+        'yolo': lambda: det_transforms.YOLOAugmentation(416)(voc_like,
+                                                             np.random.RandomState(1))[0],
+        'darknet': lambda: cls_transforms.DarknetAugmentation(224)(
+            (img, 0), np.random.RandomState(1))[0],
+        'center': lambda: cls_transforms.CenterCrop(224)((img, 0))[0],
+    }
+    for name, run in runs.items():
+        outs = []
+        for backend in ('PIL', 'cv2', None):
+            with chainer.using_config('cv_resize_backend', backend):
+                outs.append(run())
+        np.testing.assert_array_equal(outs[0], outs[1], err_msg=name)
+        np.testing.assert_array_equal(outs[0], outs[2], err_msg=name)
+    resized = runs['resize']()
+    assert _diff(resized, _ref_resize(img, (608, 608)))[0] <= 0.01
 
 
 def test_outputs_are_not_overwritten_by_the_next_call(voc_like):
