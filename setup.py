@@ -16,6 +16,7 @@ setup(
         'mpi4py',
         'matplotlib',
         'pillow',
+        'opencv-python-headless',
     ],
     extras_require={
         # GPU machines only (never installed by `make setup`): see docs/gpu.md.

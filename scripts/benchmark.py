@@ -5,7 +5,7 @@
     python scripts/benchmark.py --model yolov3_small --insize 128 --batchsize 8
 
 For each process count it launches ``mpiexec -n K`` (naive communicator on CPUs, one
-thread per process) running real training steps (chainer_yolo_dist.detection.benchmark), then prints
+thread per process) running real training steps (chainer_yolo_dist.benchmarks.train_step), then prints
 a table of images/s per process and in total, the speed-up over one process, and each
 phase's share of a step (data loading, forward, loss with target assignment, backward,
 AllReduce, update). Writes ``results/bench/train_step_<model>_<insize>.json`` and a figure
@@ -43,7 +43,7 @@ def worker(args):
     distributed.start_forkserver()
     distributed.abort_on_exception()
     import chainermn
-    from chainer_yolo_dist.detection.benchmark import time_steps
+    from chainer_yolo_dist.benchmarks.train_step import time_steps
     comm = chainermn.create_communicator('naive')
     result = time_steps(comm, args.model, args.insize, args.batchsize, args.steps,
                         args.warmup, args.loaderjob)
@@ -56,7 +56,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.worker:
         return worker(args)
-    from chainer_yolo_dist.detection.benchmark import PHASES
+    from chainer_yolo_dist.benchmarks.train_step import PHASES
     from chainer_yolo_dist.core.atomic import write_json
     env = dict(os.environ, OMP_NUM_THREADS='1', CHAINERMN_FORCE_ABORT_ON_EXCEPTION='1',
                MPLBACKEND='Agg')

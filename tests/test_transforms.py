@@ -101,3 +101,34 @@ def test_converter_resizes_the_batch_and_its_boxes():
     assert 0 <= x.min() and x.max() <= 1
     np.testing.assert_allclose(bboxes[0], examples[0][1] / 2)
     np.testing.assert_array_equal(labels[1], examples[1][2])
+
+
+def test_rotation_moves_the_box_with_the_object():
+    from chainer_yolo_dist.detection.transforms import rotate_hwc
+    img = np.zeros((100, 100, 3), np.float32)
+    img[10:30, 40:60] = 200  # the object: rows 10-30, columns 40-60
+    bbox = np.array([[10, 40, 30, 60]], np.float32)
+    # 90 degrees counter-clockwise about the centre: the top edge goes to the left edge.
+    rotated, moved = rotate_hwc(img, bbox, 90)
+    ys, xs = np.nonzero(rotated[..., 0] > 100)
+    y0, x0, y1, x1 = moved[0]
+    assert ys.min() == y0 and ys.max() == y1 - 1 and xs.min() == x0 and xs.max() == x1 - 1
+    np.testing.assert_allclose(moved[0], [40, 10, 60, 30], atol=1e-4)
+    # Any angle: the box still holds every pixel of the object.
+    rotated, moved = rotate_hwc(img, bbox, 7, fill=0)
+    ys, xs = np.nonzero(rotated[..., 0] > 1)
+    y0, x0, y1, x1 = moved[0]
+    assert ys.min() >= np.floor(y0) - 1 and ys.max() <= np.ceil(y1)
+    assert xs.min() >= np.floor(x0) - 1 and xs.max() <= np.ceil(x1)
+
+
+def test_the_two_readings_of_the_papers_augmentation():
+    from chainer_yolo_dist.detection.transforms import PAPER_ANGLE, for_reading
+    darknet, paper = for_reading('darknet', 64), for_reading('paper', 64)
+    assert darknet.flip and not darknet.angle
+    assert not paper.flip and paper.angle == PAPER_ANGLE == 7.0
+    img, bbox, label = _example()
+    out, boxes, labels = paper((img, bbox, label), np.random.RandomState(0))
+    assert out.shape == (3, 64, 64) and boxes.shape[1] == 4 and len(boxes) == len(labels)
+    with pytest.raises(ValueError, match='paper or darknet'):
+        for_reading('flip', 64)

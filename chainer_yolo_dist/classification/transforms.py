@@ -14,7 +14,7 @@ saturation, and exposure shifts"; Darknet's classifier loader (``load_data_augme
    ``get_pixel_extend``);
 3. flip horizontally with probability 1/2;
 4. shift hue by up to ``hue`` of the circle and scale saturation and exposure by
-   ``rand_scale`` factors (:func:`distort_hsv`).
+   ``rand_scale`` factors (:func:`chainer_yolo_dist.datasets.imageops.distort_hsv`).
 
 Defaults are ``darknet19.cfg`` / ``darknet53.cfg``'s (``angle=7 hue=.1 saturation=.75
 exposure=.75 aspect=.75``); ``min_crop`` / ``max_crop`` default to Darknet's own defaults for a
@@ -22,43 +22,36 @@ exposure=.75 aspect=.75``); ``min_crop`` / ``max_crop`` default to Darknet's own
 Validation follows Darknet's ``validate_classifier_single``: shorter side resized to ``size``,
 then the centre ``size x size`` crop (:class:`CenterCrop`).
 
+The pixel work is OpenCV's (``cv2.warpAffine`` for step 2, ``cv2.cvtColor`` for step 4,
+``cv2.resize`` for validation), so that one loader process on one core augments several hundred
+images/s at 224 (``docs/loader.md``); the random draws are those, in the order, of the former
+NumPy implementation and the outputs agree with it within the tolerances stated in
+``tests/test_transforms_opencv.py``.
+
 Conventions: ``img`` float32 ``(3, H, W)`` RGB in ``[0, 255]`` in and out; ``label`` int32
 passes through unchanged. Transforms are called as ``t(example, rng)`` with a
 ``numpy.random.RandomState`` (see :mod:`chainer_yolo_dist.core.sampling`).
 """
 import math
 
+import cv2
 import numpy as np
-from chainercv import transforms
-from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
+
+from chainer_yolo_dist.datasets.imageops import (chw, draw_hsv, hwc, resize_hwc, scratch,
+                                                 shift_hsv_hwc)
 
 
 def _rand_scale(rng, s):
-    """Darknet's ``rand_scale``: a factor in [1/s, s], as likely below 1 as above."""
-    scale = rng.uniform(1, s)
-    return scale if rng.randint(2) else 1 / scale
-
-
-def distort_hsv(img, hue, saturation, exposure, rng):
-    """Shifts hue by up to ``hue`` (a fraction of the circle) and scales saturation and value.
-
-    Args:
-        img: float32 (3, H, W) RGB in [0, 255].
-    Returns:
-        float32 (3, H, W) RGB in [0, 255].
-    """
-    dhue = rng.uniform(-hue, hue)
-    dsat = _rand_scale(rng, saturation)
-    dexp = _rand_scale(rng, exposure)
-    hsv = rgb_to_hsv(np.clip(img.transpose(1, 2, 0) / 255, 0, 1))
-    hsv[..., 0] = (hsv[..., 0] + dhue) % 1.0
-    hsv[..., 1] = np.clip(hsv[..., 1] * dsat, 0, 1)
-    hsv[..., 2] = np.clip(hsv[..., 2] * dexp, 0, 1)
-    return (hsv_to_rgb(hsv) * 255).astype(np.float32).transpose(2, 0, 1)
+    # Darknet's rand_scale(s): uniform between 1 and s, inverted half of the time.
+    scale = rng.uniform(min(1.0, s), max(1.0, s))
+    return scale if rng.randint(2) else 1.0 / scale
 
 
 def bilinear_sample(img, ys, xs, fill=0.0):
-    """Samples ``img`` at real-valued pixel coordinates with bilinear interpolation.
+    """Samples ``img`` at real-valued pixel coordinates with exact bilinear interpolation.
+
+    The NumPy sampler :func:`rotate_scale_crop` used before it moved to ``cv2.warpAffine``
+    (about 20 times slower); kept for callers that need arbitrary sampling grids.
 
     Args:
         img: float32 ``(C, H, W)``.
@@ -84,28 +77,43 @@ def bilinear_sample(img, ys, xs, fill=0.0):
     return out
 
 
+def rotate_scale_crop_hwc(img, size, rad, scale, dy, dx, aspect, fill=0.0, out=None):
+    """:func:`rotate_scale_crop` on float32 ``(H, W, C)``; returns float32 ``(size, size, C)``.
+
+    One ``cv2.warpAffine`` with the inverse map below, bilinear, constant ``fill`` outside.
+    OpenCV quantises the sampling position to 1/32 pixel (``INTER_TAB_SIZE``), so a pixel may
+    differ from exact bilinear interpolation by up to 1/64 of the local intensity step.
+    ``out``: optional float32 ``(size, size, C)`` to write to.
+    """
+    H, W = img.shape[:2]
+    cos, sin = math.cos(rad), math.sin(rad)
+    # (u, v) = (a (x + x0), b (y + y0)); (xs, ys) = R (u, v) + centre.
+    a, b = aspect / scale, 1.0 / scale
+    x0, y0 = dx - size / 2.0, dy - size / 2.0
+    inverse = np.array([[cos * a, -sin * b, cos * a * x0 - sin * b * y0 + W / 2.0],
+                        [sin * a, cos * b, sin * a * x0 + cos * b * y0 + H / 2.0]])
+    res = cv2.warpAffine(img, inverse, (size, size), dst=out,
+                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=(fill,) * 4)
+    return res.reshape(size, size, img.shape[2])
+
+
 def rotate_scale_crop(img, size, rad, scale, dy, dx, aspect, fill=0.0):
     """Darknet's ``rotate_crop_image``: a ``size x size`` window of a scaled, rotated image.
 
     Output pixel ``(y, x)`` takes the input at
     ``R(rad) @ (((x - size/2 + dx) * aspect / scale), ((y - size/2 + dy) / scale)) + centre``,
     so ``scale`` magnifies, ``aspect > 1`` squeezes the image horizontally, and ``(dy, dx)``
-    moves the window (in output pixels) from the image centre.
+    moves the window (in output pixels) from the image centre. Pixel ``(i, j)`` of ``img`` is
+    at ``(i, j)``; samples blend bilinearly with ``fill`` outside the image (Darknet's
+    ``get_pixel_extend`` returns 0 there).
 
     Args:
         img: float32 ``(3, H, W)``.
     Returns:
         float32 ``(3, size, size)``.
     """
-    _, H, W = img.shape
-    grid_y, grid_x = np.meshgrid(np.arange(size, dtype=np.float64),
-                                 np.arange(size, dtype=np.float64), indexing='ij')
-    u = (grid_x - size / 2.0 + dx) * aspect / scale
-    v = (grid_y - size / 2.0 + dy) / scale
-    cos, sin = math.cos(rad), math.sin(rad)
-    xs = cos * u - sin * v + W / 2.0
-    ys = sin * u + cos * v + H / 2.0
-    return bilinear_sample(img, ys, xs, fill)
+    return chw(rotate_scale_crop_hwc(hwc(img), size, rad, scale, dy, dx, aspect, fill))
 
 
 class DarknetAugmentation(object):
@@ -117,7 +125,7 @@ class DarknetAugmentation(object):
             the window is cut (default ``size`` and ``2 * size``, Darknet's).
         angle (float): largest rotation, degrees.
         aspect (float): aspect jitter (Darknet's ``aspect``; 1 disables it).
-        hue, saturation, exposure: :func:`distort_hsv`'s.
+        hue, saturation, exposure: :func:`~chainer_yolo_dist.transforms.distort_hsv`'s.
         flip (bool): random horizontal flip.
         fill (float): value of pixels from outside the image (Darknet: 0).
 
@@ -154,10 +162,14 @@ class DarknetAugmentation(object):
         slack_y = abs(H * scale - self.size) / 2.0
         dx = rng.uniform(-slack_x, slack_x)
         dy = rng.uniform(-slack_y, slack_y)
-        out = rotate_scale_crop(img, self.size, rad, scale, dy, dx, aspect, self.fill)
+        C = img.shape[0]
+        src = hwc(img, out=scratch('source', (H, W, C)))
+        out = rotate_scale_crop_hwc(src, self.size, rad, scale, dy, dx, aspect, self.fill,
+                                    out=scratch('output', (self.size, self.size, C)))
         if self.flip and rng.randint(2):
-            out = out[:, :, ::-1]
-        out = distort_hsv(out, self.hue, self.saturation, self.exposure, rng)
+            cv2.flip(out, 1, dst=out)
+        dhue, dsat, dexp = draw_hsv(rng, self.hue, self.saturation, self.exposure)
+        out = chw(shift_hsv_hwc(out, dhue, dsat, dexp, out=out))
         return out, label
 
 
@@ -172,6 +184,14 @@ class CenterCrop(object):
 
     def __call__(self, example, rng=None):
         img, label = example
-        img = transforms.scale(np.asarray(img, dtype=np.float32), self.size, fit_short=True)
-        img = transforms.center_crop(img, (self.size, self.size))
-        return img.astype(np.float32, copy=False), label
+        _, H, W = np.shape(img)
+        # ChainerCV's transforms.scale(fit_short=True): the shorter side becomes size exactly,
+        # the longer one int(size * longer / shorter).
+        if H < W:
+            h, w = self.size, int(self.size * W / H)
+        else:
+            h, w = int(self.size * H / W), self.size
+        # transforms.center_crop's offsets (Python's round: halves go to the even side).
+        top, left = int(round((h - self.size) / 2.)), int(round((w - self.size) / 2.))
+        out = resize_hwc(hwc(img), (h, w))[top:top + self.size, left:left + self.size]
+        return chw(out), label

@@ -17,7 +17,7 @@ from chainer_yolo_dist.detection.multiscale import (MultiScaleConverter, MultiSc
                                                     multiscale_sizes)
 from chainer_yolo_dist.detection.settings import DetectionData, DetectionSettings
 from chainer_yolo_dist.detection.train_chain import YOLOTrainChain
-from chainer_yolo_dist.detection.transforms import ResizeTransform, YOLOAugmentation
+from chainer_yolo_dist.detection.transforms import ResizeTransform, for_reading
 
 LOSS_KEYS = ('main/loss', 'main/loss/box', 'main/loss/conf', 'main/loss/prob')
 
@@ -72,8 +72,8 @@ def train_detector(settings, comm, dataset, log=print):
 
     # The workers' shares of the training data, augmented at the largest multi-scale size.
     sizes = multiscale_sizes(*preset.multiscale[:2]) if preset.multiscale else (preset.insize,)
-    transform = (YOLOAugmentation(max(sizes), jitter=settings.jitter) if settings.augment
-                 else ResizeTransform(max(sizes)))
+    transform = (for_reading(preset.augmentation, max(sizes), jitter=settings.jitter)
+                 if settings.augment else ResizeTransform(max(sizes)))
     train_iters, n_padding, iterations_per_epoch = iterators.worker_iterators(
         dataset.train, transform, settings, comm)
     converter = MultiScaleConverter(preset.insize)
