@@ -124,8 +124,9 @@ class _Shard(chainer.Link):
 
 class ServerStats(object):
     """What one server did: updates (versions), staleness of each applied gradient
-    (``{staleness: count}``), gradients received per worker, bytes in and out, and the time
-    spent waiting for messages (idle)."""
+    (``{staleness: count}``), gradients received per worker, bytes in and out, the time
+    spent waiting for messages (idle), and the largest lead in pushes of a pushing worker
+    over the slowest running one (``max_clock_gap``; at most ``max_staleness + 1``)."""
 
     def __init__(self, rank):
         self.rank = rank
@@ -135,13 +136,14 @@ class ServerStats(object):
         self.bytes_received = 0
         self.bytes_sent = 0
         self.idle_s = 0.0
+        self.max_clock_gap = 0
 
     def as_dict(self):
         return {'role': 'server', 'rank': self.rank, 'updates': self.updates,
                 'staleness': {int(k): int(v) for k, v in sorted(self.staleness.items())},
                 'pushes': {int(k): int(v) for k, v in sorted(self.pushes.items())},
                 'bytes_received': int(self.bytes_received), 'bytes_sent': int(self.bytes_sent),
-                'idle_s': float(self.idle_s)}
+                'idle_s': float(self.idle_s), 'max_clock_gap': int(self.max_clock_gap)}
 
 
 def run_server(comm, optimizer, n_servers=1, max_staleness=None, hooks=(), on_update=None):
@@ -238,6 +240,8 @@ def run_server(comm, optimizer, n_servers=1, max_staleness=None, hooks=(), on_up
             stats.bytes_received += grad.nbytes
             stats.pushes[worker] += 1
             clock[worker] = c
+            # how many pushes this worker is ahead of the slowest running one
+            stats.max_clock_gap = max(stats.max_clock_gap, c - min(clock[w] for w in active))
             if max_staleness == 0:
                 if worker in round_grads:
                     raise RuntimeError('worker %d pushed twice in one synchronous round'
@@ -460,9 +464,10 @@ class ParameterServerOptimizer(object):
         done = np.array([DONE, self._clock, 0, 0], np.int64)
         for s in range(self.n_servers):
             self.mpi.Send(done, dest=s, tag=TAG_REQUEST)
+            self.stats['bytes_sent'] += done.nbytes
         final = _share_final(self.mpi, self.layout, self.n_servers)
         unpack_params(self.target, final)
-        self.stats['bytes_received'] += final.nbytes
+        self.stats['bytes_final'] = final.nbytes  # the closing broadcast, counted apart
         return self.stats
 
     # -- what a StandardUpdater and the extensions expect of an optimizer ------------------
