@@ -32,12 +32,18 @@ def regularization_hook(weight_decay, lars=False, lars_threshold=LARS_THRESHOLD,
     return None
 
 
+def hook_names(optimizer):
+    """Names of the optimizer-wide hooks of a set-up Chainer optimizer (or of a wrapper that
+    forwards attributes to one, as ChainerMN's and this package's do)."""
+    hookable = optimizer._hookable
+    return list(hookable._pre_update_hooks) + list(hookable._post_update_hooks)
+
+
 def add_regularization(optimizer, weight_decay, lars=False, lars_threshold=LARS_THRESHOLD,
                        lars_eps=LARS_EPS):
     """Adds :func:`regularization_hook` to a set-up optimizer (or a wrapper that forwards
     ``add_hook``); refuses an optimizer that already has either hook."""
-    present = [name for name in ('WeightDecay', 'GradientLARS')
-               if name in getattr(optimizer, '_hooks', {})]
+    present = [name for name in ('WeightDecay', 'GradientLARS') if name in hook_names(optimizer)]
     if present:
         raise ValueError('the optimizer already has %s: adding weight decay again would '
                          'apply it twice' % ' and '.join(present))
