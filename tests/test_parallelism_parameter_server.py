@@ -2,7 +2,7 @@
 it moved, respects its staleness bound, and ends within seconds when a worker dies.
 
 tests/mpi_scripts/parameter_server_run.py: the small network in float32, 60 steps per worker,
-MomentumSGD (lr 0.1, momentum 0.5, weight decay 1e-4) on the server; rank 0 writes the
+SGD (lr 0.1, momentum 0: see the script, weight decay 1e-4) on the server; rank 0 writes the
 gathered stats (parameter_server.gather_stats) with each worker's held-out loss/accuracy.
 """
 import json
