@@ -42,9 +42,14 @@ Batch-normalisation statistics (persistents) are not served: each worker keeps i
 Downpour's replicas do; a recipe averages them over the workers' communicator before
 evaluating (``chainermn.extensions.AllreducePersistent``).
 
-MPI progress: the transfers of a worker's ``Isend``/``Irecv`` advance when it calls MPI (each
-step tests its requests). For progress during long computations too, run MPICH with
-``MPICH_ASYNC_PROGRESS=1``.
+MPI progress: with the pinned MPICH 5.0.2 (ch4) a point-to-point ``Isend`` of up to 16 MB
+completed while the sending worker computed (the receiver copies it), so pushes overlap the
+next step's computation; each step also tests the worker's requests. Where an MPI needs the
+sender's progress, run MPICH with ``MPICH_ASYNC_PROGRESS=1``.
+
+Staleness bound and versions: with a pull at every push, a gradient applied under bound ``S``
+with ``n`` workers is at most ``(n - 1) (2 S + 1)`` versions stale (the others can have pushed
+from ``S`` behind to ``S + 1`` ahead of it since its parameters left the server).
 """
 import collections
 import time

@@ -13,9 +13,12 @@ so the mean gradient applied to w_{t-2} was computed at w_{t-3}: one step stale.
 
 Step 1 only starts its reduction (nothing to apply yet: ChainerMN also skips it).
 :meth:`StaleSyncOptimizer.finalize` applies the last reduced gradient, so ``n`` steps give
-``n`` updates. The reduction progresses while the rank computes when MPICH runs an
-asynchronous progress thread (``MPICH_ASYNC_PROGRESS=1``); without one, it advances at the
-rank's MPI calls, and the time blocked waiting for it is what ``stats['wait_s']`` measures.
+``n`` updates. How much of the reduction hides behind the computation depends on MPI's
+progress; ``stats['wait_s']`` measures what is left. Measured with the pinned MPICH 5.0.2 on
+2 CPU ranks, 4 MB float32 buffers: a blocking Allreduce took 0.10 s; after 0.5 s of
+computation the Wait of an ``Iallreduce`` still took 0.045 s (progress only at MPI calls
+and in the background partly), and 0.000 s with ``MPICH_ASYNC_PROGRESS=1`` (a progress
+thread, which costs a core).
 """
 import time
 
