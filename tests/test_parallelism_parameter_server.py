@@ -71,3 +71,11 @@ def test_a_dying_worker_ends_the_job_within_seconds(tmp_path, how):
     died = float((tmp_path / 'died.txt').read_text())
     assert ended - died < 10, 'the job outlived the worker by %.1f s' % (ended - died)
     assert not (tmp_path / 'stats.json').exists()
+
+
+def test_ranks_that_disagree_on_the_protocol_fail_instead_of_waiting(tmp_path):
+    # a server without a bound would never acknowledge the workers' pushes under bound 0
+    proc = run_mpi(3, [SCRIPT, str(tmp_path), '--max-staleness', '0',
+                       '--server-max-staleness', '3'], timeout=60)
+    assert proc.returncode != 0
+    assert 'every rank must use the same n_servers and max_staleness' in proc.stderr + proc.stdout

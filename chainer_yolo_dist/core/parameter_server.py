@@ -47,8 +47,8 @@ completed while the sending worker computed (the receiver copies it), so pushes 
 next step's computation; each step also tests the worker's requests. Where an MPI needs the
 sender's progress, run MPICH with ``MPICH_ASYNC_PROGRESS=1``.
 
-Staleness bound and versions: with a pull at every push, a gradient applied under bound ``S``
-with ``n`` workers is at most ``(n - 1) (2 S + 1)`` versions stale (the others can have pushed
+Staleness bound and versions: with a pull at every push, a gradient applied under a bound
+``S >= 1`` with ``n`` workers is at most ``(n - 1) (2 S + 1)`` versions stale (the others can have pushed
 from ``S`` behind to ``S + 1`` ahead of it since its parameters left the server).
 """
 import collections
@@ -97,6 +97,15 @@ def _check_staleness(max_staleness):
                                       or max_staleness < 0):
         raise ValueError('max_staleness must be None or an integer >= 0, got %r'
                          % (max_staleness,))
+
+
+def _check_settings(first_workers, n_servers, max_staleness, who):
+    # Ranks that disagree on these would wait for messages that never come: fail instead
+    # (the exception aborts the job).
+    mine = {'n_servers': n_servers, 'max_staleness': max_staleness}
+    if first_workers != mine:
+        raise ValueError('%s has %s but the first worker has %s: every rank must use the same '
+                         'n_servers and max_staleness' % (who, mine, first_workers))
 
 
 class _Shard(chainer.Link):
@@ -174,7 +183,9 @@ def run_server(comm, optimizer, n_servers=1, max_staleness=None, hooks=(), on_up
     if rank >= n_servers:
         raise ValueError('rank %d is a worker: run_server is for ranks < %d' % (rank, n_servers))
     workers = list(range(n_servers, mpi.size))
-    layout = FlatLayout.from_tuple(mpi.bcast(None, root=n_servers))
+    description, settings = mpi.bcast(None, root=n_servers)
+    _check_settings(settings, n_servers, max_staleness, 'server %d' % rank)
+    layout = FlatLayout.from_tuple(description)
     bounds = shard_bounds(layout, n_servers)
     lo, hi = bounds[rank], bounds[rank + 1]
     full = np.empty(layout.size, layout.dtype)
@@ -334,7 +345,11 @@ class ParameterServerOptimizer(object):
         on every server and every worker."""
         first = self.n_servers
         layout = FlatLayout.of(link)
-        self.mpi.bcast(layout.to_tuple() if self.mpi.rank == first else None, root=first)
+        mine = {'n_servers': self.n_servers, 'max_staleness': self.max_staleness}
+        _, settings = self.mpi.bcast((layout.to_tuple(), mine) if self.mpi.rank == first
+                                     else None, root=first)
+        _check_settings(settings, self.n_servers, self.max_staleness,
+                        'worker %d' % self.mpi.rank)
         flat = np.empty(layout.size, layout.dtype)
         if self.mpi.rank == first:
             pack_params(link, flat)

@@ -47,6 +47,8 @@ def main():
     parser.add_argument('--push-every', type=int, default=1)
     parser.add_argument('--pull-every', type=int, default=1)
     parser.add_argument('--slow-rank', type=int, default=None)
+    parser.add_argument('--server-max-staleness', type=int, default=None,
+                        help='a different bound on the servers (a configuration error)')
     parser.add_argument('--die', choices=('exit', 'raise'))
     parser.add_argument('--die-rank', type=int, default=None)
     parser.add_argument('--die-step', type=int, default=3)
@@ -58,7 +60,9 @@ def main():
     if roles.is_server:
         stats = ps.run_server(
             world, lambda link: build_optimizer(link, lr=LR, momentum=MOMENTUM, weight_decay=1e-4),
-            n_servers=args.servers, max_staleness=args.max_staleness)
+            n_servers=args.servers,
+            max_staleness=(args.max_staleness if args.server_max_staleness is None
+                           else args.server_max_staleness))
         record = stats.as_dict()
     else:
         worker = world.rank - args.servers
