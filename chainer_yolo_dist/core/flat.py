@@ -152,6 +152,11 @@ def shard_bounds(layout, n_shards):
     return bounds
 
 
+def mpi_comm_of(comm):
+    """The mpi4py communicator of a ChainerMN communicator (or ``comm`` itself)."""
+    return getattr(comm, 'mpi_comm', comm)
+
+
 def bcast_params(mpi_comm, link, root=0):
     """Gives every rank ``root``'s parameters (one ``Bcast`` of the flat vector); returns the
     number of bytes broadcast. ``mpi_comm`` is an mpi4py communicator."""

@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from chainer_yolo_dist.core.flat import FlatLayout, bcast_params, pack_params, unpack_params
-from chainer_yolo_dist.core.parameter_server import mpi_comm_of
+from chainer_yolo_dist.core.flat import (FlatLayout, bcast_params, mpi_comm_of, pack_params,
+                                         unpack_params)
 
 #: Batches between two weight averagings in Darknet's multi-GPU training.
 DARKNET_PERIOD = 4
@@ -75,7 +75,7 @@ class LocalSGDOptimizer(object):
             Darknet does not (default False); a recipe averages them before evaluating.
 
     Attributes:
-        stats (dict): steps, averagings, ``wait_s`` (time in the Allreduces),
+        stats (dict): steps, updates (local), averagings, ``wait_s`` (time in the Allreduces),
         ``bytes_reduced`` (bytes of the buffers reduced, per rank).
     """
 
@@ -87,7 +87,8 @@ class LocalSGDOptimizer(object):
         self.__dict__.update(
             actual_optimizer=actual_optimizer, mpi=mpi, period=int(period),
             average_state=average_state, average_persistents=average_persistents,
-            steps=0, stats={'steps': 0, 'averagings': 0, 'wait_s': 0.0, 'bytes_reduced': 0})
+            steps=0, stats={'steps': 0, 'updates': 0, 'averagings': 0, 'wait_s': 0.0,
+                            'bytes_reduced': 0})
 
     def setup(self, link):
         FlatLayout.of(link)  # every parameter initialised, one dtype
@@ -100,6 +101,7 @@ class LocalSGDOptimizer(object):
         self.actual_optimizer.update(lossfun, *args, **kwds)
         self.__dict__['steps'] += 1
         self.stats['steps'] += 1
+        self.stats['updates'] += 1  # local updates, one per step
         if self.steps % self.period == 0:
             self.average()
 

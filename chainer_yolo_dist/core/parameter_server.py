@@ -48,8 +48,8 @@ next step's computation; each step also tests the worker's requests. Where an MP
 sender's progress, run MPICH with ``MPICH_ASYNC_PROGRESS=1``.
 
 Staleness bound and versions: with a pull at every push, a gradient applied under a bound
-``S >= 1`` with ``n`` workers is at most ``(n - 1) (2 S + 1)`` versions stale (the others can have pushed
-from ``S`` behind to ``S + 1`` ahead of it since its parameters left the server).
+``S >= 1`` with ``n`` workers is at most ``(n - 1) (2 S + 1)`` versions stale (the others can
+have pushed from ``S`` behind to ``S + 1`` ahead of it since its parameters left the server).
 """
 import collections
 import time
@@ -58,17 +58,12 @@ import chainer
 import numpy as np
 
 from chainer_yolo_dist.core.flat import FlatLayout, pack_grads, pack_params, shard_bounds
-from chainer_yolo_dist.core.flat import unpack_params
+from chainer_yolo_dist.core.flat import mpi_comm_of, unpack_params
 
 # Message kinds and tags. A request header is int64 [kind, clock, version, want_params];
 # a reply header is int64 [version, has_params].
 PUSH, PULL, DONE = 0, 1, 2
 TAG_REQUEST, TAG_GRAD, TAG_REPLY, TAG_PARAMS = 101, 102, 103, 104
-
-
-def mpi_comm_of(comm):
-    """The mpi4py communicator of a ChainerMN communicator (or ``comm`` itself)."""
-    return getattr(comm, 'mpi_comm', comm)
 
 
 Roles = collections.namedtuple('Roles', 'is_server server_ranks worker_ranks local_comm')

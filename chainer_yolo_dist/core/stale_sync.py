@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 
-from chainer_yolo_dist.core.flat import FlatLayout, bcast_params, pack_grads, unpack_grads
-from chainer_yolo_dist.core.parameter_server import mpi_comm_of
+from chainer_yolo_dist.core.flat import (FlatLayout, bcast_params, mpi_comm_of, pack_grads,
+                                         unpack_grads)
 
 
 class StaleSyncOptimizer(object):
@@ -36,14 +36,16 @@ class StaleSyncOptimizer(object):
     (its ``t`` counts applied updates). The setup broadcasts rank 0's weights.
 
     Attributes:
-        stats (dict): steps, ``wait_s`` (time blocked on the reductions), ``bytes_reduced``.
+        stats (dict): steps, updates, ``staleness`` (``{1: updates}``), ``wait_s`` (time
+        blocked on the reductions), ``bytes_reduced`` (bytes of the buffers reduced, per rank).
     """
 
     def __init__(self, actual_optimizer, comm):
         self.__dict__.update(
             actual_optimizer=actual_optimizer, mpi=mpi_comm_of(comm), _buffers=None,
             _request=None, _pending=None,
-            stats={'steps': 0, 'wait_s': 0.0, 'bytes_reduced': 0})
+            stats={'steps': 0, 'updates': 0, 'staleness': {}, 'wait_s': 0.0,
+                   'bytes_reduced': 0})
 
     def setup(self, link):
         layout = FlatLayout.of(link)
@@ -86,6 +88,9 @@ class StaleSyncOptimizer(object):
         target = self.actual_optimizer.target
         unpack_grads(target, summed / self.mpi.size)
         self.actual_optimizer.update()
+        self.stats['updates'] += 1
+        # every applied gradient is one update old (the histogram, as the parameter server's)
+        self.stats['staleness'] = {1: self.stats['updates']}
 
     def finalize(self):
         """Applies the last step's reduced gradient (a collective wait). Returns stats."""

@@ -127,6 +127,7 @@ def main():
         assert opt.t == STEPS - 1  # step 1 only started its reduction
         opt.finalize()
         assert opt.t == STEPS
+        assert opt.stats['updates'] == STEPS and opt.stats['staleness'] == {1: STEPS}
         result = pc.params(model)
         if world.rank == 0:
             reference = serial_stale_reference(world.size, args.lars)
