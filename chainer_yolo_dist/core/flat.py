@@ -2,11 +2,29 @@
 
 The asynchronous, periodic-averaging and one-step-stale modes all move parameters or
 gradients between ranks as one contiguous 1-d array (one message or one ``Allreduce`` instead
-of one per parameter, as ChainerMN's ``naive`` communicator packs its buffers). The order is
+of one per parameter, as ChainerMN's ``naive`` communicator packs its buffers). Messages are host (NumPy)
+arrays; parameters on a GPU are copied through the host. The order is
 ``sorted(link.namedparams())``, the order ChainerMN's communicators use, so it is the same on
 every rank for the same network whatever the construction order.
 """
+import chainer
 import numpy as np
+
+_CPU = chainer.backend.CpuDevice()
+
+
+def to_host(array):
+    """A NumPy view or copy of a NumPy or CuPy array (messages leave from host memory)."""
+    return _CPU.send(array)
+
+
+def assign(dst, host):
+    """``dst[...] = host`` for a NumPy or CuPy ``dst`` and a NumPy ``host`` of its shape."""
+    if isinstance(dst, np.ndarray):
+        dst[...] = host
+    else:
+        dst[...] = chainer.backend.get_device_from_array(dst).send(
+            np.ascontiguousarray(host))
 
 
 class FlatLayout(object):
@@ -74,7 +92,7 @@ def pack_params(link, out):
     offset = 0
     for p in _params(link):
         n = p.array.size
-        out[offset:offset + n] = p.array.ravel()
+        out[offset:offset + n] = to_host(p.array).ravel()
         offset += n
     return out
 
@@ -84,7 +102,7 @@ def unpack_params(link, flat):
     offset = 0
     for p in _params(link):
         n = p.array.size
-        p.array[...] = flat[offset:offset + n].reshape(p.array.shape)
+        assign(p.array, flat[offset:offset + n].reshape(p.array.shape))
         offset += n
 
 
@@ -102,9 +120,9 @@ def pack_grads(link, out, accumulate=False):
             if not accumulate:
                 view[...] = 0
         elif accumulate:
-            view += p.grad.ravel()
+            view += to_host(p.grad).ravel()
         else:
-            view[...] = p.grad.ravel()
+            view[...] = to_host(p.grad).ravel()
         offset += n
     return out
 
@@ -116,9 +134,9 @@ def unpack_grads(link, flat):
         n = p.array.size
         g = flat[offset:offset + n].reshape(p.array.shape)
         if p.grad is None:
-            p.grad = g.copy()
+            p.grad = chainer.backend.get_device_from_array(p.array).send(g.copy())
         else:
-            p.grad[...] = g
+            assign(p.grad, g)
         offset += n
 
 

@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from chainer_yolo_dist.core.flat import (FlatLayout, bcast_params, mpi_comm_of, pack_params,
-                                         unpack_params)
+from chainer_yolo_dist.core.flat import (FlatLayout, assign, bcast_params, mpi_comm_of,
+                                         pack_params, to_host, unpack_params)
 
 #: Batches between two weight averagings in Darknet's multi-GPU training.
 DARKNET_PERIOD = 4
@@ -30,29 +30,33 @@ def _state_arrays(link):
             continue
         for key in sorted(rule.state):
             value = rule.state[key]
-            if isinstance(value, np.ndarray) and value.dtype.kind == 'f':
+            if _is_float_array(value):
                 arrays.append(value)
     return arrays
+
+
+def _is_float_array(value):
+    return hasattr(value, 'dtype') and hasattr(value, 'shape') and value.dtype.kind == 'f'
 
 
 def _persistent_arrays(link):
     # float persistents only: batch normalisation's running mean and variance, not its
     # integer counters
-    return [value for _, value in sorted(link.namedpersistents())
-            if isinstance(value, np.ndarray) and value.dtype.kind == 'f']
+    return [value for _, value in sorted(link.namedpersistents()) if _is_float_array(value)]
 
 
 def _average_arrays(mpi, arrays):
-    """Averages a list of same-dtype arrays across ranks in place with one Allreduce."""
+    """Averages a list of same-dtype (NumPy or CuPy) arrays across ranks in place, with one
+    Allreduce of a host buffer; returns its size in bytes."""
     if not arrays:
         return 0
-    flat = np.concatenate([a.ravel() for a in arrays])
+    flat = np.concatenate([to_host(a).ravel() for a in arrays])
     from mpi4py import MPI
     mpi.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
     flat /= mpi.size
     offset = 0
     for a in arrays:
-        a[...] = flat[offset:offset + a.size].reshape(a.shape)
+        assign(a, flat[offset:offset + a.size].reshape(a.shape))
         offset += a.size
     return flat.nbytes
 
