@@ -24,7 +24,8 @@ Protocol (non-blocking on the workers, so that their compute overlaps the transf
 Staleness bound ``max_staleness = S`` (stale-synchronous parallel, Ho et al. 2013): a worker's
 *clock* is the number of gradients it has pushed. After its ``c``-th push a worker waits for the
 servers' acknowledgement, which they hold until every running worker has pushed at least
-``c - S`` times, so the fastest worker is never more than ``S`` pushes ahead of the slowest.
+``c - S`` times: no worker computes more than ``S`` clocks ahead of the slowest, so when it
+pushes it leads by at most ``S + 1`` pushes (``ServerStats.max_clock_gap``).
 With ``S = 0`` the servers go further: they wait for every running worker's gradient of the
 current version and apply their **mean** once (one version per round), and the acknowledgement
 carries the new parameters when the push asked for them; with ``push_every = pull_every = 1``
