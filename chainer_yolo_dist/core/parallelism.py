@@ -1,0 +1,116 @@
+"""One switch for the four data-parallel modes a recipe offers (``--parallelism``).
+
+* ``sync``: ChainerMN's multi-node optimizer, gradients averaged every step (papers 000-002).
+* ``async``: parameter servers (paper 003, Downpour SGD; :mod:`.parameter_server`).
+* ``local``: each worker steps alone, weights averaged every H steps (Darknet's multi-GPU
+  training, H = 4; :mod:`.local_sgd`).
+* ``stale``: synchronous averaging applied one step late, overlapping the reduction
+  (ChainerMN's double buffering on any device; :mod:`.stale_sync`).
+
+A recipe calls :func:`setup_parallelism` on every rank, then either :func:`serve` (server
+ranks of ``async``: they hold the parameters and run no trainer) or
+:func:`build_parallel_optimizer` (every rank that trains), and shards its data over
+``par.data_comm``, which in ``async`` excludes the servers. Every mode takes weight decay or
+LARS (:mod:`.optimizers`), added once, where the update happens (on the servers for
+``async``). After training, :func:`finish` completes the mode's last communication (final
+pull, last averaging, last stale update) and returns its statistics.
+"""
+import collections
+
+import chainer
+
+from chainer_yolo_dist.core import parameter_server as ps
+from chainer_yolo_dist.core.flat import bcast_params, mpi_comm_of
+from chainer_yolo_dist.core.local_sgd import DARKNET_PERIOD, LocalSGDOptimizer
+from chainer_yolo_dist.core.optimizers import LARS_EPS, LARS_THRESHOLD, add_regularization
+from chainer_yolo_dist.core.optimizers import build_optimizer
+from chainer_yolo_dist.core.stale_sync import StaleSyncOptimizer
+
+MODES = ('sync', 'async', 'local', 'stale')
+
+Parallelism = collections.namedtuple(
+    'Parallelism', 'mode is_server data_comm world n_servers')
+Parallelism.__doc__ = """Where this rank stands: ``mode``; ``is_server`` (``async`` only);
+``data_comm``, the ChainerMN communicator over the ranks that train (None on servers);
+``world``, the communicator given; ``n_servers`` (0 outside ``async``)."""
+
+#: Settings of the optimizer, shared by every mode: ``lr``, ``momentum``, ``weight_decay``,
+#: ``lars`` (bool), ``lars_threshold``, ``lars_eps``.
+OptimizerSettings = collections.namedtuple(
+    'OptimizerSettings', 'lr momentum weight_decay lars lars_threshold lars_eps')
+OptimizerSettings.__new__.__defaults__ = (0.9, 0.0, False, LARS_THRESHOLD, LARS_EPS)
+
+
+def setup_parallelism(mode, comm, n_servers=1, communicator_name='naive'):
+    """Splits the ranks for ``mode`` (a collective for ``async``).
+
+    Args:
+        comm: the ChainerMN communicator over every rank.
+        n_servers (int): ``async`` only: ranks ``0 .. n_servers - 1`` serve.
+        communicator_name (str): ChainerMN communicator for the workers of ``async``.
+    """
+    if mode not in MODES:
+        raise ValueError('unknown parallelism %r: choose one of %s' % (mode, ', '.join(MODES)))
+    if mode != 'async':
+        return Parallelism(mode, False, comm, comm, 0)
+    import chainermn
+    roles = ps.split_world(comm, n_servers)
+    data_comm = None
+    if not roles.is_server:
+        data_comm = chainermn.create_communicator(communicator_name, mpi_comm=roles.local_comm)
+    return Parallelism(mode, roles.is_server, data_comm, comm, n_servers)
+
+
+def serve(par, settings, max_staleness=None, on_update=None):
+    """Runs this server rank of ``async`` until every worker is done; returns its stats."""
+    if not par.is_server:
+        raise ValueError('serve is for the server ranks of the async mode')
+    return ps.run_server(
+        par.world, lambda link: build_optimizer(link, *settings), n_servers=par.n_servers,
+        max_staleness=max_staleness, on_update=on_update)
+
+
+def build_parallel_optimizer(par, model, settings, period=DARKNET_PERIOD, average_state=False,
+                             push_every=1, pull_every=1, max_staleness=None):
+    """The optimizer a training rank hands to its updater, set up on ``model``.
+
+    Every parameter of ``model`` must be initialised (run one forward pass first). Rank 0's
+    weights (the first worker's in ``async``) become every rank's, so every ``update`` of
+    every mode is an update (``sync`` included: ChainerMN would otherwise spend its first
+    call on that broadcast).
+
+    Args:
+        par: from :func:`setup_parallelism` (not a server).
+        settings (OptimizerSettings): the optimizer; in ``async`` it lives on the servers.
+        period, average_state: ``local`` (see :class:`.LocalSGDOptimizer`).
+        push_every, pull_every, max_staleness: ``async`` (see
+            :class:`.ParameterServerOptimizer`; the servers need the same ``max_staleness``).
+    """
+    if par.is_server:
+        raise ValueError('server ranks do not train: call serve()')
+    if par.mode == 'async':
+        return ps.ParameterServerOptimizer(par.world, par.n_servers, push_every=push_every,
+                                           pull_every=pull_every,
+                                           max_staleness=max_staleness).setup(model)
+    actual = chainer.optimizers.MomentumSGD(lr=settings.lr, momentum=settings.momentum)
+    if par.mode == 'sync':
+        import chainermn
+        optimizer = chainermn.create_multi_node_optimizer(actual, par.data_comm)
+        optimizer.setup(model)
+        bcast_params(mpi_comm_of(par.data_comm), model, root=0)
+        optimizer.is_changed(model)  # records the parameters: no broadcast at the first call
+    elif par.mode == 'local':
+        optimizer = LocalSGDOptimizer(actual, par.data_comm, period=period,
+                                      average_state=average_state).setup(model)
+    else:
+        optimizer = StaleSyncOptimizer(actual, par.data_comm).setup(model)
+    return add_regularization(optimizer, settings.weight_decay, settings.lars,
+                              settings.lars_threshold, settings.lars_eps)
+
+
+def finish(optimizer):
+    """Completes the mode's last communication; returns its stats dict (``{}`` for sync)."""
+    finalize = getattr(type(optimizer), 'finalize', None)
+    if finalize is None:  # ChainerMN's synchronous optimizer has nothing left to do
+        return {}
+    return dict(optimizer.finalize())
