@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
 MPIEXEC := $(VENV)/bin/mpiexec
 
-.PHONY: setup demo test test-fast clean-venv
+.PHONY: setup demo demo-results test test-fast clean-venv
 
 setup: $(STAMP)
 
@@ -14,11 +14,19 @@ $(STAMP): setup.py requirements/constraints.txt requirements/build.txt requireme
 	PYTHON=$(PYTHON) tools/install_stack.sh
 	touch $@
 
+# A new runs/demo-<time>/ each time; demo-results refreshes the committed results/runs/demo/.
 demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) scripts/demo.py
 
+demo-results: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) scripts/demo.py --out results/runs/demo --overwrite
+
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Everything but the end-to-end training runs (marked slow): about a minute.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -7,8 +7,9 @@
 3. evaluates on the held-out test split (VOC07 mAP at IoU 0.5) and writes metrics.json;
 4. puts the result beside the papers' (compare_map.py) and plots the run's loss curves.
 
-Everything goes under ``results/runs/demo/`` (or ``--out``). Extra arguments are passed to
-train_yolo.py, e.g. ``--seed 1``.
+Everything goes under a new ``runs/demo-<UTC time>/`` (or ``--out``; ``make demo-results``
+refreshes the committed ``results/runs/demo/`` with ``--out results/runs/demo --overwrite``).
+Extra arguments are passed to train_yolo.py, e.g. ``--seed 1``.
 """
 import argparse
 import json
@@ -30,24 +31,25 @@ def run(cmd, timeout, env=None):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--out', default=os.path.join('results', 'runs', 'demo'))
+    p.add_argument('--out', help='run directory (default: a new runs/demo-<UTC time>)')
     p.add_argument('--processes', type=int, default=2)
     args, train_args = p.parse_known_args(argv)
-    os.makedirs(os.path.join(REPO, args.out), exist_ok=True)
+    args.out = args.out or os.path.join('runs', time.strftime('demo-%Y%m%d-%H%M%S',
+                                                              time.gmtime()))
     env = dict(os.environ, OMP_NUM_THREADS='1', MPLBACKEND='Agg',
                CHAINERMN_FORCE_ABORT_ON_EXCEPTION='1')
-
-    from chainer_yolo_dist.datasets import SyntheticShapesDataset
-    from chainer_yolo_dist.datasets.visualize import render_samples
-    render_samples(SyntheticShapesDataset('train', 16), os.path.join(REPO, args.out,
-                                                                     'samples.png'))
-    print('wrote %s' % os.path.join(args.out, 'samples.png'))
 
     start = time.time()
     run([os.path.join(BIN, 'mpiexec'), '-n', str(args.processes), sys.executable,
          'scripts/train_yolo.py', '--out', args.out, '--no-progress', '--log-interval', '50']
         + train_args,
         timeout=3600, env=env)
+
+    from chainer_yolo_dist.datasets import SyntheticShapesDataset
+    from chainer_yolo_dist.datasets.visualize import render_samples
+    render_samples(SyntheticShapesDataset('train', 16), os.path.join(REPO, args.out,
+                                                                     'samples.png'))
+    print('wrote %s' % os.path.join(args.out, 'samples.png'))
     run([sys.executable, 'scripts/compare_map.py', args.out], timeout=300, env=env)
     run([sys.executable, 'scripts/reproduce_figures.py', '--runs', args.out, '--no-published',
          '--out', os.path.join(args.out, 'figures')], timeout=300, env=env)

@@ -19,6 +19,9 @@ from chainer_yolo_dist.classification.darknet import Darknet19, Darknet53
 from chainer_yolo_dist.detection.transfer import (inspect_classifier_file, transfer_pretrained)
 from chainer_yolo_dist.detection.models import YOLOv3Small, build_model
 
+# End-to-end training runs under mpiexec: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 N_DARKNET19_ARRAYS = 18 * 5  # conv W, BN gamma, beta, mean, variance per trunk layer
 N_DARKNET53_ARRAYS = 52 * 5
 

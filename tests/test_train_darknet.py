@@ -20,6 +20,9 @@ from chainer_yolo_dist.classification.transforms import (CenterCrop, DarknetAugm
                                               rotate_scale_crop)
 from chainer_yolo_dist.classification.model_files import inspect_classifier_file, load_classifier
 
+# End-to-end training runs under mpiexec: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 # The CPU demo preset on half its data and 6 of its 10 epochs; 125 validation images so that
 # two ranks get unequal shares (63 + 62) and the last batch of each is partial.
 RUN = ['scripts/train_darknet.py', '--n-train-images', '512', '--n-test-images', '125',

@@ -7,6 +7,9 @@ import pytest
 
 from conftest import check, run_mpi, run_python
 
+# End-to-end training runs under mpiexec: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 # A few iterations of the CPU demo recipe on a tiny synthetic split.
 TINY = ['scripts/train_yolo.py', '--n-train-images', '32', '--n-test-images', '8',
         '--image-size', '64', '--insize', '64', '--multiscale', '64', '96', '2',
