@@ -12,11 +12,9 @@ truths, the responsible slots, the later-truth-wins rule, the targets and the ``
 no-object mask. Prints a table and writes a JSON record (temporary file, then rename).
 """
 import argparse
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -161,13 +159,8 @@ def main():
         'target_ms': 20.0,
         'results': rows,
     }
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix='.tmp')
-    with os.fdopen(fd, 'w') as f:
-        json.dump(record, f, indent=2)
-        f.write('\n')
-    os.replace(tmp, args.out)
+    from chainer_yolo_dist.core.atomic import write_json
+    write_json(args.out, record)
     print('wrote', args.out)
 
 

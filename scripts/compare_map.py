@@ -4,32 +4,44 @@
     python scripts/compare_map.py RUN_DIR [RUN_DIR ...] [--out PREFIX]
 
 Each RUN_DIR is a run directory (with config.json) or a directory of them. Prints a Markdown
-table and writes it to PREFIX.md and as CSV to PREFIX.csv (default: ``comparison`` in the
-first RUN_DIR).
+table; with ``--out PREFIX`` also writes it to PREFIX.md and as CSV to PREFIX.csv. A run that
+departs from its paper's setting (other data, iterations, pretraining, k) is marked "not
+comparable" with the reasons, and gets no difference; a run that has not finished (no
+metrics.json) or cannot be read is skipped with a note.
 """
 import argparse
 import os
 import sys
 
-from chainer_yolo_dist.analysis import compare, runs
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from chainer_yolo_dist.analysis import compare, runs  # noqa: E402
+from chainer_yolo_dist.core.atomic import write_text  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('run_dirs', nargs='+', metavar='RUN_DIR')
     parser.add_argument('--out', metavar='PREFIX',
-                        help='write PREFIX.md and PREFIX.csv (default: RUN_DIR/comparison)')
+                        help='also write PREFIX.md and PREFIX.csv')
     args = parser.parse_args(argv)
+    skipped = []
     try:
-        rows = compare.comparison_rows(runs.find_runs(args.run_dirs))
+        found = runs.find_runs(args.run_dirs, skipped=skipped)
+        finished = [run for run in found if run.metrics is not None]
+        skipped += [(run.path, 'not finished (no metrics.json)') for run in found
+                    if run.metrics is None]
+        rows = compare.comparison_rows(finished)
     except (OSError, ValueError) as e:
         parser.exit(2, 'compare_map.py: error: %s\n' % e)
-    prefix = args.out or os.path.join(args.run_dirs[0], 'comparison')
     markdown = compare.to_markdown(rows)
-    compare.write_text(prefix + '.md', markdown)
-    compare.write_text(prefix + '.csv', compare.to_csv(rows))
     sys.stdout.write(markdown)
-    print('wrote %s.md and %s.csv' % (prefix, prefix))
+    for path, reason in skipped:
+        print('skipped %s: %s' % (path, reason))
+    if args.out:
+        write_text(args.out + '.md', markdown)
+        write_text(args.out + '.csv', compare.to_csv(rows))
+        print('wrote %s.md and %s.csv' % (args.out, args.out))
 
 
 if __name__ == '__main__':

@@ -50,7 +50,8 @@ def main(argv=None):
     render_samples(SyntheticShapesDataset('train', 16), os.path.join(REPO, args.out,
                                                                      'samples.png'))
     print('wrote %s' % os.path.join(args.out, 'samples.png'))
-    run([sys.executable, 'scripts/compare_map.py', args.out], timeout=300, env=env)
+    run([sys.executable, 'scripts/compare_map.py', args.out, '--out',
+         os.path.join(args.out, 'comparison')], timeout=300, env=env)
     run([sys.executable, 'scripts/reproduce_figures.py', '--runs', args.out, '--no-published',
          '--out', os.path.join(args.out, 'figures')], timeout=300, env=env)
     with open(os.path.join(REPO, args.out, 'metrics.json')) as f:

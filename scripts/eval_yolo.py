@@ -31,6 +31,7 @@ def parse_args(argv=None):
     p.add_argument('--batchsize', type=int, default=8)
     p.add_argument('--communicator', default=None)
     p.add_argument('--out', help='write the result as JSON here')
+    p.add_argument('--debug', action='store_true', help='show the traceback of an error')
     return p.parse_args(argv)
 
 
@@ -38,9 +39,20 @@ def main(argv=None):
     args = parse_args(argv)
     from chainer_yolo_dist.core import mpi
     mpi.abort_on_exception()
+    return mpi.main(lambda: evaluate(args), debug=args.debug)
+
+
+def evaluate(args):
+    from chainer_yolo_dist.core import mpi
     from chainer_yolo_dist.detection.evaluation import evaluate_saved_model, saved_run_request
-    request, model, insize = saved_run_request(vars(args))
+    try:
+        request, model, insize = saved_run_request(vars(args))
+    except (ValueError, OSError) as e:
+        raise mpi.SetupError(str(e)) from e
     comm = mpi.create_communicator(args.communicator)
+    from chainer_yolo_dist.core.run import on_rank0
+    from chainer_yolo_dist.detection.evaluation import detector_prefix
+    on_rank0(comm, lambda: detector_prefix(args.snapshot))  # a classifier is named as one
     result = evaluate_saved_model(args.snapshot, request, model, comm, insize, args.batchsize)
     if result is not None:
         print('%s on %s: %d test images at %d px' % (result['model_file'], result['dataset'],

@@ -92,8 +92,8 @@ def test_markdown_and_csv_render_missing_cells_empty(tmp_path):
     md = compare.to_markdown(rows).splitlines()
     assert md[0].startswith('| run | preset | GPUs | metric | published % | measured %')
     assert md[2] == ('| a | yolov2_voc_2018 | 16 | mAP | 70.20 | 65.00 | -5.20 '
-                     '| paper 000 Table 3 |')
-    assert md[3] == '| c |  | 2 | mAP |  | 12.34 |  | no published value |'
+                     '| paper 000 Table 3 |  |')
+    assert md[3] == '| c |  | 2 | mAP |  | 12.34 |  | no published value |  |'
     table = list(csv.DictReader(compare.to_csv(rows).splitlines()))
     assert table[0]['published_percent'] == '70.2'
     assert table[1]['published_percent'] == '' and table[1]['difference'] == ''
@@ -144,6 +144,32 @@ def test_compare_map_script_prints_and_writes_both_files(tmp_path):
     rows = list(csv.DictReader((tmp_path / 'out' / 'cmp.csv').read_text().splitlines()))
     assert [(r['run'], r['published_percent']) for r in rows] == [('k1', '69.3'),
                                                                   ('k16', '70.2')]
+
+
+def test_a_run_that_departs_from_its_paper_is_marked_not_comparable(tmp_path):
+    path = make_run(tmp_path, 'small', 16, preset='yolov2_voc_2018', metrics={'map': 0.01})
+    config = json.loads(open(os.path.join(path, 'config.json')).read())
+    config['departures'] = ['320 training examples instead of the preset\'s 16551']
+    config['iterations'] = 20
+    with open(os.path.join(path, 'config.json'), 'w') as f:
+        json.dump(config, f)
+    row, = compare.comparison_rows(runs.find_runs([str(tmp_path)]))
+    assert row['published_percent'] == 70.2 and row['difference'] is None
+    assert row['departures'] == ('not comparable: 320 training examples instead of the '
+                                 'preset\'s 16551; stopped after 20 iterations')
+
+
+def test_compare_map_skips_unfinished_and_broken_runs_and_writes_only_when_asked(tmp_path):
+    make_run(tmp_path, 'done', 1, preset='yolov2_voc_2018', metrics={'map': 0.5})
+    make_run(tmp_path, 'running', 2, preset='yolov2_voc_2018')
+    (tmp_path / 'broken').mkdir()
+    (tmp_path / 'broken' / 'config.json').write_text('{"workers": 2,')
+    proc = check(run_python(['scripts/compare_map.py', str(tmp_path)], timeout=60))
+    assert '| done |' in proc.stdout and '| running |' not in proc.stdout
+    assert 'skipped %s: not finished (no metrics.json)' % (tmp_path / 'running') in proc.stdout
+    assert 'skipped %s: ' % (tmp_path / 'broken') in proc.stdout
+    assert not (tmp_path / 'done' / 'comparison.md').exists()
+    assert sorted(os.listdir(tmp_path)) == ['broken', 'done', 'running']
 
 
 def test_compare_map_script_reports_a_bad_directory(tmp_path):

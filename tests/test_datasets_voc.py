@@ -284,3 +284,13 @@ def test_invalid_policy_is_rejected(tmp_path):
 
 
 # --- the generic wrapper for datasets that do not read files ---------------------------------
+
+
+def test_one_pixel_past_any_edge_is_outside_on_every_side():
+    # VOC indices after ChainerCV's -1: valid is 0 <= min < max <= size - 1 (H = 40, W = 60).
+    assert V.box_problem([0, 0, 39, 59], 40, 60, indices=True) is None
+    for box in ([-1, 0, 39, 59], [0, -1, 39, 59], [0, 0, 40, 59], [0, 0, 39, 60]):
+        assert V.box_problem(box, 40, 60, indices=True)[0] == V.BOX_OUTSIDE_IMAGE, box
+    # Pixel-edge coordinates (synthetic data): valid up to the size itself.
+    assert V.box_problem([0, 0, 40, 60], 40, 60) is None
+    assert V.box_problem([0, 0, 41, 60], 40, 60)[0] == V.BOX_OUTSIDE_IMAGE

@@ -104,6 +104,7 @@ def test_non_finite_loss_stops_before_update(tmp_path):
     out = tmp_path / 'run'
     proc = run_python(TINY + ['--iterations', '30', '--lr', '1e12', '--warmup-epochs', '0',
                               '--warmup-hold-epochs', '0', '--snapshot-interval', '1',
+                              '--keep-snapshots', '100',
                               '--loaderjob', '0', '--out', str(out)], timeout=240)
     assert proc.returncode != 0
     message = [line for line in proc.stderr.splitlines() if 'NonFiniteLossError' in line]

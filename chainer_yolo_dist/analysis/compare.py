@@ -19,7 +19,6 @@ Any other preset, or a GPU count the paper did not print, has no published value
 import csv
 import io
 import os
-import tempfile
 
 from chainer_yolo_dist.analysis import published
 
@@ -38,7 +37,7 @@ SOURCES = {
 }
 NO_VALUE = 'no published value'
 COLUMNS = ('run', 'preset', 'gpus', 'metric', 'published_percent', 'measured_percent',
-           'difference', 'source')
+           'difference', 'source', 'departures')
 
 
 def published_value(preset, gpus):
@@ -85,7 +84,9 @@ def measured_value(run):
 
 def comparison_rows(runs):
     """One dict per run with :data:`COLUMNS`; ``difference`` = measured - published, in
-    percentage points, ``None`` where either side is missing."""
+    percentage points, ``None`` where either side is missing or where the run departs from
+    its paper's setting (``departures``, from ``config.json``: other data, iterations,
+    pretraining, k, ...), so that no such run reads as a reproduction."""
     rows = []
     for run in runs:
         measured, metric = measured_value(run)
@@ -93,17 +94,24 @@ def comparison_rows(runs):
         if run.preset in SOURCES and SOURCES[run.preset][3] != metric:
             # A run measured with another metric than the paper's is not comparable.
             pub, source = None, NO_VALUE
-        diff = None if pub is None or measured is None else measured - pub
+        departures = '; '.join(d for d in run.config.get('departures', [])
+                               if not d.startswith('communicator '))
+        if run.config.get('iterations'):
+            departures = '; '.join(filter(None, [departures, 'stopped after %d iterations'
+                                                 % run.config['iterations']]))
+        comparable = pub is not None and not departures
+        diff = measured - pub if comparable and measured is not None else None
         rows.append({'run': run.name, 'preset': run.preset or '', 'gpus': run.comm_size,
                      'metric': metric, 'published_percent': pub,
-                     'measured_percent': measured, 'difference': diff, 'source': source})
+                     'measured_percent': measured, 'difference': diff, 'source': source,
+                     'departures': ('not comparable: ' + departures) if departures else ''})
     return rows
 
 
 def to_markdown(rows):
     """Rows as a Markdown table (numbers to 2 decimals, empty where missing)."""
     header = ('run', 'preset', 'GPUs', 'metric', 'published %', 'measured %',
-              'difference (pts)', 'source')
+              'difference (pts)', 'source', 'setting')
     lines = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
     for row in rows:
         cells = [_cell(row[c], signed=(c == 'difference')) for c in COLUMNS]
@@ -119,22 +127,6 @@ def to_csv(rows):
     for row in rows:
         writer.writerow(['' if row[c] is None else row[c] for c in COLUMNS])
     return out.getvalue()
-
-
-def write_text(path, text):
-    """Writes ``text`` to ``path`` through a temporary file in the same directory, so a
-    reader never sees a half-written file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.')
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _cell(value, signed=False):

@@ -11,13 +11,13 @@ import math
 import os
 import re
 import string
-import tempfile
 
 from matplotlib.figure import Figure
 
 from chainer_yolo_dist.analysis import published
 from chainer_yolo_dist.analysis import runs as runs_lib
 from chainer_yolo_dist.analysis.cost import cost
+from chainer_yolo_dist.core.atomic import save_figure
 
 BLUE = 'tab:blue'
 ORANGE = 'tab:orange'
@@ -28,20 +28,8 @@ SPEEDUP_LABEL = 'Speed-up over 1 GPU'
 
 
 def save(fig, path, dpi=100):
-    """Writes ``fig`` as PNG to ``path`` (via a temporary file and a rename); returns path."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.',
-                               suffix='.png')
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, format='png')
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; figures are for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    """Writes ``fig`` as PNG to ``path``, atomically; returns ``path``."""
+    return save_figure(fig, path, dpi=dpi)
 
 
 def _gpu_axis(ax, ticks, labels=None):

@@ -110,28 +110,41 @@ def load_run(path):
     return Run(path=path, config=config, log=log, metrics=metrics)
 
 
-def find_runs(paths):
+def find_runs(paths, skipped=None):
     """Runs under ``paths``, in the order given.
 
     Each path is either a run directory (has ``config.json``) or a directory whose immediate
     subdirectories are runs (e.g. ``results/runs``), taken in sorted order.
 
+    Args:
+        skipped (list or None): if given, a run directory that cannot be read (invalid JSON,
+            wrong shape) is left out and ``(path, reason)`` appended here instead of raising.
     Raises:
         FileNotFoundError: a path is neither, naming it.
     """
     runs = []
+
+    def add(path):
+        try:
+            runs.append(load_run(path))
+        except ValueError as e:
+            if skipped is None:
+                raise
+            skipped.append((path, str(e)))
+
     for path in paths:
         if os.path.isfile(os.path.join(path, 'config.json')):
-            runs.append(load_run(path))
+            add(path)
             continue
         if not os.path.isdir(path):
             raise FileNotFoundError('%s: no such directory' % path)
         subdirs = sorted(os.path.join(path, d) for d in os.listdir(path))
-        found = [load_run(d) for d in subdirs if os.path.isfile(os.path.join(d, 'config.json'))]
+        found = [d for d in subdirs if os.path.isfile(os.path.join(d, 'config.json'))]
+        for d in found:
+            add(d)
         if not found:
             raise FileNotFoundError('%s: neither a run directory nor a directory of runs '
                                     '(no config.json in it or its subdirectories)' % path)
-        runs.extend(found)
     return runs
 
 

@@ -27,9 +27,12 @@ def check_loss(loss, iteration, parts=None):
         return
     detail = ''
     if parts:
-        detail = ' (%s)' % ', '.join('%s %s' % (k, v) for k, v in parts.items())
-    raise NonFiniteLossError('non-finite loss %s at iteration %d%s; training stopped before that '
-                         'update, no file holds these weights' % (loss, iteration, detail))
+        detail = '; %s' % ', '.join('%s %s' % (k, v) for k, v in parts.items())
+    after = ('the weights after update %d' % (iteration - 1) if iteration > 1
+             else 'the initial weights')
+    raise NonFiniteLossError('non-finite loss %s at iteration %d (computed on %s%s); training '
+                             'stopped before update %d, no file holds non-finite weights'
+                             % (loss, iteration, after, detail, iteration))
 
 
 def non_finite_params(link):

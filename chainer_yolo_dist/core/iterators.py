@@ -47,6 +47,8 @@ class WatchedMultiprocessIterator(chainer.iterators.MultiprocessIterator):
                              name='loader-watchdog').start()
         return batch
 
+    next = __next__  # the updater calls next(), which the base class binds to its own
+
     def _watch(self, loop):
         pool = loop._pool
         pids = {p.pid for p in pool._pool}

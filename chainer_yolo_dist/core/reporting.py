@@ -11,11 +11,13 @@ from chainer.training import extensions
 
 class _PlainOutput(object):
     """Standard output without PrintReport's terminal escape (ESC[J), which would end up in
-    log files and CI output."""
+    log files and CI output, and flushed after every row."""
 
     def write(self, text):
         if text != '\033[J':
             sys.stdout.write(text)
+            if text.endswith('\n'):
+                sys.stdout.flush()  # a row as soon as it is complete, also into a log file
 
     def flush(self):
         sys.stdout.flush()

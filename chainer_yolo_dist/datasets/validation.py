@@ -138,11 +138,15 @@ def check_image(report, path, decode=True):
         return None
 
 
-def box_problem(box, height, width):
+def box_problem(box, height, width, indices=False):
     """``(kind, text)`` saying what is wrong with one box, or ``None`` if it is valid.
 
-    ``box`` is ``(y_min, x_min, y_max, x_max)`` in the image of size ``height`` x ``width``.
+    ``box`` is ``(y_min, x_min, y_max, x_max)`` in an image of ``height`` x ``width``; valid is
+    ``0 <= y_min < y_max <= height`` and ``0 <= x_min < x_max <= width`` for pixel-edge
+    coordinates, and ``<= height - 1`` / ``<= width - 1`` for 0-based pixel ``indices`` (VOC's,
+    after ChainerCV subtracts 1): one pixel past any edge is outside, on every side alike.
     """
+    top = 1 if indices else 0
     y_min, x_min, y_max, x_max = (float(c) for c in box)
     if not all(np.isfinite([y_min, x_min, y_max, x_max])):
         return MALFORMED_BOX, 'has non-finite coordinates %r' % ((y_min, x_min, y_max, x_max),)
@@ -151,7 +155,7 @@ def box_problem(box, height, width):
         if lo >= hi:
             return EMPTY_BOX, 'has %s %.1f >= %s %.1f' % (lo_name, lo, hi_name, hi)
     for name, value, limit in (('y_min', y_min, None), ('x_min', x_min, None),
-                               ('y_max', y_max, height), ('x_max', x_max, width)):
+                               ('y_max', y_max, height - top), ('x_max', x_max, width - top)):
         if value < 0 or (limit is not None and value > limit):
             return BOX_OUTSIDE_IMAGE, ('has %s %.1f outside the %dx%d (HxW) image'
                                        % (name, value, height, width))

@@ -53,7 +53,7 @@ def _parse_objects(xml_path, class_index, height, width, report):
         except (AttributeError, TypeError, ValueError) as e:
             report.record(V.MALFORMED_BOX, xml_path, 'box %d is malformed (%s)' % (k, e))
             continue
-        problem = V.box_problem(box, height, width)
+        problem = V.box_problem(box, height, width, indices=True)
         if problem is not None:
             report.record(problem[0], xml_path, 'box %d %s' % (k, problem[1]))
             continue

@@ -25,6 +25,13 @@ def evaluate_detection(model, dataset, comm=None, batchsize=8, use_07_metric=Tru
         use_07_metric (bool): VOC2007's 11-point AP, as YOLO9000 and ChainerCV report (the papers name no metric: a reading, docs/papers.md).
     """
     rank0 = comm is None or comm.rank == 0
+    # A barely trained network's raw outputs overflow exp() in ChainerCV's decoding; the
+    # boxes are discarded by the score threshold anyway, so the warning only adds noise.
+    with np.errstate(over='ignore'):
+        return _evaluate(model, dataset, comm, batchsize, use_07_metric, class_names, rank0)
+
+
+def _evaluate(model, dataset, comm, batchsize, use_07_metric, class_names, rank0):
     if rank0:
         it = chainer.iterators.SerialIterator(dataset, batchsize, repeat=False, shuffle=False)
         _, (pred_bboxes, pred_labels, pred_scores), gt = apply_to_iterator(
@@ -103,8 +110,10 @@ def evaluate_saved_model(path, request, model_name, comm, insize, batchsize=8):
     return result if comm.rank == 0 else None
 
 
-def _load_model(path, model):
-    """Loads ``model.npz`` or the model inside a trainer snapshot; names the file on error."""
+def detector_prefix(path):
+    """Where the detector's arrays start in ``path``: ``''`` in a ``model.npz``,
+    ``'updater/model:main/model/'`` in a trainer snapshot; ValueError naming the file for a
+    classifier or anything else."""
     with np.load(path) as f:
         keys = f.files
     prefix = next((p for p in ('', 'updater/model:main/model/') if
@@ -115,7 +124,12 @@ def _load_model(path, model):
             raise ValueError('%s: this is a classifier, not a detector' % path)
         raise ValueError('%s: neither a model.npz nor a train_yolo.py trainer snapshot '
                          '(no extractor/ arrays)' % path)
-    chainer.serializers.load_npz(path, model, path=prefix)
+    return prefix
+
+
+def _load_model(path, model):
+    """Loads ``model.npz`` or the model inside a trainer snapshot; names the file on error."""
+    chainer.serializers.load_npz(path, model, path=detector_prefix(path))
 
 
 def saved_run_request(options):
