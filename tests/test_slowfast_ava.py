@@ -1,6 +1,4 @@
-"""AVA v2.2 readers on small hand-made files: CSVs, label maps, exclusions, frames, clip sampling."""
-import os
-
+"""AVA v2.2 readers on small hand-made files: CSVs, label maps, exclusions, frames, clips."""
 import cv2
 import numpy as np
 import pytest

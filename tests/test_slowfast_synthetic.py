@@ -1,6 +1,4 @@
 """Synthetic action clips: determinism, shapes, and labels that agree with the drawn motion."""
-import math
-
 import numpy as np
 import pytest
 

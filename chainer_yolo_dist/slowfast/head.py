@@ -13,8 +13,8 @@ with ``roi_indices`` int32 ``(R,)`` naming each box's clip in the batch.
 
 RoIAlign convention. ``F.roi_average_align_2d`` (Chainer 7) is the legacy (Detectron 2018)
 RoIAlign: it maps a box coordinate ``u`` to feature coordinate ``u * spatial_scale`` where feature
-cell ``k`` is sampled *at* ``k`` (its centre), and it enlarges boxes to at least one cell. PySlowFast
-uses ``ROIAlign(..., aligned=True)`` (``DETECTION.ALIGNED: True``): ``u * spatial_scale - 0.5``,
+cell ``k`` is sampled *at* ``k`` (its centre), and it enlarges boxes to at least one cell.
+PySlowFast uses ``ROIAlign(..., aligned=True)`` (``DETECTION.ALIGNED: True``): ``u * scale - 0.5``,
 i.e. cell ``k`` covers ``[k, k + 1)`` and its centre is ``k + 0.5``, with no minimum size. With
 ``aligned=True`` this head shifts each box by ``-0.5 / spatial_scale`` pixels before calling the
 legacy operator, which reproduces the aligned sampling points exactly for boxes of at least one
@@ -110,7 +110,7 @@ def roi_align_2d(x, rois, roi_indices, outsize, spatial_scale, sampling_ratio=No
 
 
 def shift_to_aligned(rois, spatial_scale):
-    """Boxes shifted by ``-0.5 / spatial_scale`` so the legacy operator samples as ``aligned=True``."""
+    """Boxes shifted by ``-0.5 / spatial_scale``: the legacy operator then samples as aligned."""
     return rois - np.asarray(0.5 / spatial_scale, dtype=rois.dtype)
 
 
@@ -195,7 +195,7 @@ class ActionDetector(chainer.Chain):
 
 
 class DetectorLoss(chainer.Chain):
-    """Training chain: ``forward(clips, rois, roi_indices, labels)`` -> scalar BCE loss, reported."""
+    """Training chain ``forward(clips, rois, roi_indices, labels)`` -> scalar BCE loss, reported."""
 
     def __init__(self, detector):
         super(DetectorLoss, self).__init__()

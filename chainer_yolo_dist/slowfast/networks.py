@@ -15,11 +15,12 @@ res5 (x3)         [3x1x1, 512; 1x3x3, 512; 1x1x1, 2048]       [3x1x1, 64; 1x3x3,
 ================  ==========================================  ======================================
 
 The spatial stride of a stage sits on its 3x3 convolution (PySlowFast ``STRIDE_1X1: False``):
-res3 and res4 halve H and W; res5 keeps them and dilates its 3x3 convolutions by 2, the AVA
-detection configuration (SlowFast paper sec. 5.1 "the spatial stride of res5 is set to 1 (instead
-of 2), and use a dilation of 2 for its filters"; PySlowFast AVA configs ``SPATIAL_STRIDES
-[[1,1],[2,2],[2,2],[1,1]]``, ``SPATIAL_DILATIONS [[1,1],[1,1],[1,1],[2,2]]``), so res5 is at
-1/16 of the input size. ``res5_stride=2, res5_dilation=1`` gives the Kinetics classifier layout.
+res3 and res4 halve H and W;
+res5 keeps them and dilates its 3x3 convolutions by 2, the AVA detection configuration (SlowFast
+paper, AVA detection architecture: res5 spatial stride 1 instead of 2, dilation 2; PySlowFast
+``configs/AVA/SLOWFAST_32x2_R50_SHORT.yaml``: ``SPATIAL_STRIDES [[1,1],[2,2],[2,2],[1,1]]``,
+``SPATIAL_DILATIONS [[1,1],[1,1],[1,1],[2,2]]``), so res5 is at 1/16 of the input size.
+``res5_stride=2, res5_dilation=1`` gives the Kinetics classifier layout.
 
 Lateral connections (SlowFast paper sec. 3.4, "time-strided convolution"): after conv1/pool1 and
 after res2, res3, res4, a ``k x 1 x 1`` convolution of the Fast features with temporal stride
@@ -29,8 +30,8 @@ PySlowFast 8x8 and AVA 32x2 configs use ``FUSION_KERNEL_SZ: 7`` (selectable: ``f
 
 Conventions: the clip ``x`` is float32 ``(N, 3, T, H, W)`` (the Fast pathway's frames, T a
 multiple of alpha, H and W multiples of 32); the Slow pathway reads ``x[:, :, ::alpha]``.
-:meth:`SlowFast.forward` returns the res5 maps ``[slow (N, 32 w, T/alpha, H/16, W/16), fast
-(N, 4 w / beta_inv ... )]``, see its docstring. Batch normalisation is
+:meth:`SlowFast.forward` returns the res5 maps ``[slow (N, 32 width, T/alpha, H/16, W/16),
+fast (N, 32 width/beta_inv, T, H/16, W/16)]`` (2048 and 256 channels at R50). Batch normalisation is
 ``L.BatchNormalization`` (PySlowFast ``BN.MOMENTUM 0.1`` = Chainer ``decay 0.9``, eps 1e-5).
 """
 import chainer
@@ -178,7 +179,7 @@ class Pathway(chainer.Chain):
 
 
 class Lateral(chainer.Chain):
-    """Time-strided convolution Fast -> Slow: ``(N, C, T, H, W)`` -> ``(N, ratio C, T/alpha, H, W)``.
+    """Time-strided conv Fast -> Slow: ``(N, C, T, H, W)`` -> ``(N, ratio C, T/alpha, H, W)``.
 
     Kernel ``k x 1 x 1``, stride ``(alpha, 1, 1)``, padding ``k // 2`` in time, then BN and ReLU
     (PySlowFast ``FuseFastToSlow``).

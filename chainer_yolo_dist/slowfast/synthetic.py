@@ -178,7 +178,7 @@ class SyntheticActionClips(GetterDataset):
     def _get(self, i):
         actors, rng = self._scene(i)
         s, t_len = self.size, self.n_frames
-        # Background: a random base colour plus a blocky low-contrast texture (5 x 5 noise, upsampled).
+        # Background: a random base colour and a blocky low-contrast texture (5 x 5 noise).
         base = rng.uniform(60, 160, 3).astype(np.float32)
         coarse = rng.normal(0, 12, (3, 5, 5)).astype(np.float32)
         idx = np.linspace(0, 4, s).round().astype(int)
