@@ -1,6 +1,7 @@
 """SlowFast R50 (Feichtenhofer et al., ICCV 2019) and its Slow-only twin, in Chainer.
 
-Layout (SlowFast paper Table 1; PySlowFast ``configs/AVA/SLOWFAST_32x2_R50_SHORT.yaml``):
+Built from ``L.ConvolutionND`` (as :class:`.conv3d.Conv3D`), ``L.BatchNormalization`` and
+``F.max_pooling_nd``. Layout (SlowFast paper Table 1; PySlowFast ``configs/AVA/SLOWFAST_32x2_R50_SHORT.yaml``):
 
 ================  ==========================================  ======================================
 stage             Slow pathway                                Fast pathway (alpha x frames, C/beta)
@@ -28,6 +29,9 @@ alpha and ``2 C/beta`` outputs (PySlowFast ``FUSION_CONV_CHANNEL_RATIO: 2``), ba
 ReLU'd, is concatenated to the Slow features along the channels. The paper states ``k = 5``; the
 PySlowFast 8x8 and AVA 32x2 configs use ``FUSION_KERNEL_SZ: 7`` (selectable: ``fusion_kernel``).
 
+Convolutions are :class:`.conv3d.Conv3D`: ``L.ConvolutionND`` links (same parameters) computed on
+the CPU as sums over kernel taps, several times faster there than Chainer's im2col.
+
 Conventions: the clip ``x`` is float32 ``(N, 3, T, H, W)`` (the Fast pathway's frames, T a
 multiple of alpha, H and W multiples of 32); the Slow pathway reads ``x[:, :, ::alpha]``.
 :meth:`SlowFast.forward` returns the res5 maps ``[slow (N, 32 width, T/alpha, H/16, W/16),
@@ -38,6 +42,8 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 from chainer import initializers
+
+from chainer_yolo_dist.slowfast.conv3d import Conv3D
 
 #: Bottleneck blocks per stage of a 3D ResNet-50 (SlowFast paper Table 1).
 R50_BLOCKS = (3, 4, 6, 3)
@@ -66,8 +72,8 @@ BN_EPS = 1e-5
 def _conv(in_ch, out_ch, ksize, stride=(1, 1, 1), dilate=(1, 1, 1)):
     """A bias-free 3D convolution with 'same' padding (per axis ``dilate * (k // 2)``)."""
     pad = tuple(d * (k // 2) for k, d in zip(ksize, dilate))
-    return L.ConvolutionND(3, in_ch, out_ch, ksize, stride=stride, pad=pad, nobias=True,
-                           dilate=dilate, initialW=initializers.HeNormal())
+    return Conv3D(in_ch, out_ch, ksize, stride=stride, pad=pad, dilate=dilate,
+                  initialW=initializers.HeNormal())
 
 
 def _bn(ch, zero_gamma=False):
@@ -188,9 +194,8 @@ class Lateral(chainer.Chain):
     def __init__(self, fast_ch, alpha, kernel, ratio):
         super(Lateral, self).__init__()
         with self.init_scope():
-            self.conv = L.ConvolutionND(3, fast_ch, ratio * fast_ch, (kernel, 1, 1),
-                                        stride=(alpha, 1, 1), pad=(kernel // 2, 0, 0),
-                                        nobias=True, initialW=initializers.HeNormal())
+            self.conv = Conv3D(fast_ch, ratio * fast_ch, (kernel, 1, 1), stride=(alpha, 1, 1),
+                               pad=(kernel // 2, 0, 0), initialW=initializers.HeNormal())
             self.bn = _bn(ratio * fast_ch)
 
     def forward(self, x):
