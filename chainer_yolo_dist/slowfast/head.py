@@ -111,7 +111,7 @@ def roi_align_2d(x, rois, roi_indices, outsize, spatial_scale, sampling_ratio=No
 
 def shift_to_aligned(rois, spatial_scale):
     """Boxes shifted by ``-0.5 / spatial_scale``: the legacy operator then samples as aligned."""
-    return rois - np.asarray(0.5 / spatial_scale, dtype=rois.dtype)
+    return rois - rois.dtype.type(0.5 / spatial_scale)  # a scalar, so CuPy arrays work too
 
 
 class AVAHead(chainer.Chain):

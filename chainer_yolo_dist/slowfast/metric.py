@@ -8,7 +8,9 @@ into PySlowFast's ``ava_evaluation``). Its definition, reproduced here:
   the frame, detections are ``(box, action, score)`` triples. Frames in the exclusion list are
   dropped from both sides; ground truth and detections of actions outside the evaluated class
   list (the 60-class label map) are dropped.
-* Per frame and class, detections are taken in decreasing score and each is a true positive if
+* Per frame and class, detections are taken in decreasing score (the TF original runs its
+  non-maximum suppression at IoU 1.0, which only sorts; PySlowFast's copy keeps the input order,
+  which differs only when two detections compete for one box) and each is a true positive if
   the ground-truth box of that class with which it has the highest IoU has IoU >= 0.5 and is not
   yet matched; otherwise a false positive (a second detection on a matched box is a false
   positive). Detections on frames without ground truth are false positives.
@@ -108,7 +110,9 @@ def frame_map(ground_truth, detections, class_ids, excluded=(), iou_thresh=IOU_T
     n_gt = dict.fromkeys(class_ids, 0)
     gt_frames = [k for k in ground_truth if k not in excluded]
     empty = (np.zeros((0, 4)), np.zeros(0, int))
-    for key in set(gt_frames) | (set(detections) - excluded):
+    # Ground-truth frames, then detection-only frames, in their given order (deterministic).
+    frames = [k for k in dict.fromkeys(list(ground_truth) + list(detections)) if k not in excluded]
+    for key in frames:
         g_boxes, g_actions = ground_truth.get(key, empty)
         g_boxes = np.asarray(g_boxes, np.float64).reshape(-1, 4)
         g_actions = np.asarray(g_actions, int).reshape(-1)

@@ -1,7 +1,8 @@
 """SlowFast R50 (Feichtenhofer et al., ICCV 2019) and its Slow-only twin, in Chainer.
 
 Built from ``L.ConvolutionND`` (as :class:`.conv3d.Conv3D`), ``L.BatchNormalization`` and
-``F.max_pooling_nd``. Layout (SlowFast paper Table 1; PySlowFast ``configs/AVA/SLOWFAST_32x2_R50_SHORT.yaml``):
+``F.max_pooling_nd``. Layout (SlowFast paper Table 1; PySlowFast
+``configs/AVA/SLOWFAST_32x2_R50_SHORT.yaml``):
 
 ================  ==========================================  ======================================
 stage             Slow pathway                                Fast pathway (alpha x frames, C/beta)
