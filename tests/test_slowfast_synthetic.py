@@ -62,15 +62,24 @@ def test_labels_agree_with_the_drawn_motion(data):
             elif lab[column('shrink')]:
                 assert last.sum() < first.sum() / 1.4
             assert bool(lab[column('spin')]) == (actor.spin != 0)
-            assert lab[column('still')] == (lab[:5].sum() == 0)
+            if lab[column('blink')]:  # dimmed on odd frames only
+                np.testing.assert_allclose(actor.colour_at(1), 0.45 * actor.colour_at(0))
+                np.testing.assert_allclose(actor.colour_at(2), actor.colour_at(0))
+            else:
+                np.testing.assert_allclose(actor.colour_at(1), actor.colour_at(0))
+            assert lab[column('still')] == (lab[:6].sum() == 0)
             # The box is the actor's own pixels at the keyframe (T // 2 = 8).
             assert tuple(box) == mask_box(actor.mask(8, 64))
     assert (seen > 0).all(), seen  # every action occurs in 24 clips
 
 
-def test_spin_aliases_at_the_slow_stride(data):
+def test_spin_and_blink_alias_at_the_slow_stride(data):
     # pi / 8 per frame: 90 degrees every 4 frames, so a 4-fold symmetric shape looks unchanged
-    # to a pathway reading every 4th frame while it turns between consecutive frames.
+    # to a pathway reading every 4th frame while it turns between consecutive frames; a blink of
+    # period 2 has the same brightness every 4th frame.
+    blinkers = [a for i in range(N) for a in data.actors(i) if a.blink]
+    assert blinkers and all((a.colour_at(t) == a.colour_at(0)).all() for a in blinkers
+                            for t in range(0, 16, 4))
     for i in range(N):
         for actor in data.actors(i):
             if actor.spin and actor.speed == 0 and actor.growth == 0:

@@ -6,16 +6,19 @@ background with a little per-frame noise. Every actor draws three independent mo
 
 * horizontal: ``move_left`` / ``move_right`` at 1.0-2.0 px per frame, or none (0.3/0.3/0.4);
 * size: ``grow`` / ``shrink`` by 3-5 % per frame (exponential), or none (0.25/0.25/0.5);
-* rotation: ``spin`` at ``spin_speed`` radians per frame (either direction), or none (0.5/0.5);
+* rotation: ``spin`` at ``spin_speed`` radians per frame (either direction), or none (0.4/0.6);
+* brightness: ``blink``, the colour dimmed to 45% on every other frame, or none (0.3/0.7);
 
-and ``still`` when it has none of them. Labels are multi-hot over :data:`ACTION_NAMES` (an actor
+and ``still`` when it has none of them (probability 0.5 x 0.6 x 0.6 x 0.7 = 0.126). Labels are multi-hot over :data:`ACTION_NAMES` (an actor
 moving right while growing has both). No single frame tells any of them apart (position, size
 and angle at the keyframe are drawn independently of the motion), so the network must compare
 frames. The shapes (square, cross, diamond) have 4-fold rotational symmetry, and the default spin
 speed is pi/8 per frame: a pathway that samples every 4th frame (the Slow pathway at alpha = 4)
 sees a spinning actor turn by exactly 90 degrees between its frames, i.e. not at all, the
 aliasing of fast motion by a low frame rate that motivates the Fast pathway (SlowFast paper
-sec. 1). A different ``spin_speed`` removes that property.
+sec. 1). Blinking (period 2 frames) is aliased the same way: every 4th frame has the same
+brightness. A different ``spin_speed`` or ``blink_period`` removes that property; the other
+actions are visible at either frame rate.
 
 Examples (ChainerCV conventions): ``clip`` float32 ``(3, T, H, W)`` RGB in ``[0, 255]``; ``bbox``
 float32 ``(R, 4)`` ``(y_min, x_min, y_max, x_max)`` in pixel-edge coordinates of the actor's
@@ -32,7 +35,7 @@ from chainercv.chainer_experimental.datasets.sliceable import GetterDataset
 
 from chainer_yolo_dist.datasets.synthetic import shape_mask
 
-ACTION_NAMES = ('move_left', 'move_right', 'grow', 'shrink', 'spin', 'still')
+ACTION_NAMES = ('move_left', 'move_right', 'grow', 'shrink', 'spin', 'blink', 'still')
 #: Shapes with 4-fold rotational symmetry (see the module docstring).
 SHAPES = ('square', 'cross', 'diamond')
 _SPLITS = {'train': 0, 'val': 1, 'test': 2}
@@ -40,13 +43,15 @@ _TASK = 2  # distinct from the detection (0) and classification (1) streams of d
 
 SPEED_RANGE = (1.0, 2.0)      # px per frame
 GROWTH_RANGE = (0.03, 0.05)   # log-scale change per frame
-HALF_SIZE_RANGE = (0.09, 0.14)  # half side at the keyframe, as a fraction of the clip side
+HALF_SIZE_RANGE = (0.11, 0.16)  # half side at the keyframe, as a fraction of the clip side
 SPIN_SPEED = math.pi / 8      # radians per frame
-#: Probabilities of (left, none, right), (shrink, none, grow) and of spinning: an actor is
-#: ``still`` with probability 0.4 x 0.5 x 0.5 = 0.1.
-MOVE_P = (0.3, 0.4, 0.3)
-SCALE_P = (0.25, 0.5, 0.25)
-SPIN_P = 0.5
+#: Probabilities of (left, none, right), (shrink, none, grow), of spinning and of blinking.
+MOVE_P = (0.25, 0.5, 0.25)
+SCALE_P = (0.2, 0.6, 0.2)
+SPIN_P = 0.4
+BLINK_P = 0.3
+BLINK_PERIOD = 2              # frames; bright on even frames, dimmed on odd ones
+BLINK_DIM = 0.45
 MAX_KEYFRAME_IOU = 0.2        # actors at the keyframe overlap at most this much
 
 
@@ -68,8 +73,9 @@ def _iou(a, b):
 class Actor(object):
     """One actor's trajectory: ``centre(t) (y, x)``, ``half_size(t)``, ``angle(t)`` in radians."""
 
-    def __init__(self, kind, colour, y, x, half, angle, speed, growth, spin, keyframe):
-        self.kind, self.colour = kind, colour
+    def __init__(self, kind, colour, y, x, half, angle, speed, growth, spin, keyframe,
+                 blink=0):
+        self.kind, self.colour, self.blink = kind, colour, blink
         self.y, self.x, self.half, self.angle0 = y, x, half, angle
         self.speed, self.growth, self.spin, self.keyframe = speed, growth, spin, keyframe
 
@@ -82,8 +88,15 @@ class Actor(object):
     def angle(self, t):
         return self.angle0 + self.spin * (t - self.keyframe)
 
+    def colour_at(self, t):
+        """RGB ``(3,)`` at frame ``t``: dimmed on the second half of each blink period."""
+        if self.blink and (t % self.blink) >= self.blink // 2:
+            return self.colour * BLINK_DIM
+        return self.colour
+
     def labels(self):
-        on = [self.speed < 0, self.speed > 0, self.growth > 0, self.growth < 0, self.spin != 0]
+        on = [self.speed < 0, self.speed > 0, self.growth > 0, self.growth < 0, self.spin != 0,
+              self.blink > 0]
         return np.array(on + [not any(on)], np.int32)
 
     def mask(self, t, size):
@@ -101,7 +114,7 @@ class Actor(object):
         return mask
 
 
-def _draw_actor(rng, size, n_frames, keyframe, others, spin_speed):
+def _draw_actor(rng, size, n_frames, keyframe, others, spin_speed, blink_period):
     """Draws one actor whose whole track stays inside the clip; None after 50 failed tries."""
     for _ in range(50):
         speed = rng.choice([-1, 0, 1], p=MOVE_P) * rng.uniform(*SPEED_RANGE)
@@ -116,7 +129,8 @@ def _draw_actor(rng, size, n_frames, keyframe, others, spin_speed):
             continue
         y, x = rng.uniform(reach, size - reach), rng.uniform(x_lo, x_hi)
         actor = Actor(SHAPES[rng.integers(len(SHAPES))], None, y, x, half,
-                      rng.uniform(0, 2 * math.pi), speed, growth, spin, keyframe)
+                      rng.uniform(0, 2 * math.pi), speed, growth, spin, keyframe,
+                      blink_period if rng.uniform() < BLINK_P else 0)
         box = (y - half, x - half, y + half, x + half)
         if all(_iou(box, o) <= MAX_KEYFRAME_IOU for o in others):
             hue = rng.uniform()
@@ -144,15 +158,16 @@ class SyntheticActionClips(GetterDataset):
         size (int): frame side in pixels (64).
         max_actors (int): actors per clip are drawn from ``1..max_actors``.
         spin_speed (float): rotation per frame of spinning actors (pi / 8).
+        blink_period (int): frames per blink cycle (2).
     """
 
     def __init__(self, n, split='train', seed=0, n_frames=16, size=64, max_actors=3,
-                 spin_speed=SPIN_SPEED):
+                 spin_speed=SPIN_SPEED, blink_period=BLINK_PERIOD):
         super(SyntheticActionClips, self).__init__()
         make_rng(seed, split, 0)  # validates split
         self.n, self.split, self.seed = int(n), split, int(seed)
         self.n_frames, self.size, self.max_actors = n_frames, size, max_actors
-        self.spin_speed = spin_speed
+        self.spin_speed, self.blink_period = spin_speed, blink_period
         self.keyframe = n_frames // 2
         self.class_names = ACTION_NAMES
         self.add_getter(('clip', 'bbox', 'label'), self._get)
@@ -169,7 +184,7 @@ class SyntheticActionClips(GetterDataset):
         actors, boxes = [], []
         for _ in range(rng.integers(1, self.max_actors + 1)):
             drawn = _draw_actor(rng, self.size, self.n_frames, self.keyframe, boxes,
-                                self.spin_speed)
+                                self.spin_speed, self.blink_period)
             if drawn is not None:
                 actors.append(drawn[0])
                 boxes.append(drawn[1])
@@ -188,7 +203,7 @@ class SyntheticActionClips(GetterDataset):
         for a in actors:
             for t in range(t_len):
                 m = a.mask(t, s)
-                clip[:, t][:, m] = a.colour[:, None]
+                clip[:, t][:, m] = a.colour_at(t)[:, None]
             bbox.append(mask_box(a.mask(self.keyframe, s)))
             label.append(a.labels())
         clip += rng.normal(0, 3, clip.shape).astype(np.float32)
