@@ -2,16 +2,17 @@
 
 Each clip holds 1..``max_actors`` actors (flat-coloured shapes from
 :func:`chainer_yolo_dist.datasets.synthetic.shape_mask`) on a static, low-contrast textured
-background with a little per-frame noise. Every actor draws three independent motions:
+background with a little per-frame noise. Every actor draws four independent changes:
 
-* horizontal: ``move_left`` / ``move_right`` at 1.0-2.0 px per frame, or none (0.3/0.3/0.4);
-* size: ``grow`` / ``shrink`` by 3-5 % per frame (exponential), or none (0.25/0.25/0.5);
+* horizontal: ``move_left`` / ``move_right`` at 1.0-2.0 px per frame, or none (0.25/0.25/0.5);
+* size: ``grow`` / ``shrink`` by 3-5 % per frame (exponential), or none (0.2/0.2/0.6);
 * rotation: ``spin`` at ``spin_speed`` radians per frame (either direction), or none (0.4/0.6);
 * brightness: ``blink``, the colour dimmed to 45% on every other frame, or none (0.3/0.7);
 
-and ``still`` when it has none of them (probability 0.5 x 0.6 x 0.6 x 0.7 = 0.126). Labels are multi-hot over :data:`ACTION_NAMES` (an actor
-moving right while growing has both). No single frame tells any of them apart (position, size
-and angle at the keyframe are drawn independently of the motion), so the network must compare
+and ``still`` when it has none of them (probability 0.5 x 0.6 x 0.6 x 0.7 = 0.126). Labels are
+multi-hot over :data:`ACTION_NAMES` (an actor moving right while growing has both). No single
+frame tells any of them apart (position, size, angle and colour at the keyframe are drawn
+independently of the changes), so the network must compare
 frames. The shapes (square, cross, diamond) have 4-fold rotational symmetry, and the default spin
 speed is pi/8 per frame: a pathway that samples every 4th frame (the Slow pathway at alpha = 4)
 sees a spinning actor turn by exactly 90 degrees between its frames, i.e. not at all, the
