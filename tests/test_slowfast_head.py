@@ -94,3 +94,15 @@ def test_detector_end_to_end_shapes_and_gradient():
     assert np.abs(trunk.fast.conv1.W.grad).sum() > 0  # gradient reaches the Fast pathway
     scores = model.detector.predict(clips, rois, idx)
     assert scores.shape == (3, 5) and (scores > 0).all() and (scores < 1).all()
+
+
+def test_detector_runs_in_float64_for_equivalence_tests():
+    with chainer.using_config('dtype', np.float64):
+        det = ActionDetector(SlowFast(width=8, blocks=(1, 1, 1, 1)), n_class=3)
+    clips = np.random.RandomState(2).uniform(0, 1, (1, 3, 4, 32, 32))
+    rois = np.array([[0, 0, 32, 32]], np.float32)
+    det.cleargrads()
+    logits = det(clips, rois, np.zeros(1, np.int32))
+    assert logits.dtype == np.float64
+    multilabel_loss(logits, np.array([[1, 0, 1]], np.int32)).backward()
+    assert det.trunk.fast.conv1.W.grad.dtype == np.float64
