@@ -1,0 +1,1 @@
+"""Paper 004: SlowFast action detection on AVA (network, head, data, metric, synthetic clips)."""
