@@ -12,6 +12,9 @@ ALLOWED = {
     'datasets': {'core'},
     'classification': {'core', 'datasets'},
     'detection': {'core', 'datasets', 'classification'},
+    'slowfast': {'core', 'datasets'},
+    'cyclegan': {'core', 'datasets', 'classification', 'detection'},
+    'benchmarks': None,  # measurement code: anything but analysis
     'analysis': None,  # anything
 }
 
