@@ -55,28 +55,41 @@ class ReflectionPad2D(function_node.FunctionNode):
         return xp.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode='reflect'),
 
     def backward(self, indexes, grad_outputs):
-        gy, = grad_outputs
-        return _fold_reflection(_fold_reflection(gy, self.pad, 2), self.pad, 3),
+        return _ReflectionFold2D(self.pad).apply(grad_outputs)
 
 
-def _fold_reflection(gy, p, axis):
-    """Adjoint of reflection padding by ``p`` along ``axis`` (differentiable Chainer ops)."""
-    n = gy.shape[axis] - 2 * p  # the unpadded length
+class _ReflectionFold2D(function_node.FunctionNode):
+    """Adjoint of :class:`ReflectionPad2D`: adds each mirrored border back onto its source.
 
-    def part(start, stop):
-        index = [slice(None)] * gy.ndim
-        index[axis] = slice(start, stop)
-        return gy[tuple(index)]
+    ``(N, C, H + 2p, W + 2p) -> (N, C, H, W)``. Its own adjoint is the padding again, so
+    second derivatives work too.
+    """
 
-    def place(v, before, after):
-        width = [(0, 0)] * gy.ndim
-        width[axis] = (before, after)
-        return F.pad(v, width, 'constant')
+    def __init__(self, pad):
+        self.pad = int(pad)
 
-    # Output rows 0..p-1 copy input rows p..1; rows p+n..2p+n-1 copy rows n-2..n-1-p.
-    head = F.flip(part(0, p), axis)
-    tail = F.flip(part(p + n, 2 * p + n), axis)
-    return part(p, p + n) + place(head, 1, n - 1 - p) + place(tail, n - 1 - p, 1)
+    def forward(self, inputs):
+        gy, = inputs
+        return _fold(_fold(gy, self.pad, 2), self.pad, 3),
+
+    def backward(self, indexes, grad_outputs):
+        return ReflectionPad2D(self.pad).apply(grad_outputs)
+
+
+def _fold(g, p, axis):
+    """Sums reflection-padded values (by ``p`` along ``axis``) back onto their sources."""
+    n = g.shape[axis] - 2 * p  # the unpadded length
+
+    def sl(start, stop, step=1):
+        index = [slice(None)] * g.ndim
+        index[axis] = slice(start, stop, step)
+        return tuple(index)
+
+    out = g[sl(p, p + n)].copy()
+    # Padded positions 0..p-1 hold sources p..1; positions p+n..2p+n-1 hold n-2..n-1-p.
+    out[sl(1, p + 1)] += g[sl(p - 1, None, -1)] if p else 0
+    out[sl(n - 1 - p, n - 1)] += g[sl(2 * p + n - 1, p + n - 1, -1)]
+    return out
 
 
 def reflection_pad(x, pad):
