@@ -1,4 +1,4 @@
-"""CycleGAN networks: instance norm by hand, reflection padding's gradient, shapes, Zhu's totals."""
+"""CycleGAN networks: instance norm by hand, reflection padding gradient, shapes, Zhu's totals."""
 import chainer
 import numpy as np
 import pytest
