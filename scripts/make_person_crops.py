@@ -9,8 +9,8 @@ VOC-ROOT is a VOC-format folder (``Annotations/``, ``JPEGImages/``,
 ``ImageSets/Main/<split>.txt``). Every class name that occurs in its annotations must be given
 (``--class-names``, default VOC's 20, which include "person"); under ``--on-bad-sample skip``
 unknown names, bad boxes and unreadable files are dropped and listed instead of stopping the
-run. Writes ``OUT/<id>.png`` and ``OUT/crops.json`` and prints the counts (paper 002 sec. 4.1:
-4,822 DeepDrive and 3,163 SYNTHIA crops).
+run. Writes ``OUT/<id>.png`` and ``OUT/crops.json`` and prints the counts (paper 002 sec. 3.1
+and 4.1: 4,822 DeepDrive and 3,163 SYNTHIA crops).
 """
 import argparse
 import os

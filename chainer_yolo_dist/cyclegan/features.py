@@ -15,7 +15,10 @@ import chainer.functions as F
 import numpy as np
 
 from chainer_yolo_dist.datasets.synthetic import SyntheticShapesClassificationDataset
-from chainer_yolo_dist.models.darknet import Darknet19
+try:  # the package's layout after its restructuring
+    from chainer_yolo_dist.classification.darknet import Darknet19
+except ImportError:  # the layout before it
+    from chainer_yolo_dist.models.darknet import Darknet19
 
 #: The default extractor: Darknet-19, every width / 8, 8 shape classes, 64x64 inputs.
 DEFAULT_CHANNELS_SCALE = 1 / 8.

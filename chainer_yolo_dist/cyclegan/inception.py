@@ -1,4 +1,4 @@
-"""Inception-v3 in Chainer for FID (paper 002 sec. 4.2 eq. 1 uses Inception pool features).
+"""Inception-v3 in Chainer for FID (paper 002 sec. 4.4 eq. 1 uses Inception pool features).
 
 The layout is torchvision's ``Inception3`` without the auxiliary classifier and the final
 fully connected layer, child for child and with the same names (``Conv2d_1a_3x3``,

@@ -1,7 +1,8 @@
 """Paper 002's CycleGAN inputs: one square crop per image, centred on its largest person box.
 
-Paper 002 sec. 4.1 crops 256x256 around the largest person of each Berkeley DeepDrive image
-(4,822 crops) and each SYNTHIA image (3,163 crops). Here the images and boxes come from a
+Paper 002 sec. 3.1 crops 256x256 so that the largest person box of an image is at the crop's
+centre; sec. 4.1 takes 4,822 such crops of Berkeley DeepDrive images and 3,163 of SYNTHIA
+images in which people appear large. Here the images and boxes come from a
 VOC-format folder (:class:`chainer_yolo_dist.datasets.voc.VOCFormatDataset`, with its bad-input
 policy); "largest" is the largest box area, difficult boxes included (the paper says nothing
 about difficulty; a difficult box is still a person). The window is centred on the box centre
@@ -20,7 +21,7 @@ import os
 import numpy as np
 from PIL import Image
 
-#: Paper 002 sec. 4.1: crop side in pixels.
+#: Paper 002 sec. 3.1: crop side in pixels.
 CROP_SIZE = 256
 
 
