@@ -56,7 +56,7 @@ def list_images(directory):
 
 
 def resize_and_centre_crop(img, size, load_size=None):
-    """``(3, H, W)`` -> ``(3, size, size)``: shorter side to ``load_size`` (bicubic), centre crop."""
+    """``(3, H, W)`` -> ``(3, size, size)``: shorter side to ``load_size`` (bicubic), then crop."""
     load_size = int(load_size or size)
     if load_size < size:
         raise ValueError('load_size %d is smaller than size %d' % (load_size, size))
