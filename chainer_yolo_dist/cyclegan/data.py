@@ -148,6 +148,12 @@ _SCENE, _STYLE = 0, 1
 B_GAIN = np.array([1.05, 0.92, 0.72], np.float32)
 B_OFFSET = np.array([18.0, 6.0, -4.0], np.float32)
 B_NOISE_SIGMA = 9.0
+#: Domain B's background base colour (before the shift) and its per-image jitter.
+B_BACKGROUND = np.array([120.0, 115.0, 100.0], np.float32)
+B_BACKGROUND_JITTER = 20.0
+#: Domain A's backdrop: top and bottom colours of its vertical gradient.
+CG_BACKDROP = (np.array([215.0, 218.0, 222.0], np.float32),
+               np.array([150.0, 150.0, 146.0], np.float32))
 
 
 def _rng(seed, split, domain, index, part):
@@ -157,12 +163,12 @@ def _rng(seed, split, domain, index, part):
 
 
 def draw_scene(rng, size, n_class=4, max_objects=3):
-    """The content both domains share: shapes, places, colours and a background colour.
+    """The content both domains share: which shapes, where, in which colours.
 
-    Returns ``(canvas, colours, background)``: a :class:`synthetic.Canvas` whose ``owner`` map
-    ``(size, size)`` gives each pixel's object (-1: background), object colours ``(R, 3)`` and a
-    pale background colour ``(3,)``, all in [0, 255]. 1..``max_objects`` shapes of sides 20-50 %
-    of the image, none hiding more than half of another.
+    Returns ``(canvas, colours)``: a :class:`synthetic.Canvas` whose ``owner`` map
+    ``(size, size)`` gives each pixel's object (-1: background) and the object colours
+    ``(R, 3)`` in [0, 255]. 1..``max_objects`` shapes of sides 20-50 % of the image, none hiding
+    more than half of another.
     """
     canvas = synthetic.Canvas(rng, size)
     for _ in range(int(rng.integers(1, max_objects + 1))):
@@ -176,26 +182,45 @@ def draw_scene(rng, size, n_class=4, max_objects=3):
                 break
     colours = np.array([synthetic.object_colour(rng, c) for c, *_ in canvas.objects],
                        np.float32).reshape(-1, 3)
-    background = np.full(3, rng.uniform(170, 230), np.float32) + rng.uniform(-15, 15, 3)
-    return canvas, colours, background.astype(np.float32)
+    return canvas, colours
+
+
+def cg_backdrop(size):
+    """Domain A's backdrop, the same in every image: light grey at the top to darker at the bottom.
+
+    Why one fixed backdrop: the generators' first instance normalisation removes each input
+    channel's mean and scale, so a generator cannot know the absolute colours of a flat image.
+    A known backdrop of fixed contrast is the reference against which the objects' colours stay
+    recoverable, so the cycle A -> B -> A can be learnt.
+    """
+    t = np.linspace(0.0, 1.0, size, dtype=np.float32)[:, None]
+    top, bottom = CG_BACKDROP
+    img = top[:, None, None] * (1 - t)[None] + bottom[:, None, None] * t[None]
+    return np.broadcast_to(img, (3, size, size)).astype(np.float32)
 
 
 def render_cg(scene):
-    """Domain A ("CG"): flat colours on a flat background, no noise. ``(3, S, S)`` in [0, 255]."""
-    canvas, colours, background = scene
-    palette = np.vstack([colours, background[None]])  # owner -1 picks the last row
-    return np.ascontiguousarray(palette[canvas.owner].transpose(2, 0, 1))
+    """Domain A ("CG"): flat colours on :func:`cg_backdrop`, no noise. ``(3, S, S)`` [0, 255]."""
+    canvas, colours = scene
+    img = cg_backdrop(canvas.size).copy()
+    for k in range(len(colours)):
+        img[:, canvas.owner == k] = colours[k][:, None]
+    return img
 
 
 def render_real(scene, rng):
     """Domain B ("real"): textured background, shaded and striped objects, colour shift, noise.
 
-    The same objects as :func:`render_cg` in the same places; ``rng`` draws the style.
-    Returns ``(3, S, S)`` float32 in [0, 255].
+    The same objects as :func:`render_cg` in the same places; ``rng`` draws the style. The
+    background has the texture of :func:`synthetic.draw_background` (colour ramp, low-frequency
+    noise) around a base colour near :data:`B_BACKGROUND`. Returns ``(3, S, S)`` float32 in
+    [0, 255].
     """
-    canvas, colours, _ = scene
+    canvas, colours = scene
     size = canvas.size
-    img = synthetic.draw_background(rng, size)
+    texture = synthetic.draw_background(rng, size)
+    base = B_BACKGROUND + rng.uniform(-B_BACKGROUND_JITTER, B_BACKGROUND_JITTER, 3)
+    img = texture - texture.mean(axis=(1, 2), keepdims=True) + base[:, None, None]
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     for k, (_, y0, x0, wh, ww) in enumerate(canvas.objects):
         mine = canvas.owner[y0:y0 + wh, x0:x0 + ww] == k
@@ -217,8 +242,9 @@ class SyntheticDomains(chainer.dataset.DatasetMixin):
     """Two procedurally drawn domains with the same kind of content and different styles.
 
     Domain A ("CG") renders a scene of coloured shapes (:mod:`chainer_yolo_dist.datasets.
-    synthetic`) flat and clean; domain B ("real") renders other scenes of the same kind with a
-    textured background, shading, stripes, a warm colour shift and pixel noise. A small
+    synthetic`) flat and clean on one fixed backdrop; domain B ("real") renders other scenes of
+    the same kind with a textured background, shading, stripes, a warm colour shift and pixel
+    noise. A small
     CycleGAN learns A -> B on a CPU in minutes.
 
     ``ds[i] -> (a, b)``: float32 ``(3, size, size)`` in [-1, 1]; ``a`` shows scene ``i`` of
