@@ -5,7 +5,7 @@ is a single-threaded process on one core. :func:`run` measures that on VOC-shape
 500x375 JPEGs (VOC's commonest size) drawn by the synthetic shapes generator into a temporary
 directory, for
 
-- detection, :class:`~chainer_yolo_dist.transforms.YOLOAugmentation` at 416 and 608;
+- detection, :class:`~chainer_yolo_dist.detection.transforms.YOLOAugmentation` at 416 and 608;
 - classification, :class:`~chainer_yolo_dist.classification.transforms.DarknetAugmentation` at 224
   (ImageNet's images are of the same order of size: about 400x350 on average).
 

@@ -125,7 +125,7 @@ class DarknetAugmentation(object):
             the window is cut (default ``size`` and ``2 * size``, Darknet's).
         angle (float): largest rotation, degrees.
         aspect (float): aspect jitter (Darknet's ``aspect``; 1 disables it).
-        hue, saturation, exposure: :func:`~chainer_yolo_dist.transforms.distort_hsv`'s.
+        hue, saturation, exposure: :func:`~chainer_yolo_dist.datasets.imageops.distort_hsv`'s.
         flip (bool): random horizontal flip.
         fill (float): value of pixels from outside the image (Darknet: 0).
 

@@ -1,7 +1,7 @@
 """A feature extractor for Frechet distances that needs no download (the default of the demo).
 
 :class:`PooledFeatures` wraps any classifier of this package that has ``features(x)`` (Darknet-19
-and Darknet-53, :mod:`chainer_yolo_dist.models.darknet`) and returns the global average of one of
+and Darknet-53, :mod:`chainer_yolo_dist.classification.darknet`) and returns the global average of one of
 its feature maps. :func:`train_default_extractor` trains the default one: Darknet-19 at
 ``channels_scale = 1/8`` (128 features) on the package's synthetic shapes classification data.
 
@@ -15,10 +15,7 @@ import chainer.functions as F
 import numpy as np
 
 from chainer_yolo_dist.datasets.synthetic import SyntheticShapesClassificationDataset
-try:  # the package's layout after its restructuring
-    from chainer_yolo_dist.classification.darknet import Darknet19
-except ImportError:  # the layout before it
-    from chainer_yolo_dist.models.darknet import Darknet19
+from chainer_yolo_dist.classification.darknet import Darknet19
 
 #: The default extractor: Darknet-19, every width / 8, 8 shape classes, 64x64 inputs.
 DEFAULT_CHANNELS_SCALE = 1 / 8.
