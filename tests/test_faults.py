@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from conftest import MPIEXEC, REPO, _env, check, run_mpi, run_python

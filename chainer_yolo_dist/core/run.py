@@ -248,6 +248,18 @@ def build_trainer(settings, comm, updater, chain, model, aggregated_keys):
     return trainer
 
 
+def main(system, train, summary, options, log=print):
+    """A training script's body: :func:`start_run`, then ``train(settings, comm, data, log)``
+    (the system's recipe, returning ``metrics.json``'s content), then rank 0 logs
+    ``summary % metrics`` with the throughput. Returns the exit status (0)."""
+    settings, comm, data = start_run(system, options, log)
+    metrics = train(settings, comm, data, log)
+    if comm.rank == 0:
+        log((summary + ' after %(iterations)d iterations, %(elapsed_seconds).1f s, '
+             '%(images_per_second).1f images/s') % metrics)
+    return 0
+
+
 def to_device(chain, settings):
     """Moves ``chain`` to this rank's GPU (``settings.device``), if it has one."""
     if settings.device >= 0:
