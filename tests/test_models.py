@@ -102,3 +102,16 @@ def test_non_finite_loss_raises_naming_the_iteration():
     x[0, 0, 0, 0] = np.nan
     with pytest.raises(NonFiniteLossError, match='iteration 17'):
         chain(x, bboxes, labels)
+
+
+def test_the_classifier_names_the_iteration_of_a_non_finite_loss():
+    import chainer
+    from chainer_yolo_dist.classification.chain import ClassifierChain
+    from chainer_yolo_dist.classification.darknet import build_classifier
+    chain = ClassifierChain(build_classifier('darknet19', 4, channels_scale=1 / 8, seed=0))
+    chain.iteration = 9
+    x = np.zeros((2, 3, 32, 32), np.float32)
+    x[0, 0, 0, 0] = np.nan
+    with chainer.reporter.Reporter().scope({}):
+        with pytest.raises(NonFiniteLossError, match='at iteration 9 .*before update 9'):
+            chain(x, np.array([0, 1], np.int32))
