@@ -41,8 +41,10 @@ DEMO_CHANNELS_SCALE = 1 / 8
 
 
 def defaults(preset, options):
-    """The paper width on ImageNet, the narrow CPU demo network on generated data."""
-    return {'channels_scale': 1 if preset.dataset == 'imagenet' else DEMO_CHANNELS_SCALE}
+    """The paper width on ImageNet, the narrow CPU demo network on generated data (the small
+    Darknet is already the CPU detector's width)."""
+    full = preset.dataset == 'imagenet' or preset.model == 'darknet_small'
+    return {'channels_scale': 1 if full else DEMO_CHANNELS_SCALE}
 
 
 SYSTEM = run.System('classification', ClassificationSettings, ClassificationData,
