@@ -283,8 +283,9 @@ def plot(record, path):
 
 
 def default_out_dir(root='runs/bench'):
-    """A new ``runs/bench/<UTC timestamp>`` directory name."""
-    return os.path.join(root, time.strftime('%Y%m%d-%H%M%S', time.gmtime()))
+    """A new ``runs/bench/loader-<UTC time>`` directory name."""
+    from chainer_yolo_dist.core.rundir import timestamped
+    return timestamped(root, 'loader')
 
 
 def write_outputs(record, out_dir):

@@ -77,9 +77,8 @@ def _communicator(preset, options, cuda):
 
 def _default_out(parent, preset_name, comm):
     """A new folder per run: ``parent/<preset>-<UTC time>`` (rank 0's clock for all ranks)."""
-    stamp = comm.bcast_obj(time.strftime('%Y%m%d-%H%M%S', time.gmtime())
-                           if comm.rank == 0 else None)
-    return os.path.join(parent, '%s-%s' % (preset_name, stamp))
+    return rundir.timestamped(parent, preset_name,
+                              comm.bcast_obj(time.time() if comm.rank == 0 else None))
 
 
 def departures_from_preset(preset, paper_preset, options):
