@@ -56,7 +56,7 @@ def _fraction(value):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
+    p = cli.Parser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--preset', default='synthetic_classification_demo',
                    help='settings to start from (default: %(default)s; see docs/presets.md)')

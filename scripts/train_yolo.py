@@ -21,7 +21,7 @@ from chainer_yolo_dist.core import cli, mpi  # noqa: E402
 OUT_PARENT = 'runs'
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
+    p = cli.Parser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--preset', default='synthetic_demo',
                    help='settings to start from (default: %(default)s; see docs/presets.md)')
