@@ -81,7 +81,7 @@ def loss_figure(pairs):
         ax.set_xlabel('Epoch')
         ax.set_ylabel('Loss (log scale)')
     fig.suptitle('Loss against epoch, as paper 000 Figs. 2 and 3: 1 worker (blue) beside k '
-                 'workers (orange); mean over quarter epochs, same y axis in every panel',
+                 'workers (orange)\nmean over quarter epochs; the same y axis in every panel',
                  fontsize=10)
     return fig
 
@@ -133,12 +133,14 @@ def map_figure(rows):
                 handles.append(h)
         diverged = [r for r in rows if r['status'] == 'diverged' and r[key] is not None]
         for r in diverged:
-            h = ax.plot(r[key], 0, 'x', color='tab:red', markersize=10, mew=2,
-                        linestyle='none', label='diverged (plotted at 0)')[0]
-            ax.annotate('k = %d %s\ndiverged at it. %d' % (r['workers'], r['variant'],
-                                                            r['diverged_at_iteration']),
-                        (r[key], 0), textcoords='offset points', xytext=(-6, 10),
-                        ha='right', fontsize=7, color='tab:red')
+            shift = VARIANT_STYLE.get(r['variant'], (None, None, 1.0))[2]
+            h = ax.plot(r[key] * shift, 0, 'x', color='tab:red', markersize=10, mew=2,
+                        linestyle='none', label='diverged (plotted at 0), with its iteration')[0]
+            # Stacked above the point when several runs diverged at the same k.
+            level = sum(1 for o in diverged[:diverged.index(r)] if o[key] == r[key])
+            ax.annotate('it. %d' % r['diverged_at_iteration'], (r[key] * shift, 0),
+                        textcoords='offset points', xytext=(0, 9 + 10 * level), ha='center',
+                        fontsize=7, color='tab:red')
             if ax is left and not any(x.get_label() == h.get_label() for x in handles):
                 handles.append(h)
         ax.set_ylim(-3, 105)
