@@ -2,7 +2,7 @@
 """The papers' scaling experiment: one preset trained at a list of k workers, then its table
 and figures (docs/study.md).
 
-    python scripts/study.py                        # the default study (make study: ~80 min)
+    python scripts/study.py                        # the default study (make study: about an hour)
     python scripts/study.py --workers 1,2,4 --epochs 5 --steps 3 4 --out runs/small-study
     python scripts/study.py --report-only runs/study-20260101-120000   # redraw a study
 
@@ -39,8 +39,10 @@ def parse_args(argv=None):
                    help='most real MPI ranks per run (default %(default)s)')
     p.add_argument('--epochs', type=int, default=study.DEFAULT_EPOCHS,
                    help='epochs of every run (default %(default)s)')
-    p.add_argument('--steps', type=float, nargs='*', default=list(study.DEFAULT_STEPS),
-                   help='x0.1 decay epochs of every run (default %(default)s)')
+    p.add_argument('--steps', type=float, nargs='*',
+                   help='x0.1 decay epochs of every run (default: 70%%%% and 90%%%% of '
+                   '--epochs, %s for %d)' % (' '.join('%g' % s for s in study.DEFAULT_STEPS),
+                                             study.DEFAULT_EPOCHS))
     p.add_argument('--n-train-images', type=int, default=study.DEFAULT_N_TRAIN,
                    help='synthetic training images (default %(default)s)')
     p.add_argument('--ablations', nargs='*', default=list(study.ABLATIONS),
@@ -70,7 +72,8 @@ def main(argv=None):
     try:
         record = study.run_study(
             out, preset=args.preset, workers=args.workers, max_ranks=args.ranks,
-            epochs=args.epochs, steps=args.steps, n_train=args.n_train_images,
+            epochs=args.epochs,
+            steps=study.default_steps(args.epochs) if args.steps is None else args.steps, n_train=args.n_train_images,
             ablations=args.ablations, extra=args.train_args, run_timeout=args.run_timeout,
             overwrite=args.overwrite, report_options=options)
     except ValueError as e:

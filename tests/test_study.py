@@ -156,7 +156,8 @@ def test_crossings_are_located_between_bin_centres(tmp_path):
     result = study_report.crossings(base, run, bins_per_epoch=2)
     assert result['epochs'] == pytest.approx([1.0])
     assert (result['compared'], result['above'], result['to_epoch']) == (4, 0.5, 2.0)
-    assert 'crosses 1 time' in study_report.describe_crossings(result)
+    assert study_report.describe_crossings(result) == (
+        'crosses once, at epoch 1.0; above the 1-worker loss in 50% of epochs 0 to 2')
 
 
 def test_a_curve_that_never_crosses_is_said_to_stay_above(tmp_path):
@@ -175,6 +176,13 @@ def test_crossings_repeat_and_ignore_ties(tmp_path):
     result = study_report.crossings(base, run, bins_per_epoch=2)
     # +1, 0 (ignored), -1, +1, +1, -1: crossings between bins 0 and 2, 2 and 3, 4 and 5.
     assert result['epochs'] == pytest.approx([0.75, 1.5, 2.5])
+    assert study_report.describe_crossings(result).startswith(
+        'crosses 3 times, at epochs 0.8, 1.5, 2.5 (first 0.8, last 2.5)')
+
+
+def test_default_steps_fall_at_70_and_90_percent():
+    assert study.default_steps(study.DEFAULT_EPOCHS) == study.DEFAULT_STEPS == (14, 18)
+    assert study.default_steps(10) == (7, 9)
 
 
 def test_speedups_against_the_one_worker_run_beside_the_model(tmp_path):

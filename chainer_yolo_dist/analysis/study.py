@@ -56,6 +56,8 @@ DEFAULT_WORKERS = (1, 2, 4, 8, 16, 32)
 DEFAULT_RANKS = 2
 DEFAULT_EPOCHS = 20
 DEFAULT_STEPS = (14.0, 18.0)
+#: Where the steps fall by default for other epochs: 70% and 90% of them.
+STEP_FRACTIONS = (0.7, 0.9)
 DEFAULT_N_TRAIN = 1000
 
 #: Ablation name -> (what it changes, in words; train_yolo.py arguments).
@@ -121,6 +123,12 @@ def plan(workers, max_ranks=DEFAULT_RANKS, ablations=tuple(ABLATIONS)):
         runs.append(PlannedRun('k%0*d-%s' % (width, top, ablation), top,
                                real_ranks(top, max_ranks), variant, tuple(args)))
     return runs
+
+
+def default_steps(epochs):
+    """The x0.1 decay epochs for ``epochs``: 70% and 90% of them, to whole epochs (14 and 18
+    of 20), as the papers' 60 and 90 of 100 and the demo preset's 19 and 24 of 27."""
+    return tuple(float(round(f * epochs)) for f in STEP_FRACTIONS)
 
 
 def log_interval(preset_name, k, n_train, batchsize=None):
@@ -234,7 +242,8 @@ def run_study(out, preset=DEFAULT_PRESET, workers=DEFAULT_WORKERS, max_ranks=DEF
     Args:
         out: the study directory (new or empty; ``overwrite`` clears it).
         epochs, steps: the same for every run (None: the preset's).
-        n_train: synthetic training images (``--n-train-images``).
+        n_train: synthetic training images (``--n-train-images``; other datasets are read
+            whole).
         extra: further train_yolo.py arguments, the same for every run.
         run_timeout: seconds a run may take before it is ended and recorded as 'timeout'.
         report_options: keyword arguments of ``write_report`` (e.g. the scaling model's
@@ -248,7 +257,9 @@ def run_study(out, preset=DEFAULT_PRESET, workers=DEFAULT_WORKERS, max_ranks=DEF
     overrides = {'epochs': epochs} if epochs is not None else {}
     if steps is not None:
         overrides['steps'] = list(steps)
-    presets.load(preset, 1, **overrides)
+    paper = presets.load(preset, 1, **overrides)
+    # --n-train-images sizes the generated data only; a preset of real data knows its size.
+    n_log = n_train if paper.dataset == 'synthetic' else paper.n_train
     out = os.path.abspath(out)  # the runs start in the repository, wherever this runs
     prepare_out(out, overwrite)
     shared = train_args(preset, epochs, steps, n_train, extra)
@@ -261,7 +272,7 @@ def run_study(out, preset=DEFAULT_PRESET, workers=DEFAULT_WORKERS, max_ranks=DEF
               'n_train': n_train, 'train_args': shared, 'runs': []}
     study_start = time.time()
     for run in runs:
-        every = log_interval(preset, run.workers, n_train, batchsize)
+        every = log_interval(preset, run.workers, n_log, batchsize)
         cmd = command(run, shared, out, every)
         log_path = os.path.join(out, 'logs', run.name + '.txt')
         log('[%s] k = %d: %d rank%s x %d virtual, %s' % (

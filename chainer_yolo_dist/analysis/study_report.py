@@ -204,12 +204,13 @@ def describe_crossings(result):
         side = 'above' if result['above'] > 0.5 else 'below'
         return 'never crosses: the k-worker loss stays %s the 1-worker loss over %s' % (side,
                                                                                       span)
+    above = 'above the 1-worker loss in %.0f%% of %s' % (100 * result['above'], span)
+    if n == 1:
+        return 'crosses once, at epoch %.1f; %s' % (result['epochs'][0], above)
     shown = ', '.join('%.1f' % e for e in result['epochs'][:8])
     more = ', ...' if n > 8 else ''
-    return ('crosses %d time%s (at epochs %s%s), first at epoch %.1f, last at %.1f; above the '
-            '1-worker loss in %.0f%% of %s' % (n, '' if n == 1 else 's', shown, more,
-                                               result['epochs'][0], result['epochs'][-1],
-                                               100 * result['above'], span))
+    return ('crosses %d times, at epochs %s%s (first %.1f, last %.1f); %s'
+            % (n, shown, more, result['epochs'][0], result['epochs'][-1], above))
 
 
 def generalisation_rows(pairs, bins_per_epoch=BINS_PER_EPOCH):
