@@ -191,6 +191,10 @@ def execute(cmd, log_path, timeout, env=None):
         except subprocess.TimeoutExpired:
             _end_group(proc)
             code = None
+        except BaseException:
+            # Ctrl-C reaches only this process (the run has its own session): end the run too.
+            _end_group(proc)
+            raise
     return code, time.time() - start
 
 
