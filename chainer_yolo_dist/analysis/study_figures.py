@@ -15,6 +15,7 @@ import os
 import string
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from chainer_yolo_dist.analysis import published
 from chainer_yolo_dist.analysis.figures import BLUE, IDEAL, ORANGE, save
@@ -74,6 +75,10 @@ def loss_figure(pairs):
             run.peak_lr)
         ax.set_title('%s\n%s' % (title, detail), fontsize=9)
         ax.set_yscale('log')
+        # Ticks at 1, 2 and 5 of each decade, written plainly (10, 20, 50, ...).
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: '%g' % v))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlim(left=0)
         ax.grid(alpha=0.3, which='both')
         ax.legend(loc='upper right', fontsize=8)

@@ -318,7 +318,9 @@ def speedup_rows(pairs, link_bandwidth=None):
             predicted = predicted_images_per_second(
                 1.0 / base_ips, entry['ranks'], entry['virtual_ranks'],
                 run.recipe['batchsize_per_gpu'], grad_bytes, bandwidth)
-        rows.append({'run': entry['name'], 'workers': entry['workers'],
+        rows.append({'run': entry['name'] + (' (diverged)' if entry['status'] == 'diverged'
+                                             else ''),
+                     'workers': entry['workers'],
                      'ranks': entry['ranks'], 'virtual_ranks': entry['virtual_ranks'],
                      'images_per_second': ips, 'speedup': ips / base_ips,
                      'efficiency': ips / base_ips / entry['ranks'],
