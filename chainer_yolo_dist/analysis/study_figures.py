@@ -83,6 +83,7 @@ def loss_figure(pairs):
         ax.grid(alpha=0.3, which='both')
         ax.legend(loc='upper right', fontsize=8)
     for ax in axes[:len(panels)]:
+        ax.xaxis.set_tick_params(labelbottom=True)  # also above a hidden panel
         ax.set_xlabel('Epoch')
         ax.set_ylabel('Loss (log scale)')
     fig.suptitle('Loss against epoch, as paper 000 Figs. 2 and 3: 1 worker (blue) beside k '
@@ -193,12 +194,15 @@ def speedup_figure(rows):
             (right, 'efficiency', None, 'efficiency: speed-up / real ranks [%]')):
         scale = 100.0 if key == 'efficiency' else 1.0
         for i, r in enumerate(rows):
-            # Runs at the same rank count are spread a little sideways to stay readable.
-            x = r['ranks'] * (1 + 0.04 * (i - len(rows) / 2) / max(len(rows), 1))
+            # Runs at the same rank count are spread sideways, in the order of k, and
+            # labelled below, so that equal speed-ups stay readable.
+            same = [o for o in rows if o['ranks'] == r['ranks']]
+            j = same.index(r)
+            x = r['ranks'] + (0.0 if len(same) == 1 else 0.6 * (j / (len(same) - 1) - 0.5))
             ax.plot(x, scale * r[key], 'o', color=BLUE,
                     label='measured' if i == 0 else None)
             ax.annotate('k=%d' % r['workers'], (x, scale * r[key]), textcoords='offset points',
-                        xytext=(6, -3), fontsize=7, color=BLUE)
+                        xytext=(0, -13), ha='center', fontsize=7, color=BLUE)
             predicted = r['predicted_speedup']
             if predicted is not None:
                 value = predicted if model_key else predicted / r['ranks']
@@ -206,7 +210,12 @@ def speedup_figure(rows):
                         label='model (analysis/scaling.py)' if i == 0 else None)
         ideal = [1, top]
         ax.plot(ideal, ideal if key == 'speedup' else [100, 100], label='ideal', **IDEAL)
+        for ranks in {r['ranks'] for r in rows if r['ranks'] > 1}:
+            # The ideal across the spread-out runs of that rank count.
+            level = ranks if key == 'speedup' else 100
+            ax.plot([ranks - 0.3, ranks + 0.3], [level, level], **IDEAL)
         ax.set_xticks(range(1, top + 1))
+        ax.set_xlim(0.5, top + 0.5)
         ax.set_xlabel('real MPI ranks (one core each)')
         ax.set_ylabel(ylabel)
         ax.set_ylim(0, (top + 0.3) if key == 'speedup' else 115)
