@@ -73,7 +73,8 @@ def main(argv=None):
         record = study.run_study(
             out, preset=args.preset, workers=args.workers, max_ranks=args.ranks,
             epochs=args.epochs,
-            steps=study.default_steps(args.epochs) if args.steps is None else args.steps, n_train=args.n_train_images,
+            steps=study.default_steps(args.epochs) if args.steps is None else args.steps,
+            n_train=args.n_train_images,
             ablations=args.ablations, extra=args.train_args, run_timeout=args.run_timeout,
             overwrite=args.overwrite, report_options=options)
     except ValueError as e:

@@ -31,7 +31,6 @@ Layout of a study directory::
 """
 import dataclasses
 import glob
-import json
 import os
 import re
 import shutil
