@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
 MPIEXEC := $(VENV)/bin/mpiexec
 
-.PHONY: setup demo demo-results test test-fast clean-venv
+.PHONY: setup demo demo-results study test test-fast clean-venv
 
 setup: $(STAMP)
 
@@ -20,6 +20,9 @@ demo: $(STAMP)
 
 demo-results: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) scripts/demo.py --out results/runs/demo --overwrite
+
+study: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) scripts/study.py --out results/runs/study --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -30,7 +30,8 @@ def parse_args(argv=None):
     g.add_argument('--dataset', help='synthetic, voc0712 or vocformat')
     cli.add_preset_overrides(
         g, lr_rules_help='k_eta (lr = k*eta), literal_knEta (k*n*eta), kn_256_eta '
-        '(k*n/256*eta)', insize_help='input size (multiple of 32) without multi-scale; '
+        '(k*n/256*eta), sqrt_k_eta (sqrt(k)*eta: square-root scaling, not in the papers)',
+        insize_help='input size (multiple of 32) without multi-scale; '
         'also the first batches\' size and the evaluation size')
     g.add_argument('--multiscale', type=int, nargs=3, metavar=('MIN', 'MAX', 'EVERY'),
                    help='draw the input size from MIN..MAX (multiples of 32) every EVERY '

@@ -150,6 +150,19 @@ def test_literal_kn_eta_reading_is_selectable():
     assert p.schedule()(0) == approx(0.001)
 
 
+def test_square_root_rule_is_selectable():
+    # Not in the papers: peak sqrt(k)*eta, reference batch n; the warmup still starts at eta.
+    p = presets.load('synthetic_demo', 32, lr_rule='sqrt_k_eta')
+    assert p.reference_batch == 8
+    assert p.peak_lr == approx(0.0025 * 32 ** 0.5)
+    assert p.schedule()(0) == approx(0.0025)
+    assert p.schedule()(2) == approx(0.0025 * 32 ** 0.5)
+    linear = presets.load('synthetic_demo', 32)
+    assert linear.peak_lr == approx(0.0025 * 32)
+    assert presets.load('synthetic_demo', 1, lr_rule='sqrt_k_eta').peak_lr == approx(0.0025)
+    assert presets.describe('yolov3_voc_2019')['lr'] == 'k·η'
+
+
 def test_overrides_replace_fields_and_rederive_the_rest():
     p = presets.load('yolov2_voc_2018', 32, eta=1e-3, batchsize_per_gpu=8, epochs=10,
                      steps=[4, 8], multiscale=None, warmup_hold_epochs=0)

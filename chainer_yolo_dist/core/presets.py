@@ -35,13 +35,19 @@ POLY_FROM = ('warmup_end', 'start')
 #   literal_knEta  lr = k*n*eta     (paper 001 sec. 4.2 as printed)
 #   kn_256_eta     lr = k*n/256*eta (paper 001 sec. 4.1, Goyal et al.'s 0.1 per 256 images)
 #   custom         reference_batch given explicitly
+#   sqrt_k_eta     lr = sqrt(k)*eta (square-root scaling, reference batch = n): not in the
+#                  papers; the scaling study's ablation (docs/study.md)
 LR_RULES = {
     'k_eta': lambda n: n,
+    'sqrt_k_eta': lambda n: n,
     'literal_knEta': lambda n: 1,
     'kn_256_eta': lambda n: 256,
     'custom': None,
 }
-LR_RULE_FORMULAS = {'k_eta': 'k·η', 'literal_knEta': 'k·n·η', 'kn_256_eta': 'k·n/256·η'}
+LR_RULE_FORMULAS = {'k_eta': 'k·η', 'literal_knEta': 'k·n·η', 'kn_256_eta': 'k·n/256·η',
+                    'sqrt_k_eta': '√k·η'}
+# Rules whose rate grows as the square root of the global batch; all others grow linearly.
+SQRT_RULES = ('sqrt_k_eta',)
 # Multi-scale sizes must be multiples of the network stride (paper 000 sec. 2.2).
 STRIDE = 32
 
@@ -51,7 +57,8 @@ class Preset:
     """One paper's training recipe for ``n_gpus`` processes (one GPU each).
 
     Derived (not settable): ``global_batchsize = n_gpus * batchsize_per_gpu``,
-    ``peak_lr = eta * global_batchsize / reference_batch``, ``warmup_start_lr = eta`` (both
+    ``peak_lr = eta * global_batchsize / reference_batch`` (``eta * sqrt(global_batchsize /
+    reference_batch)`` for ``lr_rule = 'sqrt_k_eta'``), ``warmup_start_lr = eta`` (both
     papers start the warmup at the non-distributed rate), ``batch_fraction =
     global_batchsize / n_train``. ``multiscale`` is ``(min_size, max_size, every_iterations)``
     in pixels / iterations, or None.
@@ -140,7 +147,8 @@ class Preset:
         global_batch = self.n_gpus * self.batchsize_per_gpu
         object.__setattr__(self, 'global_batchsize', global_batch)
         object.__setattr__(self, 'peak_lr',
-                           scaled_lr(self.eta, global_batch, self.reference_batch))
+                           scaled_lr(self.eta, global_batch, self.reference_batch,
+                                     'sqrt' if self.lr_rule in SQRT_RULES else 'linear'))
         object.__setattr__(self, 'warmup_start_lr', self.eta)
         object.__setattr__(self, 'batch_fraction', global_batch / self.n_train)
         # Let LRSchedule reject an inconsistent schedule now rather than mid-training.
