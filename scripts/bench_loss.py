@@ -23,18 +23,8 @@ import chainer
 from chainercv.links import YOLOv2, YOLOv3
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from chainer_yolo_dist.benchmarks.loader import cpu_model  # noqa: E402
 from chainer_yolo_dist.detection.losses import YOLOv2Loss, YOLOv3Loss  # noqa: E402
-
-
-def cpu_model():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown'
 
 
 def make_truths(rng, args):

@@ -119,13 +119,13 @@ def to_markdown(rows):
     return '\n'.join(lines) + '\n'
 
 
-def to_csv(rows):
-    """Rows as CSV text with header :data:`COLUMNS`; missing numbers are empty cells."""
+def to_csv(rows, columns=COLUMNS):
+    """Rows (dicts) as CSV text with header ``columns``; missing numbers are empty cells."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator='\n')
-    writer.writerow(COLUMNS)
+    writer.writerow(columns)
     for row in rows:
-        writer.writerow(['' if row[c] is None else row[c] for c in COLUMNS])
+        writer.writerow(['' if row[c] is None else row[c] for c in columns])
     return out.getvalue()
 
 

@@ -20,14 +20,13 @@ Readings chosen (docs/study.md):
   per-GPU batch; efficiency is the speed-up over the real ranks. The prediction is
   ``analysis/scaling.py``'s model for the same runs (see :func:`predicted_images_per_second`).
 """
-import csv
-import io
 import json
 import math
 import os
 
 import numpy as np
 
+from chainer_yolo_dist.analysis import compare
 from chainer_yolo_dist.analysis import runs as runs_lib
 from chainer_yolo_dist.analysis import scaling
 
@@ -121,12 +120,7 @@ def table_rows(pairs):
 
 def to_csv(rows):
     """Rows as CSV text with header :data:`COLUMNS`; empty cells where there is no value."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator='\n')
-    writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow(['' if row[c] is None else row[c] for c in COLUMNS])
-    return out.getvalue()
+    return compare.to_csv(rows, COLUMNS)
 
 
 def to_markdown(rows):

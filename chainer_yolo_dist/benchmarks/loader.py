@@ -177,7 +177,8 @@ def summarise(name, timing):
     return out
 
 
-def _cpu_model():
+def cpu_model():
+    """The processor's model name, for the record of a benchmark."""
     try:
         with open('/proc/cpuinfo') as f:
             for line in f:
@@ -192,7 +193,7 @@ def environment():
     """What the numbers depend on: machine, load, thread settings, library versions."""
     import chainer
     import chainercv
-    return {'cpu': _cpu_model(), 'cpu_count': os.cpu_count(),
+    return {'cpu': cpu_model(), 'cpu_count': os.cpu_count(),
             'python': platform.python_version(), 'numpy': np.__version__,
             'opencv': cv2.__version__, 'chainer': chainer.__version__,
             'chainercv': chainercv.__version__,
