@@ -71,6 +71,7 @@ def parse_args(argv=None):
     g.add_argument('--n-class', type=int, help='synthetic classes (ImageNet: from the data)')
 
     r = p.add_argument_group('run')
+    cli.add_parallelism_options(p.add_argument_group('data parallelism'))
     cli.add_run_options(r, out=OUT_PARENT, eval_interval=1,
                         eval_batchsize=64)
     r.add_argument('--channels-scale', type=_fraction,

@@ -58,6 +58,8 @@ def parse_args(argv=None):
     d.add_argument('--jitter', type=float, default=0.2, help='crop jitter (Darknet)')
 
     r = p.add_argument_group('run')
+    cli.add_parallelism_options(p.add_argument_group('data parallelism'),
+                                modes=('sync', 'local', 'stale'))
     cli.add_run_options(r, out=OUT_PARENT, eval_interval=0, eval_batchsize=8)
     r.add_argument('--pretrained', help='Darknet19/Darknet53 classifier (model.npz or '
                    'snapshot) whose convolutions are copied into the detector (paper 000 '

@@ -16,7 +16,7 @@ from chainer_yolo_dist.classification.model_files import (inspect_classifier_fil
                                                           load_classifier)
 from chainer_yolo_dist.classification.settings import ClassificationData, ClassificationSettings
 from chainer_yolo_dist.classification.transforms import CenterCrop, DarknetAugmentation
-from chainer_yolo_dist.core import iterators, optimizers, reporting, run
+from chainer_yolo_dist.core import iterators, parallelism, reporting, run
 from chainer_yolo_dist.core.snapshots import record_config, resume, save_results
 from chainer_yolo_dist.core.updaters import DataParallelUpdater
 
@@ -53,7 +53,12 @@ SYSTEM = run.System('classification', ClassificationSettings, ClassificationData
 
 def train_classifier(settings, comm, dataset, log=print):
     """Trains a Darknet classifier on ``dataset.train`` across the ranks of ``comm``.
-    Returns ``metrics.json``'s content (the same on every rank)."""
+    Returns ``metrics.json``'s content (the same on every rank that trains; None on a
+    parameter server of ``--parallelism async``)."""
+    par = parallelism.for_run(settings, comm)
+    if par.is_server:
+        return parallelism.serve_run(par, settings, log)
+    comm = par.data_comm  # the ranks that train
     preset = settings.preset
     model = build_classifier(preset.model, preset.n_class, settings.channels_scale,
                              seed=settings.seed)
@@ -73,8 +78,7 @@ def train_classifier(settings, comm, dataset, log=print):
     train_iters, n_padding, iterations_per_epoch = iterators.worker_iterators(
         dataset.train, transform, settings, comm)
 
-    optimizer, hooks = optimizers.momentum_sgd(settings)
-    optimizer = optimizers.multi_node(optimizer, hooks, chain, comm, settings.double_buffering)
+    optimizer = parallelism.run_optimizer(par, settings, chain)
     updater = DataParallelUpdater(train_iters, optimizer, converter, settings.device)
     trainer = run.build_trainer(settings, comm, updater, chain, model, TRAIN_KEYS)
     evaluator = validator(chain, model, dataset.test, settings, comm)
@@ -98,6 +102,7 @@ def train_classifier(settings, comm, dataset, log=print):
 
     trainer.run()
     metrics = reporting.run_metrics(trainer, settings)
+    metrics['parallelism'] = dict(parallelism.finish(optimizer), mode=settings.parallelism)
 
     # Final accuracy with the trained model; collective, so every rank takes the same branch.
     if evaluator.last_iteration == trainer.updater.iteration:

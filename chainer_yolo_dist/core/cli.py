@@ -67,6 +67,29 @@ def add_preset_overrides(group, lr_rules_help, insize_help):
                        help='chainer.config.cudnn_fast_batch_normalization (paper 001)')
 
 
+def add_parallelism_options(group, modes=('sync', 'async', 'local', 'stale')):
+    """How the workers combine their gradients (docs/parallelism: ``core/parallelism.py``)."""
+    group.add_argument('--parallelism', choices=modes, default='sync',
+                       help='sync: gradients averaged every step (ChainerMN, the papers); '
+                       'async: parameter servers (paper 003, Downpour); local: weights '
+                       'averaged every --average-every steps (Darknet); stale: the average '
+                       'applied one step late (default %(default)s)')
+    group.add_argument('--servers', dest='n_servers', type=int, default=1,
+                       help='async: parameter-server ranks (the first ones)')
+    group.add_argument('--push-every', type=int, default=1,
+                       help='async: steps whose gradients are summed into one push')
+    group.add_argument('--pull-every', type=int, default=1,
+                       help='async: steps between two pulls of the parameters')
+    group.add_argument('--max-staleness', type=int, help='async: a worker waits when more '
+                       'than S versions behind (0: synchronous; default: no bound)')
+    group.add_argument('--average-every', type=int, default=4,
+                       help='local: steps between two averagings (Darknet: 4)')
+    group.add_argument('--average-optimizer-state', action='store_true',
+                       help='local: average the momentum too')
+    group.add_argument('--lars', action='store_true', help='layer-wise adaptive rate scaling '
+                       '(GradientLARS, which applies the weight decay itself)')
+
+
 def add_run_options(group, out, eval_interval, eval_batchsize, loaderjob=2):
     """Options of a distributed training run (not preset values)."""
     group.add_argument('--on-bad-sample', choices=['error', 'skip'], default='error',

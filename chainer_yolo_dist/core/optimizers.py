@@ -67,19 +67,6 @@ def build_optimizer(link, lr, momentum=0.9, weight_decay=0.0, lars=False,
     return add_regularization(optimizer, weight_decay, lars, lars_threshold, lars_eps)
 
 
-def momentum_sgd(settings):
-    """The papers' optimizer: MomentumSGD with weight decay (YOLO9000: 0.9 and 0.0005).
-
-    The rate is set by the schedule extension before the first update; the one given here is
-    the schedule's value at epoch 0.
-    """
-    preset = settings.preset
-    optimizer = chainer.optimizers.MomentumSGD(lr=preset.schedule()(0),
-                                               momentum=preset.momentum)
-    hook = regularization_hook(preset.weight_decay)
-    return optimizer, [hook] if hook is not None else []
-
-
 def multi_node(optimizer, hooks, target, comm, double_buffering=False, init=None):
     """Wraps ``optimizer`` with ChainerMN, sets it up on ``target`` and adds ``hooks``.
 

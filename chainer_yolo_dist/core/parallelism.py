@@ -20,10 +20,9 @@ import collections
 import chainer
 
 from chainer_yolo_dist.core import parameter_server as ps
-from chainer_yolo_dist.core.flat import bcast_params, mpi_comm_of
 from chainer_yolo_dist.core.local_sgd import DARKNET_PERIOD, LocalSGDOptimizer
 from chainer_yolo_dist.core.optimizers import LARS_EPS, LARS_THRESHOLD, add_regularization
-from chainer_yolo_dist.core.optimizers import build_optimizer
+from chainer_yolo_dist.core.optimizers import build_optimizer, multi_node
 from chainer_yolo_dist.core.stale_sync import StaleSyncOptimizer
 
 MODES = ('sync', 'async', 'local', 'stale')
@@ -71,7 +70,8 @@ def serve(par, settings, max_staleness=None, on_update=None):
 
 
 def build_parallel_optimizer(par, model, settings, period=DARKNET_PERIOD, average_state=False,
-                             push_every=1, pull_every=1, max_staleness=None):
+                             push_every=1, pull_every=1, max_staleness=None,
+                             double_buffering=False):
     """The optimizer a training rank hands to its updater, set up on ``model``.
 
     Every parameter of ``model`` must be initialised (run one forward pass first). Rank 0's
@@ -83,6 +83,7 @@ def build_parallel_optimizer(par, model, settings, period=DARKNET_PERIOD, averag
         par: from :func:`setup_parallelism` (not a server).
         settings (OptimizerSettings): the optimizer; in ``async`` it lives on the servers.
         period, average_state: ``local`` (see :class:`.LocalSGDOptimizer`).
+        double_buffering: ``sync`` (ChainerMN's, GPUs only).
         push_every, pull_every, max_staleness: ``async`` (see
             :class:`.ParameterServerOptimizer`; the servers need the same ``max_staleness``).
     """
@@ -94,11 +95,7 @@ def build_parallel_optimizer(par, model, settings, period=DARKNET_PERIOD, averag
                                            max_staleness=max_staleness).setup(model)
     actual = chainer.optimizers.MomentumSGD(lr=settings.lr, momentum=settings.momentum)
     if par.mode == 'sync':
-        import chainermn
-        optimizer = chainermn.create_multi_node_optimizer(actual, par.data_comm)
-        optimizer.setup(model)
-        bcast_params(mpi_comm_of(par.data_comm), model, root=0)
-        optimizer.is_changed(model)  # records the parameters: no broadcast at the first call
+        optimizer = multi_node(actual, [], model, par.data_comm, double_buffering)
     elif par.mode == 'local':
         optimizer = LocalSGDOptimizer(actual, par.data_comm, period=period,
                                       average_state=average_state).setup(model)
@@ -106,6 +103,65 @@ def build_parallel_optimizer(par, model, settings, period=DARKNET_PERIOD, averag
         optimizer = StaleSyncOptimizer(actual, par.data_comm).setup(model)
     return add_regularization(optimizer, settings.weight_decay, settings.lars,
                               settings.lars_threshold, settings.lars_eps)
+
+
+def for_run(settings, comm):
+    """:func:`setup_parallelism` for a run's settings (``--parallelism``, ``--servers``)."""
+    if settings.parallelism == 'async' and comm.size <= settings.n_servers:
+        raise ValueError('--parallelism async with %d server rank(s) needs more processes '
+                         'than that, got %d' % (settings.n_servers, comm.size))
+    return setup_parallelism(settings.parallelism, comm, settings.n_servers,
+                             settings.communicator)
+
+
+def optimizer_settings(settings, preset=None):
+    """The run's :class:`OptimizerSettings`: MomentumSGD at the schedule's first rate, with
+    weight decay or ``--lars``."""
+    preset = preset or settings.preset
+    return OptimizerSettings(lr=preset.schedule()(0), momentum=preset.momentum,
+                             weight_decay=preset.weight_decay, lars=settings.lars)
+
+
+def run_optimizer(par, settings, target, init=None):
+    """The optimizer a training rank's updater drives, for the run's mode. ``init`` (a
+    callable running one forward pass, or None) creates lazily initialised parameters first."""
+    if init is not None:
+        with chainer.using_config('train', False), chainer.no_backprop_mode():
+            init()
+    return build_parallel_optimizer(
+        par, target, optimizer_settings(settings), period=settings.average_every,
+        average_state=settings.average_optimizer_state, push_every=settings.push_every,
+        pull_every=settings.pull_every, max_staleness=settings.max_staleness,
+        double_buffering=settings.double_buffering)
+
+
+def serve_run(par, settings, log=print):
+    """A server rank of ``async``: serves until every worker is done, with the learning-rate
+    schedule applied per update, and writes its statistics (updates, staleness of each applied
+    gradient, bytes, idle time) to ``parallelism_server<rank>.json`` in the run directory.
+
+    Reading of the rate (docs/parallelism.md): an update applies the gradient of
+    ``push_every`` batches of one worker as it arrives, so the linear scaling rule gives the
+    rate of one worker (the preset at k = 1); with ``--max-staleness 0`` an update is the mean
+    of every worker's gradient, the synchronous case, at the k-worker rate. The schedule runs
+    in epochs of examples consumed.
+    """
+    import dataclasses
+    import os
+    from chainer_yolo_dist.core.atomic import write_json
+    workers = par.world.size - par.n_servers
+    together = settings.max_staleness == 0
+    preset = settings.preset if together else dataclasses.replace(settings.preset, n_gpus=1)
+    schedule = preset.schedule()
+    examples = settings.batchsize * settings.push_every * (workers if together else 1)
+
+    def on_update(optimizer, version):
+        optimizer.lr = schedule(version * examples / preset.n_train)
+
+    stats = serve(par, optimizer_settings(settings, preset), settings.max_staleness,
+                  on_update).as_dict()
+    write_json(os.path.join(settings.out, 'parallelism_server%d.json' % par.world.rank), stats)
+    return None
 
 
 def finish(optimizer):

@@ -147,7 +147,9 @@ def start_run(system, options, log=print):
     """
     from mpi4py import MPI  # the world size is the papers' k, which the preset needs
     virtual_ranks = options.get('virtual_ranks') or 1
-    workers = MPI.COMM_WORLD.size * virtual_ranks
+    # The papers' k counts the ranks that train: parameter servers (async) do not.
+    servers = (options.get('n_servers') or 1) if options.get('parallelism') == 'async' else 0
+    workers = (MPI.COMM_WORLD.size - servers) * virtual_ranks
     try:
         paper_preset = presets.load(options['preset'], workers)
         preset = presets.load(options['preset'], workers, **preset_overrides(options))
@@ -249,7 +251,8 @@ def build_trainer(settings, comm, updater, chain, model, aggregated_keys):
     from chainer_yolo_dist.core import reporting
     chainer.global_config.cudnn_fast_batch_normalization = settings.preset.cudnn_fast_bn
     trainer = chainer.training.Trainer(updater, settings.stop_trigger, out=settings.out)
-    trainer.extend(LRScheduleExtension(settings.schedule))
+    if not settings.serving_ranks:  # with parameter servers the servers apply the schedule
+        trainer.extend(LRScheduleExtension(settings.schedule))
     reporting.aggregate(trainer, comm, aggregated_keys)
     snapshots.add_snapshots(trainer, settings, comm, chain, model)
     return trainer
@@ -260,8 +263,9 @@ def main(system, train, summary, options, log=print):
     (the system's recipe, returning ``metrics.json``'s content), then rank 0 logs
     ``summary % metrics`` with the throughput. Returns the exit status (0)."""
     settings, comm, data = start_run(system, options, log)
-    metrics = train(settings, comm, data, log)
-    if comm.rank == 0:
+    metrics = train(settings, comm, data, log)  # None on a rank that trained nothing
+    trained = comm.mpi_comm.allgather(metrics is not None)
+    if comm.rank == trained.index(True):  # the first rank that trained
         log((summary + ' after %(iterations)d iterations, %(elapsed_seconds).1f s, '
              '%(images_per_second).1f images/s') % metrics)
     return 0

@@ -64,6 +64,14 @@ class RunSettings:
     progress: bool
     double_buffering: bool
     pretrained: str | None
+    parallelism: str
+    n_servers: int
+    push_every: int
+    pull_every: int
+    max_staleness: int | None
+    average_every: int
+    average_optimizer_state: bool
+    lars: bool
     departures: tuple
 
     def __post_init__(self):
@@ -73,13 +81,22 @@ class RunSettings:
                     ('loaderjob', 0, '--loaderjob'), ('eval_interval', 0, '--eval-interval'),
                     ('eval_batchsize', 1, '--eval-batchsize'),
                     ('log_interval', 1, '--log-interval'), ('virtual_ranks', 1,
-                                                            '--virtual-ranks'))
+                                                            '--virtual-ranks'),
+                    ('n_servers', 1, '--servers'), ('push_every', 1, '--push-every'),
+                    ('pull_every', 1, '--pull-every'), ('max_staleness', 0, '--max-staleness'),
+                    ('average_every', 1, '--average-every'))
         for field, low, option in at_least:
             value = getattr(self, field)
             if value is not None and not value >= low:
                 raise ValueError('%s must be >= %s, got %r' % (option, low, value))
         if self.double_buffering and self.virtual_ranks > 1:
             raise ValueError('--double-buffering works with --virtual-ranks 1 only')
+        if self.parallelism != 'sync' and (self.virtual_ranks > 1 or self.double_buffering):
+            raise ValueError('--parallelism %s works without --virtual-ranks and '
+                             '--double-buffering' % self.parallelism)
+        if self.parallelism == 'async' and self.resume:
+            raise ValueError('--resume is not available with --parallelism async: the servers\''
+                             ' state is not in the snapshots')
 
     @property
     def eta(self):
@@ -111,6 +128,11 @@ class RunSettings:
     @property
     def iterations_per_epoch(self):
         return self.preset.iterations_per_epoch
+
+    @property
+    def serving_ranks(self):
+        """Ranks that hold parameters and train nothing (``--parallelism async``)."""
+        return self.n_servers if self.parallelism == 'async' else 0
 
     def to_json(self):
         """The settings as ``config.json`` records them: every field, the preset's derived

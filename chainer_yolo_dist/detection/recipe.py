@@ -8,7 +8,7 @@ Chainer's trainer and extensions, and logs, plots and snapshots written by rank 
 import numpy as np
 from chainer.training import extensions
 
-from chainer_yolo_dist.core import iterators, optimizers, reporting, run
+from chainer_yolo_dist.core import iterators, parallelism, reporting, run
 from chainer_yolo_dist.core.snapshots import record_config, resume, save_results
 from chainer_yolo_dist.core.updaters import DataParallelUpdater
 from chainer_yolo_dist.detection import data, models
@@ -28,6 +28,9 @@ def check(preset, options):
         raise ValueError('preset %s trains %s on %s; train_yolo.py trains %s on %s'
                          % (preset.name, preset.model, preset.dataset,
                             ', '.join(models.MODELS), ', '.join(data.DATASETS)))
+    if options.get('parallelism') == 'async':
+        raise ValueError('--parallelism async is for train_darknet.py (paper 003); detection '
+                         'runs sync, local or stale')
     if preset.dataset == 'vocformat' and not options.get('class_names'):
         raise ValueError('--dataset vocformat needs --class-names (and --data-dir)')
     pretrained = options.get('pretrained')
@@ -79,10 +82,9 @@ def train_detector(settings, comm, dataset, log=print):
         dataset.train, transform, settings, comm)
     converter = MultiScaleConverter(preset.insize)
 
-    optimizer, hooks = optimizers.momentum_sgd(settings)
     init_input = chain.xp.zeros((1, 3, preset.insize, preset.insize), np.float32)
-    optimizer = optimizers.multi_node(optimizer, hooks, chain, comm,
-                                      settings.double_buffering, lambda: model(init_input))
+    par = parallelism.for_run(settings, comm)
+    optimizer = parallelism.run_optimizer(par, settings, chain, lambda: model(init_input))
     updater = DataParallelUpdater(train_iters, optimizer, converter, settings.device)
     trainer = run.build_trainer(settings, comm, updater, chain, model, LOSS_KEYS)
     if preset.multiscale:
@@ -107,6 +109,7 @@ def train_detector(settings, comm, dataset, log=print):
 
     trainer.run()
     metrics = reporting.run_metrics(trainer, settings)
+    metrics['parallelism'] = dict(parallelism.finish(optimizer), mode=settings.parallelism)
 
     result = evaluator()  # with the trained model, on every rank (collective)
     metrics.update(map=result['map'], ap=result['ap'], eval_insize=model.insize)
