@@ -81,6 +81,11 @@ class RunSettings:
         if self.double_buffering and self.virtual_ranks > 1:
             raise ValueError('--double-buffering works with --virtual-ranks 1 only')
 
+    def identity_extras(self):
+        """Settings beyond the core's that a resumed run must share with the run that wrote
+        the snapshot (``{name: JSON value}``; see ``snapshots.run_identity``); none here."""
+        return {}
+
     @property
     def eta(self):
         """The papers' base rate: the single-worker learning rate."""
