@@ -99,7 +99,7 @@ def resume(trainer, settings, comm, log, rank_state=None):
                          % (settings.resume, e.args[0] if e.args else e)) from e
     if rank_state is not None:
         # Collective: every rank learns whether any rank's file failed, so none waits.
-        errors = [e for e in comm.allgather_obj(_load_rank_state(
+        errors = [e for e in comm.mpi_comm.allgather(_load_rank_state(
             settings.resume, comm.rank, rank_state, trainer.updater.iteration)) if e]
         if errors:
             raise SetupError('; '.join(errors))

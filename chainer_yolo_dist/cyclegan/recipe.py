@@ -6,8 +6,9 @@ EpochDrawSampler`); four networks (two generators, two discriminators), each wit
 multi-node Adam that averages its gradients over all ranks (Horovod's ``DistributedOptimizer``
 in the paper); the rate not scaled with the process count (lr rule 'constant'): Adam alpha 2e-4,
 beta1 0.5, constant for 100 epochs then linearly to 0 at 200, the discriminators' rate half the
-generators' (appendix A.1.2). The history pools are per rank: each rank writes its own beside
-rank 0's snapshot (:func:`~chainer_yolo_dist.core.snapshots.add_rank_snapshots`).
+generators' (appendix A.1.2). The history pools and the draws are per rank: each rank writes
+its own beside rank 0's snapshot (:func:`~chainer_yolo_dist.core.snapshots.add_rank_snapshots`,
+:class:`RankState`).
 """
 import chainer
 import numpy as np
@@ -65,8 +66,10 @@ class Networks(chainer.Chain):
             self.dis_b = PatchDiscriminator(ndf)
 
 
-class PoolState(object):
-    """This rank's two history pools, for its own state file beside the snapshot."""
+class RankState(object):
+    """What differs between ranks, for each rank's own file beside rank 0's snapshot: its two
+    history pools, and its iterator (whose current order holds this rank's own draws; rank 0's
+    snapshot has rank 0's)."""
 
     def __init__(self, updater):
         self.updater = updater
@@ -74,6 +77,7 @@ class PoolState(object):
     def serialize(self, serializer):
         self.updater.pool_a.serialize(serializer['pool_a'])
         self.updater.pool_b.serialize(serializer['pool_b'])
+        self.updater.get_iterator('main').serialize(serializer['iterator'])
 
 
 class _LossTrace(chainer.training.Extension):
@@ -118,7 +122,7 @@ def train_cyclegan(settings, comm, dataset, log=print):
     trainer = run.build_trainer(settings, comm, updater, nets, nets, LOSS_KEYS,
                                 schedule=MultiOptimizerSchedule(settings.schedule, factors,
                                                                 attr='alpha'))
-    add_rank_snapshots(trainer, settings, comm, PoolState(updater))
+    add_rank_snapshots(trainer, settings, comm, RankState(updater))
     trace = _LossTrace()
     trainer.extend(trace)
 
@@ -136,7 +140,7 @@ def train_cyclegan(settings, comm, dataset, log=print):
         extensions.PlotReport(['fid'], 'epoch', filename='fid.png',
                               trigger=(settings.fid_interval or preset.epochs, 'epoch'),
                               postprocess=reporting.titled(title, 'Frechet distance'))])
-    resume(trainer, settings, comm, log, rank_state=PoolState(updater))
+    resume(trainer, settings, comm, log, rank_state=RankState(updater))
     record_config(settings, comm, draws_per_epoch=draws, iterations_per_epoch=per_epoch,
                   fid_extractor=_extractor_name(settings),
                   fid_baseline=frechet.baseline if frechet else None)
@@ -175,7 +179,7 @@ def _networks_in_sync(nets, comm):
             h.update(path.encode())
             h.update(np.ascontiguousarray(chainer.backend.CpuDevice().send(param.array)))
         digests[name] = h.hexdigest()
-    gathered = comm.allgather_obj(digests)
+    gathered = comm.mpi_comm.allgather(digests)
     return {name: all(d[name] == gathered[0][name] for d in gathered) for name in NETWORKS}
 
 
