@@ -96,6 +96,7 @@ class Preset:
     augmentation: str = 'paper'
     linear_from: float = 0.0
     sampling_scale: float | None = None
+    max_iterations: int | None = None
     global_batchsize: int = dataclasses.field(init=False)
     peak_lr: float = dataclasses.field(init=False)
     warmup_start_lr: float = dataclasses.field(init=False)
@@ -121,6 +122,9 @@ class Preset:
         if not self.weight_decay >= 0:
             raise ValueError('%s: weight_decay must be >= 0, got %r' % (where,
                                                                         self.weight_decay))
+        if self.max_iterations is not None and self.max_iterations < 1:
+            raise ValueError('%s: max_iterations must be >= 1, got %r'
+                             % (where, self.max_iterations))
         if self.sampling_scale is not None and not self.sampling_scale > 0:
             raise ValueError('%s: sampling_scale must be positive, got %r'
                              % (where, self.sampling_scale))
@@ -231,13 +235,16 @@ _CONVERT = {
     'pretrained': _opt_str, 'transfer_layers': int, 'communicator': str,
     'allreduce_grad_dtype': _opt_str, 'cudnn_fast_bn': _bool, 'augmentation': str,
     'linear_from': float,
+    'max_iterations': lambda v: None if v in (None, 0, _NONE_STRING) else int(v),
     'sampling_scale': lambda v: None if v in (None, _NONE_STRING) else float(v),
 }
 # Keys a file may leave out: the field's default applies. linear_from: epochs at the full rate
 # before decay = "linear" (paper 002 A.1.2: 100); sampling_scale: "none" reads a fixed share
 # per rank (papers 000, 001), a number draws ceil(scale * n_train / k) examples per rank and
-# epoch (paper 002 sec. 3.2: 4).
-_OPTIONAL_KEYS = ('reference_batch', 'augmentation', 'linear_from', 'sampling_scale')
+# epoch (paper 002 sec. 3.2: 4); max_iterations: a run that stops after this many updates
+# rather than after `epochs` (Darknet's max_batches; paper 002 sec. 3.3: 5,000).
+_OPTIONAL_KEYS = ('reference_batch', 'augmentation', 'linear_from', 'sampling_scale',
+                  'max_iterations')
 _DERIVED = tuple(f.name for f in dataclasses.fields(Preset) if not f.init)
 
 

@@ -94,7 +94,7 @@ def departures_from_preset(preset, paper_preset, options):
     if preset.n_train != paper_preset.n_train:
         out.append('%d training examples instead of the preset\'s %d' % (preset.n_train,
                                                                           paper_preset.n_train))
-    last = options.get('iterations')
+    last = options.get('iterations') or preset.max_iterations
     epochs = preset.epochs if not last else last / preset.iterations_per_epoch
     late = [s for s in preset.steps if s >= epochs] if preset.decay == 'step' else []
     if late:

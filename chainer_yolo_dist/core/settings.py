@@ -108,9 +108,12 @@ class RunSettings:
 
     @property
     def stop_trigger(self):
-        """``(iterations, 'iteration')`` when ``--iterations`` is set, else the preset's epochs."""
+        """``(iterations, 'iteration')`` when ``--iterations`` is set, else the preset's
+        ``max_iterations`` if it has them (an iteration-based preset), else its epochs."""
         if self.iterations:
             return self.iterations, 'iteration'
+        if self.preset.max_iterations:
+            return self.preset.max_iterations, 'iteration'
         return self.preset.epochs, 'epoch'
 
     @property
