@@ -47,7 +47,7 @@ def parse_args(argv=None):
                    '(default: --dir-a)')
     d.add_argument('--test-dir-b', help='domain B images for the Frechet distance')
     d.add_argument('--no-check-images', dest='check_images', action='store_false')
-    d.add_argument('--n-train-images', type=int, default=256, help='synthetic pairs')
+    d.add_argument('--n-train-images', type=int, default=128, help='synthetic pairs')
     d.add_argument('--n-test-images', type=int, default=128, help='synthetic test pairs')
     d.add_argument('--image-size', type=int, help='image side (default: the preset\'s insize)')
     d.add_argument('--no-flip', dest='flip', action='store_false',

@@ -106,3 +106,50 @@ def test_each_rank_s_own_state_matters_and_a_missing_one_is_named(full_run, tmp_
     assert proc.returncode != 0
     assert 'rank 1' in proc.stdout + proc.stderr
     assert 'snapshot_iter_6.rank1.npz' in proc.stdout + proc.stderr
+
+
+def test_translate_applies_the_trained_generator_to_a_folder(full_run, tmp_path):
+    import PIL.Image
+    out, _ = full_run
+    src = tmp_path / 'in' / 'sub'
+    src.mkdir(parents=True)
+    rng = np.random.RandomState(0)
+    for k, (h, w) in enumerate(((40, 50), (32, 32), (64, 48))):
+        PIL.Image.fromarray(rng.randint(0, 255, (h, w, 3)).astype(np.uint8)).save(
+            str(src / ('img%d.jpg' % k)))
+    (tmp_path / 'in' / 'notes.txt').write_text('not an image')
+    proc = check(run_python(['scripts/translate.py', os.path.join(out, 'model.npz'),
+                             str(tmp_path / 'in'), str(tmp_path / 'out')], timeout=60))
+    assert 'translated 3 images' in proc.stdout
+    written = sorted(os.listdir(str(tmp_path / 'out' / 'sub')))
+    assert written == ['img0.png', 'img1.png', 'img2.png']
+    assert PIL.Image.open(str(tmp_path / 'out' / 'sub' / 'img0.png')).size == (32, 32)
+    # the same generator in the snapshot gives the same image
+    check(run_python(['scripts/translate.py', os.path.join(out, 'snapshot_iter_12'),
+                      str(tmp_path / 'in'), str(tmp_path / 'snap')], timeout=60))
+    assert np.array_equal(np.asarray(PIL.Image.open(str(tmp_path / 'out/sub/img2.png'))),
+                          np.asarray(PIL.Image.open(str(tmp_path / 'snap/sub/img2.png'))))
+    proc = run_python(['scripts/translate.py', os.path.join(out, 'config.json'),
+                       str(tmp_path / 'in'), str(tmp_path / 'bad')], timeout=60)
+    assert proc.returncode != 0 and 'config.json' in proc.stderr
+
+
+def test_table2_sets_on_the_synthetic_domains(full_run, tmp_path):
+    from chainer_yolo_dist.cyclegan.data import SyntheticDomains
+    from chainer_yolo_dist.cyclegan.synthetic_detection import scene_boxes
+    from chainer_yolo_dist.datasets.voc import VOCFormatDataset
+    out, _ = full_run
+    root = str(tmp_path / 'sets')
+    proc = check(run_python(['scripts/make_synthetic_detection_sets.py', root, '--generator',
+                             os.path.join(out, 'model.npz'), '--n-test-images', '3'],
+                            timeout=60))
+    assert 'a: 4 images, b: 8 images, c: 8 images, test: 3 images' in proc.stdout
+    c = VOCFormatDataset(root, 'c', ('object',))
+    assert c.ids[:4] == ['real_%05d' % i for i in range(4)]
+    assert c.ids[4:] == ['gen_%05d' % i for i in range(4)]
+    # the run's data: seed 3, 32 px; generated images keep their CG scene's boxes
+    train = SyntheticDomains('train', 4, 32, seed=3)
+    img, bbox, label = c[5]
+    assert img.shape == (3, 32, 32) and (label == 0).all()
+    expected = scene_boxes(train, 'a', 1)
+    np.testing.assert_array_equal(bbox, expected - np.array([0, 0, 1, 1], np.float32))

@@ -141,7 +141,7 @@ def _cell(value, signed=False):
 
 TABLE2 = 'p002_table2_person_detection'
 #: Presets whose runs are person detectors of paper 002 sec. 3.3.
-PERSON_PRESETS = ('yolov3_person_bdd_2019',)
+PERSON_PRESETS = ('yolov3_person_bdd_2019', 'yolov3_person_demo')
 TABLE2_COLUMNS = ('tp', 'fp', 'fn', 'precision', 'recall', 'f1', 'map_percent')
 
 
@@ -178,6 +178,9 @@ def table2_rows(runs, row=None):
                             description=pub['description'], setting=''))
         departures = '; '.join(d for d in run.config.get('departures', [])
                                if not d.startswith('communicator '))
+        if run.config.get('iterations'):
+            departures = '; '.join(filter(None, [departures, 'stopped after %d iterations'
+                                                 % run.config['iterations']]))
         measured = {c: counts[c] for c in TABLE2_COLUMNS if c in counts}
         measured['map_percent'] = 100.0 * float(run.metrics['map'])
         out.append(dict(measured, source='run %s' % run.name,
