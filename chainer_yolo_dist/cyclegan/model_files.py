@@ -25,8 +25,11 @@ def load_generator(path, direction='ab', ngf=None, n_blocks=None):
             cfg = json.load(f)
         ngf = cfg['ngf'] if ngf is None else ngf
         n_blocks = cfg['n_blocks'] if n_blocks is None else n_blocks
-    with np.load(path) as f:
-        keys = f.files
+    try:
+        with np.load(path) as f:
+            keys = f.files
+    except (OSError, ValueError) as e:
+        raise ValueError('%s: not a .npz of train_cyclegan.py (%s)' % (path, e)) from e
     name = 'gen_' + direction
     prefix = next((p + name + '/' for p in PREFIXES
                    if any(k.startswith(p + name + '/') for k in keys)), None)
