@@ -128,3 +128,25 @@ def test_the_person_preset_stops_after_5000_iterations():
     settings = DetectionSettings(**fields)
     assert settings.stop_trigger == (5000, 'iteration')
     assert dataclasses.replace(settings, iterations=7).stop_trigger == (7, 'iteration')
+
+
+@pytest.mark.slow  # two ranks train a small detector for 6 iterations: about 30 s
+def test_a_detector_run_keeps_its_best_checkpoint_and_records_table2_counts(tmp_path):
+    from chainer_yolo_dist.cyclegan.synthetic_detection import write_detection_sets
+    from conftest import run_mpi
+    root = str(tmp_path / 'sets')
+    assert write_detection_sets(root, 8, 4, 64) == {'a': 8, 'b': 16, 'test': 4}
+    out = str(tmp_path / 'run')
+    check(run_mpi(2, ['scripts/train_yolo.py', '--preset', 'yolov3_person_demo', '--data-dir',
+                      root, '--class-names', 'object', '--train-split', 'b', '--out', out,
+                      '--iterations', '6', '--eval-interval', '1', '--loaderjob', '0',
+                      '--log-interval', '2'], timeout=180))
+    assert os.path.isfile(os.path.join(out, 'model_best.npz'))
+    metrics = json.load(open(os.path.join(out, 'metrics.json')))
+    c = metrics['counts']
+    assert c['score_thresh'] == 0.25 and c['tp'] + c['fn'] > 0
+    with np.load(os.path.join(out, 'model_best.npz')) as best, \
+            np.load(os.path.join(out, 'model.npz')) as last:
+        assert sorted(best.files) == sorted(last.files)  # the detector alone, as model.npz
+    proc = check(run_python(['scripts/compare_map.py', out], timeout=60))
+    assert 'paper 002 Table 2 (b)' in proc.stdout  # the split named after its row
