@@ -13,7 +13,8 @@ PAPER_PRESETS = ('darknet19_imagenet_2019', 'darknet53_imagenet_2019', 'yolov2_f
                  'yolov2_voc_2018', 'yolov2_voc_2019', 'yolov3_voc_2019')
 # Paper 002's presets are checked in tests/test_table2.py (their citations name paper 002).
 ALL = PAPER_PRESETS + ('synthetic_demo', 'synthetic_classification_demo', 'cyclegan_demo',
-                       'cyclegan_synthia2bdd_2019', 'yolov3_person_bdd_2019')
+                       'cyclegan_synthia2bdd_2019', 'yolov3_person_bdd_2019',
+                       'yolov3_person_demo')
 CITATION = r'paper 00[01] (sec\.|table|fig\.|title)|not printed in paper 00[01]'
 
 

@@ -13,6 +13,9 @@ def test_constant_rule_keeps_eta_at_every_process_count():
         p = presets.load('cyclegan_synthia2bdd_2019', k)
         assert p.peak_lr == pytest.approx(2e-4) and p.warmup_start_lr == pytest.approx(2e-4)
     assert presets.LR_RULE_FORMULAS['constant'] == 'η'
+    # 512 x 1 is 10.6 % of 4,822 pairs, but no linear scaling rule is in force to warn about
+    assert presets.load('cyclegan_synthia2bdd_2019', 512).batch_fraction_check()[1] is None
+    assert presets.load('yolov2_voc_2018', 512).batch_fraction_check()[1] is not None
 
 
 def test_paper_preset_draws_scale_d_over_n_per_rank():

@@ -99,12 +99,12 @@ def test_compare_puts_a_person_detector_beside_its_table2_row(tmp_path):
         compare.table2_row_id(runs.load_run(path), 'z')
 
 
-CITE_002 = r'paper 002 (sec\.|appendix|title|Table)|unused by|^the two domains|nothing ' \
+CITE_002 = r'paper 00[012] (sec\.|appendix|title|Table)|unused by|^the two domains|nothing ' \
     r'transferred|no batch normalisation'
 
 
 @pytest.mark.parametrize('name', ['cyclegan_synthia2bdd_2019', 'yolov3_person_bdd_2019',
-                                  'cyclegan_demo'])
+                                  'cyclegan_demo', 'yolov3_person_demo'])
 def test_every_paper_002_preset_key_cites_its_source_or_says_why_not(name):
     with open(presets.preset_path(name), encoding='utf-8') as f:
         lines = [line for line in f if re.match(r'[a-z_]+\s*=', line)]

@@ -189,8 +189,11 @@ class Preset:
         return dataclasses.replace(self, n_train=int(n_train), n_class=int(n_class))
 
     def batch_fraction_check(self, warn_above=0.07):
-        """``(batch_fraction, warning or None)``; see ``schedules.batch_fraction_check``."""
-        return batch_fraction_check(self.global_batchsize, self.n_train, warn_above)
+        """``(batch_fraction, warning or None)``; see ``schedules.batch_fraction_check``. The
+        warning is about the linear scaling rule: none for a rate not scaled with k."""
+        fraction, warning = batch_fraction_check(self.global_batchsize, self.n_train,
+                                                 warn_above)
+        return fraction, None if self.lr_rule in UNSCALED_RULES else warning
 
 
 def _check_choice(where, key, value, choices):
