@@ -113,9 +113,13 @@ def main():
     p.add_argument('--output-std', type=float, default=1.0)
     p.add_argument('--repeat', type=int, default=20)
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--out', default=os.path.join('results', 'bench',
-                                                 'loss_target_assignment.json'))
+    p.add_argument('--out', help='JSON file (default: loss_target_assignment.json in a new '
+                   'runs/bench/loss-<time>; results/bench holds the committed one)')
     args = p.parse_args()
+    if not args.out:
+        from chainer_yolo_dist.core.rundir import timestamped
+        args.out = os.path.join(timestamped(os.path.join('runs', 'bench'), 'loss'),
+                                'loss_target_assignment.json')
     if args.insize % 32:
         p.error('--insize must be a multiple of 32, got %d' % args.insize)
     if not 0 < args.min_side <= args.max_side <= args.insize:

@@ -33,7 +33,8 @@ def parse_args(argv=None):
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--processes', type=int, nargs='+', default=[1, 2])
     p.add_argument('--loaderjob', type=int, default=1)
-    p.add_argument('--out', default=os.path.join(REPO, 'results', 'bench'))
+    p.add_argument('--out', help='output directory (default: a new runs/bench/train_step-<time>;'
+                   ' results/bench holds the committed measurements)')
     p.add_argument('--worker', help=argparse.SUPPRESS)  # internal: result file of one run
     return p.parse_args(argv)
 
@@ -83,6 +84,9 @@ def main(argv=None):
         print('%-9d %9.2f %9.2f %7.2fx ' % (r['processes'], r['images_per_second_per_process'],
                                             r['images_per_second_total'], r['speedup_vs_first'])
               + ' '.join('%8.1f%%' % (100 * r['phase_share'][p]) for p in PHASES))
+    if not args.out:
+        from chainer_yolo_dist.core.rundir import timestamped
+        args.out = timestamped(os.path.join(REPO, 'runs', 'bench'), 'train_step')
     stem = os.path.join(args.out, 'train_step_%s_%d' % (args.model, args.insize))
     write_json(stem + '.json', {
         'machine': {'platform': platform.platform(), 'processor': platform.processor(),

@@ -34,8 +34,8 @@ def main(argv=None):
     p.add_argument('--out', help='run directory (default: a new runs/demo-<UTC time>)')
     p.add_argument('--processes', type=int, default=2)
     args, train_args = p.parse_known_args(argv)
-    args.out = args.out or os.path.join('runs', time.strftime('demo-%Y%m%d-%H%M%S',
-                                                              time.gmtime()))
+    from chainer_yolo_dist.core.rundir import timestamped
+    args.out = args.out or timestamped('runs', 'demo')
     env = dict(os.environ, OMP_NUM_THREADS='1', MPLBACKEND='Agg',
                CHAINERMN_FORCE_ABORT_ON_EXCEPTION='1')
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Evaluate a trained YOLO on a detection dataset: VOC mAP (VOC2007 11-point metric).
 
-    python scripts/eval_yolo.py results/runs/demo/model.npz
+    python scripts/eval_yolo.py runs/quick_yolo/model.npz   # a run of README's quick commands
+    python scripts/eval_yolo.py model.npz --model yolov3_small --dataset synthetic --n-class 4
     mpiexec -n 4 python scripts/eval_yolo.py RUN/model.npz --dataset voc0712 --data-dir VOCdevkit
 
 SNAPSHOT is a ``model.npz`` written by train_yolo.py (or a trainer snapshot
@@ -17,9 +18,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from chainer_yolo_dist.core import cli  # noqa: E402
+
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
+    p = cli.Parser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('snapshot')
     p.add_argument('--config', help='config.json of the run (default: beside SNAPSHOT)')

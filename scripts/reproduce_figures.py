@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Redraws the papers' figures from results/published, and plots measured runs.
 
-    python scripts/reproduce_figures.py [--runs RUN_DIR ...] [--out results/figures]
+    python scripts/reproduce_figures.py [--runs RUN_DIR ...] [--out DIR]
 
 Without --runs: the published-data figures (mAP, speed-up, cost against GPUs; paper 004's
 stall and communication shares). With --runs: also, per group of runs, loss against epoch
@@ -21,12 +21,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--runs', nargs='+', metavar='RUN_DIR', default=[])
-    parser.add_argument('--out', default=os.path.join(REPO, 'results', 'figures'),
-                        help='output directory (default results/figures)')
+    parser.add_argument('--out', help='output directory (default: a new runs/figures-<time>; '
+                        'results/figures holds the committed published figures)')
     parser.add_argument('--dpi', type=int, default=100)
     parser.add_argument('--no-published', action='store_true',
                         help='draw only the measured-run figures')
     args = parser.parse_args(argv)
+    from chainer_yolo_dist.core.rundir import timestamped
+    args.out = args.out or timestamped(os.path.join(REPO, 'runs'), 'figures')
     written = []
     if not args.no_published:
         written += figures.draw_published(args.out, args.dpi)

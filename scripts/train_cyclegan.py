@@ -26,8 +26,7 @@ DEFAULT_EXTRACTOR = os.path.join(OUT_PARENT, 'fid_extractor_default.npz')
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--preset', default='cyclegan_demo',
                    help='settings to start from (default: %(default)s; see docs/cyclegan.md)')
     g = p.add_argument_group('overrides of preset values (default: the preset\'s)')

@@ -56,15 +56,16 @@ def _fraction(value):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
+    p = cli.Parser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--preset', default='synthetic_classification_demo',
                    help='settings to start from (default: %(default)s; see docs/presets.md)')
     g = p.add_argument_group('overrides of preset values (default: the preset\'s)')
-    g.add_argument('--model', choices=['darknet19', 'darknet53'])
+    g.add_argument('--model', choices=['darknet19', 'darknet53', 'darknet_small'])
     g.add_argument('--dataset', type=_dataset, help='synthetic or imagenet')
     cli.add_preset_overrides(
-        g, lr_rules_help='kn_256_eta (lr = k*n/256*eta, paper 001), k_eta, literal_knEta',
+        g, lr_rules_help='kn_256_eta (lr = k*n/256*eta, paper 001), k_eta, literal_knEta, '
+        'sqrt_k_eta (sqrt(k)*eta)',
         insize_help='training and validation input size (multiple of 32): 224, or 448 for '
         'the fine-tuning stage')
     g.add_argument('--n-class', type=int, help='synthetic classes (ImageNet: from the data)')

@@ -21,7 +21,7 @@ from chainer_yolo_dist.core import cli, mpi  # noqa: E402
 OUT_PARENT = 'runs'
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
+    p = cli.Parser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--preset', default='synthetic_demo',
                    help='settings to start from (default: %(default)s; see docs/presets.md)')
@@ -30,7 +30,8 @@ def parse_args(argv=None):
     g.add_argument('--dataset', help='synthetic, voc0712 or vocformat')
     cli.add_preset_overrides(
         g, lr_rules_help='k_eta (lr = k*eta), literal_knEta (k*n*eta), kn_256_eta '
-        '(k*n/256*eta)', insize_help='input size (multiple of 32) without multi-scale; '
+        '(k*n/256*eta), sqrt_k_eta (sqrt(k)*eta: square-root scaling, not in the papers)',
+        insize_help='input size (multiple of 32) without multi-scale; '
         'also the first batches\' size and the evaluation size')
     g.add_argument('--multiscale', type=int, nargs=3, metavar=('MIN', 'MAX', 'EVERY'),
                    help='draw the input size from MIN..MAX (multiples of 32) every EVERY '

@@ -10,7 +10,8 @@ from conftest import check, run_python
 
 
 def make_run(root, name, comm_size, preset=None, model='yolov2', dataset='voc', epochs=4,
-             metrics=None, classification=False, peak_lr=None, seconds_per_epoch=10.0):
+             metrics=None, classification=False, peak_lr=None, seconds_per_epoch=10.0,
+             n_train=16551):
     """Writes a run directory with the layout of scripts/train_*.py; returns its path.
 
     The loss decays as 2 / (1 + epoch) (slower with more processes, as larger batches do);
@@ -23,8 +24,9 @@ def make_run(root, name, comm_size, preset=None, model='yolov2', dataset='voc', 
     recipe = {'name': preset, 'model': model, 'dataset': dataset,
               'batchsize_per_gpu': batch, 'global_batchsize': batch * comm_size,
               'peak_lr': peak_lr if peak_lr is not None else 1e-4 * comm_size,
-              'epochs': epochs, 'insize': 416}
-    config = {'preset': recipe, 'workers': comm_size, 'iterations_per_epoch': per_epoch}
+              'epochs': epochs, 'insize': 416, 'n_train': n_train}
+    config = {'preset': recipe, 'workers': comm_size, 'iterations_per_epoch': per_epoch,
+              'eta': recipe['peak_lr'] / comm_size}
     log = []
     # Logged every 5 iterations, as the training scripts do; 'epoch' counts completed epochs.
     for iteration in range(5, epochs * per_epoch + 1, 5):

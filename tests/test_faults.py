@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from conftest import MPIEXEC, REPO, _env, check, run_mpi, run_python
@@ -255,3 +254,11 @@ def test_a_full_disk_fails_cleanly(tmp_path):
         assert 'metrics.json' not in names
     finally:
         subprocess.run(['umount', str(disk)], capture_output=True)
+
+
+def test_a_bad_option_value_is_one_line_from_one_rank(tmp_path):
+    proc = run_mpi(2, ['scripts/train_yolo.py', '--batchsize', 'abc'], timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: argument --batchsize: invalid int value: 'abc' (train_yolo.py -h lists the "
+        "options)"]

@@ -82,7 +82,9 @@ def test_loss_figure_pairs_one_process_with_each_k(run_dirs):
     voc = [r for r in runs.find_runs([str(run_dirs)]) if r.preset == 'yolov2_voc_2018']
     fig = figures.loss_figure(voc)
     titles, xlabels, ylabels = _texts(fig)
-    assert titles == ['(a) 1 node, k = 2, η = 0.0002', '(b) 1 node, k = 4, η = 0.0004']
+    # η is the base rate (1e-4 for every k), the peak is k times it (paper 000 sec. 4.1).
+    assert titles == ['(a) 1 node, k = 2, η = 0.0001, peak lr = 0.0002',
+                      '(b) 1 node, k = 4, η = 0.0001, peak lr = 0.0004']
     assert set(xlabels) == {'Epoch'} and set(ylabels) == {'Loss'}
     for ax, k in zip(fig.axes, (2, 4)):
         one, many = ax.get_lines()
@@ -101,9 +103,19 @@ def test_accuracy_figure_draws_train_and_validation(run_dirs):
 
 def test_measured_speedup_is_the_ratio_of_epoch_times(run_dirs):
     fig = figures.measured_speedup_figure(runs.find_runs([str(run_dirs)]))
-    (voc,) = [line for line in fig.axes[0].get_lines() if line.get_label() == 'yolov2_voc_2018']
+    (voc,) = [line for line in fig.axes[0].get_lines()
+              if line.get_label().startswith('yolov2_voc_2018 ')]
+    assert voc.get_label() == 'yolov2_voc_2018 (16551 images, yolov2, 416 px, n = 16)'
     assert list(voc.get_xdata()) == [1, 2, 4]
     assert list(voc.get_ydata()) == pytest.approx([1.0, 100 / 55, 100 / 30])
+
+
+def test_speedup_compares_only_runs_of_the_same_data_size(tmp_path):
+    # 2 processes on 320 images against 1 on 128 would draw a meaningless speed-up.
+    make_run(tmp_path, 'k1', 1, preset='synthetic_demo', n_train=128, seconds_per_epoch=10.0)
+    make_run(tmp_path, 'k2', 2, preset='synthetic_demo', n_train=320, seconds_per_epoch=4.0)
+    with pytest.raises(ValueError, match='no group of runs has both'):
+        figures.measured_speedup_figure(runs.find_runs([str(tmp_path)]))
 
 
 def test_reproduce_figures_with_runs_writes_measured_pngs(run_dirs, tmp_path):

@@ -102,3 +102,36 @@ def test_non_finite_loss_raises_naming_the_iteration():
     x[0, 0, 0, 0] = np.nan
     with pytest.raises(NonFiniteLossError, match='iteration 17'):
         chain(x, bboxes, labels)
+
+
+def test_the_classifier_names_the_iteration_of_a_non_finite_loss():
+    import chainer
+    from chainer_yolo_dist.classification.chain import ClassifierChain
+    from chainer_yolo_dist.classification.darknet import build_classifier
+    chain = ClassifierChain(build_classifier('darknet19', 4, channels_scale=1 / 8, seed=0))
+    chain.iteration = 9
+    x = np.zeros((2, 3, 32, 32), np.float32)
+    x[0, 0, 0, 0] = np.nan
+    with chainer.reporter.Reporter().scope({}):
+        with pytest.raises(NonFiniteLossError, match='at iteration 9 .*before update 9'):
+            chain(x, np.array([0, 1], np.int32))
+
+
+def test_a_bare_model_file_is_evaluated_from_its_options(tmp_path):
+    from chainer_yolo_dist.detection.evaluation import detector_prefix, saved_run_request
+    path = tmp_path / 'model.npz'
+    path.write_bytes(b'')
+    with pytest.raises(ValueError, match='give --model and --dataset'):
+        saved_run_request({'snapshot': str(path)})
+    with pytest.raises(ValueError, match='--dataset synthetic needs --n-class'):
+        saved_run_request({'snapshot': str(path), 'model': 'yolov3_small',
+                           'dataset': 'synthetic'})
+    request, model, insize = saved_run_request({'snapshot': str(path), 'model': 'yolov3_small',
+                                                'dataset': 'synthetic', 'n_class': 4})
+    assert (request.dataset, request.n_class, model, insize) == ('synthetic', 4,
+                                                                 'yolov3_small', 416)
+    import chainer
+    from chainer_yolo_dist.classification.darknet import build_classifier
+    chainer.serializers.save_npz(str(path), build_classifier('darknet19', 4, 1 / 8))
+    with pytest.raises(ValueError, match='this is a classifier, not a detector'):
+        detector_prefix(str(path))

@@ -12,7 +12,8 @@ approx = pytest.approx
 PAPER_PRESETS = ('darknet19_imagenet_2019', 'darknet53_imagenet_2019', 'yolov2_filmrole_2018',
                  'yolov2_voc_2018', 'yolov2_voc_2019', 'yolov3_voc_2019')
 # Paper 002's presets are checked in tests/test_table2.py (their citations name paper 002).
-ALL = PAPER_PRESETS + ('synthetic_demo', 'synthetic_classification_demo', 'cyclegan_demo',
+ALL = PAPER_PRESETS + ('synthetic_demo', 'synthetic_classification_demo',
+                       'synthetic_darknet_small_demo', 'cyclegan_demo',
                        'cyclegan_synthia2bdd_2019', 'yolov3_person_bdd_2019',
                        'yolov3_person_demo')
 CITATION = r'paper 00[01] (sec\.|table|fig\.|title)|not printed in paper 00[01]'
@@ -150,6 +151,19 @@ def test_literal_kn_eta_reading_is_selectable():
     assert p.reference_batch == 1
     assert p.peak_lr == approx(8 * 16 * 0.001)
     assert p.schedule()(0) == approx(0.001)
+
+
+def test_square_root_rule_is_selectable():
+    # Not in the papers: peak sqrt(k)*eta, reference batch n; the warmup still starts at eta.
+    p = presets.load('synthetic_demo', 32, lr_rule='sqrt_k_eta')
+    assert p.reference_batch == 8
+    assert p.peak_lr == approx(0.0025 * 32 ** 0.5)
+    assert p.schedule()(0) == approx(0.0025)
+    assert p.schedule()(2) == approx(0.0025 * 32 ** 0.5)
+    linear = presets.load('synthetic_demo', 32)
+    assert linear.peak_lr == approx(0.0025 * 32)
+    assert presets.load('synthetic_demo', 1, lr_rule='sqrt_k_eta').peak_lr == approx(0.0025)
+    assert presets.describe('yolov3_voc_2019')['lr'] == 'k·η'
 
 
 def test_overrides_replace_fields_and_rederive_the_rest():

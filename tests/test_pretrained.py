@@ -112,11 +112,13 @@ def test_darknet53_into_yolov2_is_refused(tmp_path):
         transfer_pretrained(path, YOLOv2(n_fg_class=4))
 
 
-@pytest.mark.parametrize('detector', [lambda: YOLOv3Small(n_fg_class=4),
-                                      lambda: YOLOv2Tiny(n_fg_class=4)],
-                         ids=['yolov3_small', 'yolov2_tiny'])
-def test_detectors_without_a_darknet_trunk_are_refused(darknet19_file, detector):
-    with pytest.raises(ValueError, match='transfer needs the paper models'):
+@pytest.mark.parametrize('detector, message', [
+    (lambda: YOLOv3Small(n_fg_class=4), 'does not match the detector YOLOv3Small'),
+    (lambda: YOLOv2Tiny(n_fg_class=4), 'transfer needs the paper models')],
+    ids=['yolov3_small', 'yolov2_tiny'])
+def test_detectors_without_a_darknet19_trunk_are_refused(darknet19_file, detector, message):
+    # The small YOLOv3 takes the small Darknet's trunk only; YOLOv2-tiny takes none.
+    with pytest.raises(ValueError, match=message):
         transfer_pretrained(darknet19_file, detector())
 
 
@@ -142,3 +144,38 @@ def test_files_that_hold_no_classifier_are_named(tmp_path):
     chainer.serializers.save_npz(str(detector_file), detector)
     with pytest.raises(ValueError, match='yolo.npz: not a Darknet-19/Darknet-53 classifier'):
         transfer_pretrained(str(detector_file), build_model('yolov2', 4))
+
+
+def test_the_cpu_classifier_to_detector_path(tmp_path):
+    """The papers' path (classifier, then the detector from its trunk) on a CPU: the small
+    Darknet demo classifier starts the small YOLOv3, as Darknet-19/53 start YOLOv2/v3."""
+    classifier_run, detector_run = tmp_path / 'classifier', tmp_path / 'detector'
+    check(run_python(['scripts/train_darknet.py', '--preset', 'synthetic_darknet_small_demo',
+                      '--iterations', '4', '--n-train-images', '64', '--n-test-images', '16',
+                      '--loaderjob', '0', '--out', str(classifier_run)], timeout=240))
+    proc = check(run_python(['scripts/train_yolo.py', '--pretrained',
+                             str(classifier_run / 'model.npz'), '--iterations', '1',
+                             '--n-train-images', '16', '--n-test-images', '4', '--insize', '64',
+                             '--no-multiscale', '--batchsize', '2', '--loaderjob', '0',
+                             '--out', str(detector_run)], timeout=240))
+    assert 'transferred 90 arrays from %s' % (classifier_run / 'model.npz') in proc.stdout
+
+
+def test_the_small_trunk_is_copied_array_by_array():
+    import chainer
+    from chainer_yolo_dist.classification.darknet import SmallDarknet
+    from chainer_yolo_dist.detection.models import YOLOv3Small
+    from chainer_yolo_dist.detection.transfer import transfer_small_darknet
+    np.random.seed(0)
+    classifier = SmallDarknet(4)
+    with chainer.using_config('train', False):
+        classifier(np.zeros((1, 3, 32, 32), np.float32))
+    bn = '/2/1/0/bn'  # the first batch normalisation of stage 2's residual block
+    dict(classifier.trunk.namedlinks())[bn].avg_mean[...] = 0.25  # statistics go along too
+    detector = YOLOv3Small(4)
+    names = transfer_small_darknet(classifier, detector)
+    assert len(names) == 90 and '/extractor/trunk%s/avg_mean' % bn in names
+    for (name, a), (_, b) in zip(sorted(classifier.trunk.namedparams()),
+                                 sorted(detector.extractor.trunk.namedparams())):
+        np.testing.assert_array_equal(a.array, b.array, err_msg=name)
+    assert (dict(detector.extractor.trunk.namedlinks())[bn].avg_mean == 0.25).all()

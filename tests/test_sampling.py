@@ -45,3 +45,37 @@ def test_resumed_iterator_continues_the_same_sequence(tmp_path):
     tail = [next(resumed) for _ in range(4)]
     resumed.finalize()
     assert head + tail == reference
+
+
+class _Range(object):
+    """A dataset of ``n`` integers that holds no array (like a list of file names)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return i
+
+
+def test_memory_for_the_order_is_o_of_n_whatever_the_epochs():
+    # ImageNet's 1.28M images on one process: the iterator's order is n integers, not
+    # n x epochs (the earlier virtual dataset of n x 100,000 items made Chainer build
+    # arange(len(dataset)): 1 TB here).
+    import tracemalloc
+    n = 10 ** 6
+    ds = EpochSampledDataset(_Range(n), None, seed=3)
+    assert len(ds) == n
+    tracemalloc.start()
+    it = chainer.iterators.SerialIterator(ds, 4, order_sampler=EpochOrderSampler(n, seed=3))
+    batch = next(it)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 4 * 8 * n, peak  # a few int64 arrays of n, nothing of n x epochs
+    assert len(it._state.order) == n and all(0 <= b < n for b in batch)
+    # The epoch follows from the order's values; the next epoch is another permutation.
+    it._state = it._state._replace(current_position=n - 4)
+    next(it)
+    assert it.epoch == 1 and sorted(it._state.order % n) == list(range(n))

@@ -25,6 +25,16 @@ def test_scaled_lr_is_proportional_to_the_global_batch():
     assert scaled_lr(0.001, 8 * 16, 1) == approx(0.128)        # k*n*eta literally, k = 8
 
 
+def test_square_root_scaling_grows_the_rate_as_the_root_of_the_batch():
+    # Not the papers' rule: the scaling study's ablation. k = 32 workers of n = 8.
+    assert scaled_lr(0.0025, 8 * 32, 8, 'sqrt') == approx(0.0025 * 32 ** 0.5)
+    assert scaled_lr(0.0025, 8 * 4, 8, 'sqrt') == approx(0.005)
+    assert scaled_lr(0.0025, 8, 8, 'sqrt') == approx(0.0025)   # k = 1: eta either way
+    assert scaled_lr(0.0025, 8 * 4, 8, 'linear') == approx(0.01)
+    with pytest.raises(ValueError, match='scaling'):
+        scaled_lr(0.0025, 32, 8, 'cube')
+
+
 @pytest.mark.parametrize('args', [(0, 16, 16), (1e-3, 0, 16), (1e-3, 16, 0), (-1, 16, 16)])
 def test_scaled_lr_rejects_non_positive_arguments(args):
     with pytest.raises(ValueError, match='positive'):

@@ -245,10 +245,11 @@ def draw_published(out_dir, dpi=100):
 # ---- measured runs -------------------------------------------------------------------------
 
 def _panels(n, width=5.5, height=3.8):
+    """``n`` panels of one figure, sharing their y axis so that they compare at a glance."""
     ncols = min(n, 2)
     nrows = math.ceil(n / ncols)
     fig = Figure(figsize=(width * ncols, height * nrows + 0.5), layout='constrained')
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
     for ax in axes[n:]:
         ax.set_visible(False)
     return fig, axes[:n]
@@ -290,17 +291,22 @@ def loss_figure(runs, key='main/loss'):
         if run is not base:
             x, y = runs_lib.log_series(run, key)
             ax.plot(x, y, color=ORANGE, label='%s(%s)' % (data, _processes(run.comm_size)))
-        ax.set_title('(%s) %d node%s, k = %d, η = %g'
+        # η is the base rate (the single-worker rate), never the peak.
+        ax.set_title('(%s) %d node%s, k = %d, η = %g, peak lr = %g'
                      % (letter, run.nodes, '' if run.nodes == 1 else 's', run.comm_size,
-                        run.peak_lr))
+                        run.config.get('eta', float('nan')), run.peak_lr), fontsize=9)
         ax.set_xlabel('Epoch')
         ax.set_ylabel('Loss')
         ax.set_ylim(bottom=0)
         ax.set_xlim(left=0)
         ax.legend(loc='upper right', fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle('%s: loss against epoch, as paper 000 Figs. 2 and 3\n'
-                 '1 process (blue) beside k processes (orange)' % runs[0].group, fontsize=10)
+    if base is not None and others:
+        what = '1 process (blue) beside k processes (orange)'
+    else:  # no 1-process run to compare with: say so rather than promise its curve
+        what = 'no 1-process run among these runs: each panel shows one run'
+    fig.suptitle('%s: loss against epoch, as paper 000 Figs. 2 and 3\n%s'
+                 % (runs[0].group, what), fontsize=10)
     return fig
 
 
@@ -341,7 +347,7 @@ def measured_speedup_figure(runs):
     Raises:
         ValueError: no group has both a 1-process and a multi-process run.
     """
-    groups = _group(runs)
+    groups = _speed_groups(runs)
     fig = Figure(figsize=(6.5, 4.5), layout='constrained')
     ax = fig.subplots()
     top = 1
@@ -372,10 +378,24 @@ def measured_speedup_figure(runs):
     return fig
 
 
-def _group(runs):
+def _by_group(runs):
     groups = {}
     for run in runs:
         groups.setdefault(run.group, []).append(run)
+    return groups
+
+
+def _speed_groups(runs):
+    """Runs that may be compared for speed: same preset, data size, model, input and
+    per-worker batch (a different training set would make 'time per epoch' mean another
+    thing). Keyed by a readable label."""
+    groups = {}
+    for run in runs:
+        r = run.recipe
+        key = '%s (%s images, %s, %s px, n = %s)' % (run.group, r.get('n_train', '?'),
+                                                    r.get('model', '?'), r.get('insize', '?'),
+                                                    r.get('batchsize_per_gpu', '?'))
+        groups.setdefault(key, []).append(run)
     return groups
 
 
@@ -394,7 +414,7 @@ def draw_measured(runs, out_dir, dpi=100):
         (paths written, notes on figures skipped and why).
     """
     paths, notes = [], []
-    for group, members in sorted(_group(runs).items()):
+    for group, members in sorted(_by_group(runs).items()):
         if any(e.get('main/loss') is not None for r in members for e in r.log):
             paths.append(save(loss_figure(members),
                               os.path.join(out_dir, 'measured_loss_%s.png' % _safe(group)), dpi))

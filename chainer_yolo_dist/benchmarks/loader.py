@@ -20,7 +20,6 @@ images/s takes ``ceil(R / rate)`` cores. This assumes the workers scale linearly
 bottleneck: storage, memory bandwidth) and leaves out the main process's batching and
 host-to-device copy.
 """
-import json
 import math
 import os
 import platform
@@ -32,6 +31,7 @@ import cv2
 import numpy as np
 
 from chainer_yolo_dist.classification.transforms import DarknetAugmentation
+from chainer_yolo_dist.core import atomic
 from chainer_yolo_dist.datasets.synthetic import draw_detection_image
 from chainer_yolo_dist.detection.transforms import YOLOAugmentation, clip_and_filter_bbox
 
@@ -230,12 +230,8 @@ def run(n_images=48, repeat=3, seed=0, quality=QUALITY, cases=CASES, workdir=Non
 
 
 def write_json(record, path):
-    """Writes ``record`` to ``path`` through a temporary file and a rename."""
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(record, f, indent=1, sort_keys=True)
-        f.write('\n')
-    os.replace(tmp, path)
+    """Writes ``record`` to ``path``, atomically."""
+    atomic.write_json(path, record)
 
 
 def plot(record, path):
@@ -276,15 +272,14 @@ def plot(record, path):
     ax.set_ylim(0, 1.2 * max(augment_only + [t for t in TARGETS.values()]))
     ax.legend(fontsize=7, loc='upper left')
     fig.tight_layout()
-    tmp = path + '.tmp.png'
-    fig.savefig(tmp, dpi=100)
+    atomic.save_figure(fig, path, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def default_out_dir(root='runs/bench'):
-    """A new ``runs/bench/<UTC timestamp>`` directory name."""
-    return os.path.join(root, time.strftime('%Y%m%d-%H%M%S', time.gmtime()))
+    """A new ``runs/bench/loader-<UTC time>`` directory name."""
+    from chainer_yolo_dist.core.rundir import timestamped
+    return timestamped(root, 'loader')
 
 
 def write_outputs(record, out_dir):

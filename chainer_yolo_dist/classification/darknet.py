@@ -253,8 +253,58 @@ class Darknet53(_DarknetClassifier):
         return self.head(h)
 
 
+#: Widths of the stem and of the five stride-2 stages, and residual blocks per stage, of the
+#: narrow Darknet-53-style trunk of the CPU detector (``detection.models.YOLOv3Small``).
+SMALL_WIDTHS = (8, 16, 32, 64, 128, 256)
+SMALL_BLOCKS = (0, 1, 2, 2, 1)
+
+
+def small_darknet_trunk(widths=SMALL_WIDTHS, blocks=SMALL_BLOCKS):
+    """The narrow trunk: a 3x3 stem, then per stage a stride-2 3x3 and its residual blocks
+    (1x1 to half the width, 3x3 back), leaky ReLU 0.1: Darknet-53's building blocks, fewer and
+    narrower. A ``ChainList`` of 6 children (stem, then one ``Sequential`` per stage), so a
+    classifier and the CPU detector built from it share every parameter name."""
+    trunk = chainer.ChainList()
+    trunk.append(Conv2DBNActiv(widths[0], 3, pad=1, activ=_leaky_relu))
+    for k, n_block in enumerate(blocks):
+        stage = chainer.Sequential(
+            Conv2DBNActiv(widths[k + 1], 3, stride=2, pad=1, activ=_leaky_relu))
+        for _ in range(n_block):
+            stage.append(ResidualBlock(
+                Conv2DBNActiv(widths[k + 1] // 2, 1, activ=_leaky_relu),
+                Conv2DBNActiv(widths[k + 1], 3, pad=1, activ=_leaky_relu)))
+        trunk.append(stage)
+    return trunk
+
+
+class SmallDarknet(_DarknetClassifier):
+    """The CPU detector's narrow trunk (:func:`small_darknet_trunk`) as a classifier: global
+    average pooling and a fully connected layer to ``n_class``. Trained on the synthetic
+    classification data, its trunk initialises ``--model yolov3_small`` (``--pretrained``), the
+    papers' classifier -> detector path at CPU scale.
+
+    Args:
+        n_class (int): number of classes.
+        channels_scale (float): multiplies every width of :data:`SMALL_WIDTHS`; 1 is the width
+            the CPU detector has.
+    """
+
+    _stage_ends = (0, 1, 2, 3, 4, 5)
+
+    def __init__(self, n_class, channels_scale=1):
+        super().__init__(n_class, channels_scale)
+        widths = tuple(scaled_width(w, channels_scale) for w in SMALL_WIDTHS)
+        with self.init_scope():
+            self.trunk = small_darknet_trunk(widths)
+            self.head = L.Linear(widths[-1], self.n_class)
+
+    def forward(self, x):
+        h = F.mean(self.features(x)[-1], axis=(2, 3))
+        return self.head(h)
+
+
 #: The classifiers a preset or ``--model`` may name.
-CLASSIFIERS = {'darknet19': Darknet19, 'darknet53': Darknet53}
+CLASSIFIERS = {'darknet19': Darknet19, 'darknet53': Darknet53, 'darknet_small': SmallDarknet}
 
 
 def build_classifier(name, n_class, channels_scale=1, seed=None):

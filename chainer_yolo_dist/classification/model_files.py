@@ -31,7 +31,8 @@ class ClassifierFile(object):
     @property
     def description(self):
         return '%s classifier (channels_scale %g, %d classes)' % (
-            {'darknet19': 'Darknet-19', 'darknet53': 'Darknet-53'}[self.kind],
+            {'darknet19': 'Darknet-19', 'darknet53': 'Darknet-53',
+             'darknet_small': 'small Darknet'}[self.kind],
             self.channels_scale, self.n_class)
 
     def build(self):
@@ -61,7 +62,7 @@ def inspect_classifier_file(path):
             names the file.
     """
     import numpy as np
-    from chainer_yolo_dist.classification.darknet import BASE_WIDTH
+    from chainer_yolo_dist.classification.darknet import BASE_WIDTH, SMALL_WIDTHS
     try:
         npz = np.load(path)
     except (OSError, ValueError, EOFError) as e:
@@ -75,7 +76,9 @@ def inspect_classifier_file(path):
             raise _not_a_classifier(path, 'expected one "%s" array, found %d'
                                     % (_FIRST_CONV, len(prefixes)))
         prefix = prefixes[0]
-        if prefix + 'trunk/2/0/conv/W' in names:
+        if prefix + 'trunk/1/0/conv/W' in names:  # stages are Sequentials: the CPU trunk
+            kind = 'darknet_small'
+        elif prefix + 'trunk/2/0/conv/W' in names:
             kind = 'darknet53'
         elif prefix + 'trunk/%d/conv/W' % (N_DARKNET19_TRUNK - 1) in names:
             kind = 'darknet19'
@@ -86,7 +89,8 @@ def inspect_classifier_file(path):
             raise _not_a_classifier(path, 'no classifier head "%shead/b"' % prefix)
         n_class = npz[prefix + 'head/b'].shape[0]
         width = npz[prefix + _FIRST_CONV].shape[0]
-    return ClassifierFile(path, prefix, kind, int(n_class), width / BASE_WIDTH)
+    base = SMALL_WIDTHS[0] if kind == 'darknet_small' else BASE_WIDTH
+    return ClassifierFile(path, prefix, kind, int(n_class), width / base)
 
 
 def load_classifier(path, classifier=None):

@@ -41,8 +41,10 @@ DEMO_CHANNELS_SCALE = 1 / 8
 
 
 def defaults(preset, options):
-    """The paper width on ImageNet, the narrow CPU demo network on generated data."""
-    return {'channels_scale': 1 if preset.dataset == 'imagenet' else DEMO_CHANNELS_SCALE}
+    """The paper width on ImageNet, the narrow CPU demo network on generated data (the small
+    Darknet is already the CPU detector's width)."""
+    full = preset.dataset == 'imagenet' or preset.model == 'darknet_small'
+    return {'channels_scale': 1 if full else DEMO_CHANNELS_SCALE}
 
 
 SYSTEM = run.System('classification', ClassificationSettings, ClassificationData,
@@ -95,7 +97,7 @@ def train_classifier(settings, comm, dataset, log=print):
                   class_names=list(dataset.class_names), n_val=len(dataset.test))
 
     trainer.run()
-    elapsed, images_per_second = reporting.throughput(trainer, settings)
+    metrics = reporting.run_metrics(trainer, settings)
 
     # Final accuracy with the trained model; collective, so every rank takes the same branch.
     if evaluator.last_iteration == trainer.updater.iteration:
@@ -107,22 +109,15 @@ def train_classifier(settings, comm, dataset, log=print):
             result = final()
         finally:
             final.finalize()
-    metrics = {'top1': float(result['validation/main/accuracy']),
-               'top5': float(result['validation/main/top5']),
-               'loss': float(result['validation/main/loss']),
-               'epochs': trainer.updater.epoch_detail, 'iterations': trainer.updater.iteration,
-               'elapsed_seconds': elapsed, 'images_per_second': images_per_second,
-               'comm_size': comm.size, 'n_val': len(dataset.test), 'insize': preset.insize}
+    metrics.update(top1=float(result['validation/main/accuracy']),
+                   top5=float(result['validation/main/top5']),
+                   loss=float(result['validation/main/loss']), n_val=len(dataset.test),
+                   insize=preset.insize)
     save_results(settings, comm, metrics, model, trainer.updater.iteration)
     return metrics
 
 
 def run_classification(options, log=print):
-    """``scripts/train_darknet.py``'s body: settings, communicator and data, then training."""
-    settings, comm, dataset = run.start_run(SYSTEM, options, log)
-    metrics = train_classifier(settings, comm, dataset, log)
-    if comm.rank == 0:
-        log('top-1 %.4f, top-5 %.4f after %d iterations, %.1f s, %.1f images/s'
-            % (metrics['top1'], metrics['top5'], metrics['iterations'],
-               metrics['elapsed_seconds'], metrics['images_per_second']))
-    return 0
+    """``scripts/train_darknet.py``'s body."""
+    return run.main(SYSTEM, train_classifier, 'top-1 %(top1).4f, top-5 %(top5).4f', options,
+                    log)

@@ -47,36 +47,6 @@ def _rand_scale(rng, s):
     return scale if rng.randint(2) else 1.0 / scale
 
 
-def bilinear_sample(img, ys, xs, fill=0.0):
-    """Samples ``img`` at real-valued pixel coordinates with exact bilinear interpolation.
-
-    The NumPy sampler :func:`rotate_scale_crop` used before it moved to ``cv2.warpAffine``
-    (about 20 times slower); kept for callers that need arbitrary sampling grids.
-
-    Args:
-        img: float32 ``(C, H, W)``.
-        ys, xs: float arrays of one shape ``S`` (row and column coordinates; pixel ``(i, j)``
-            of ``img`` is at ``(i, j)``).
-        fill (float): value of the pixels outside ``img`` that a sample blends in.
-    Returns:
-        float32 ``(C,) + S``.
-    """
-    C, H, W = img.shape
-    y0 = np.floor(ys).astype(np.int64)
-    x0 = np.floor(xs).astype(np.int64)
-    wy = (ys - y0).astype(np.float32)
-    wx = (xs - x0).astype(np.float32)
-    out = np.zeros((C,) + ys.shape, dtype=np.float32)
-    for dy, weight_y in ((0, 1 - wy), (1, wy)):
-        for dx, weight_x in ((0, 1 - wx), (1, wx)):
-            yy, xx = y0 + dy, x0 + dx
-            inside = (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
-            values = np.where(inside, img[:, np.clip(yy, 0, H - 1), np.clip(xx, 0, W - 1)],
-                              np.float32(fill))
-            out += values * (weight_y * weight_x)
-    return out
-
-
 def rotate_scale_crop_hwc(img, size, rad, scale, dy, dx, aspect, fill=0.0, out=None):
     """:func:`rotate_scale_crop` on float32 ``(H, W, C)``; returns float32 ``(size, size, C)``.
 

@@ -5,6 +5,30 @@ preset values and the options of a distributed run are defined once here. Option
 the names of the settings they set (``--eta`` sets ``preset.eta``, the base rate).
 """
 
+import argparse
+import os
+import sys
+
+
+def launcher_rank():
+    """This process's MPI rank as the launcher set it (MPICH, Open MPI, Slurm), without
+    initialising MPI: 0 for a process started alone."""
+    for name in ('PMI_RANK', 'OMPI_COMM_WORLD_RANK', 'PMIX_RANK', 'SLURM_PROCID'):
+        if os.environ.get(name, '').isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+class Parser(argparse.ArgumentParser):
+    """``ArgumentParser`` for scripts run under ``mpiexec``: a bad option is one line, reported
+    once by rank 0, not a usage screen per rank (every rank exits with status 2)."""
+
+    def error(self, message):
+        if launcher_rank() == 0:
+            sys.stderr.write('error: %s (%s -h lists the options)\n' % (message, self.prog))
+        sys.exit(2)
+
+
 # Options that override preset fields: option dest -> Preset field.
 PRESET_OPTIONS = {
     'model': 'model', 'dataset': 'dataset', 'batchsize': 'batchsize_per_gpu',

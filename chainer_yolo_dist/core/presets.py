@@ -38,8 +38,11 @@ POLY_FROM = ('warmup_end', 'start')
 #   custom         reference_batch given explicitly
 #   constant       lr = eta whatever k and n (paper 002 sec. 3.2: the rate is not changed with
 #                  the number of GPUs)
+#   sqrt_k_eta     lr = sqrt(k)*eta (square-root scaling, reference batch = n): not in the
+#                  papers; the scaling study's ablation (docs/study.md)
 LR_RULES = {
     'k_eta': lambda n: n,
+    'sqrt_k_eta': lambda n: n,
     'literal_knEta': lambda n: 1,
     'kn_256_eta': lambda n: 256,
     'custom': None,
@@ -47,7 +50,10 @@ LR_RULES = {
 }
 # Rules whose peak is eta itself, not scaled with the global batch.
 UNSCALED_RULES = ('constant',)
-LR_RULE_FORMULAS = {'constant': 'η', 'k_eta': 'k·η', 'literal_knEta': 'k·n·η', 'kn_256_eta': 'k·n/256·η'}
+LR_RULE_FORMULAS = {'constant': 'η', 'k_eta': 'k·η', 'literal_knEta': 'k·n·η',
+                    'kn_256_eta': 'k·n/256·η', 'sqrt_k_eta': '√k·η'}
+# Rules whose rate grows as the square root of the global batch; all others grow linearly.
+SQRT_RULES = ('sqrt_k_eta',)
 # Multi-scale sizes must be multiples of the network stride (paper 000 sec. 2.2).
 STRIDE = 32
 
@@ -57,7 +63,8 @@ class Preset:
     """One paper's training recipe for ``n_gpus`` processes (one GPU each).
 
     Derived (not settable): ``global_batchsize = n_gpus * batchsize_per_gpu``,
-    ``peak_lr = eta * global_batchsize / reference_batch``, ``warmup_start_lr = eta`` (both
+    ``peak_lr = eta * global_batchsize / reference_batch`` (``eta * sqrt(global_batchsize /
+    reference_batch)`` for ``lr_rule = 'sqrt_k_eta'``), ``warmup_start_lr = eta`` (both
     papers start the warmup at the non-distributed rate), ``batch_fraction =
     global_batchsize / n_train``. ``multiscale`` is ``(min_size, max_size, every_iterations)``
     in pixels / iterations, or None.
@@ -156,7 +163,9 @@ class Preset:
         object.__setattr__(self, 'global_batchsize', global_batch)
         object.__setattr__(self, 'peak_lr',
                            self.eta if self.lr_rule in UNSCALED_RULES
-                           else scaled_lr(self.eta, global_batch, self.reference_batch))
+                           else scaled_lr(self.eta, global_batch, self.reference_batch,
+                                          'sqrt' if self.lr_rule in SQRT_RULES
+                                          else 'linear'))
         object.__setattr__(self, 'warmup_start_lr', self.eta)
         object.__setattr__(self, 'batch_fraction', global_batch / self.n_train)
         # Let LRSchedule reject an inconsistent schedule now rather than mid-training.

@@ -84,10 +84,13 @@ def add_rank0_reports(trainer, settings, comm, columns, plots=()):
         trainer.extend(extensions.ProgressBar(update_interval=1))
 
 
-def throughput(trainer, settings):
-    """Wall time (from LogReport's clock) and images per second of the finished ``trainer``;
-    the same on every rank, since the ranks move in lockstep."""
+def run_metrics(trainer, settings):
+    """What every run's ``metrics.json`` holds, read just after ``trainer.run()``: epochs and
+    iterations done, wall time (the trainer's clock, resumed runs included) and examples per
+    second over all workers (the same on every rank: the ranks move in lockstep)."""
     elapsed = trainer.elapsed_time
-    images = trainer.updater.iteration * settings.batchsize * settings.workers
-    return elapsed, images / max(elapsed, 1e-9)
+    examples = trainer.updater.iteration * settings.batchsize * settings.workers
+    return {'epochs': trainer.updater.epoch_detail, 'iterations': trainer.updater.iteration,
+            'elapsed_seconds': elapsed, 'images_per_second': examples / max(elapsed, 1e-9),
+            'comm_size': settings.ranks, 'workers': settings.workers}
 

@@ -77,9 +77,8 @@ def _communicator(preset, options, cuda):
 
 def _default_out(parent, preset_name, comm):
     """A new folder per run: ``parent/<preset>-<UTC time>`` (rank 0's clock for all ranks)."""
-    stamp = comm.bcast_obj(time.strftime('%Y%m%d-%H%M%S', time.gmtime())
-                           if comm.rank == 0 else None)
-    return os.path.join(parent, '%s-%s' % (preset_name, stamp))
+    return rundir.timestamped(parent, preset_name,
+                              comm.bcast_obj(time.time() if comm.rank == 0 else None))
 
 
 def departures_from_preset(preset, paper_preset, options):
@@ -249,6 +248,18 @@ def build_trainer(settings, comm, updater, chain, model, aggregated_keys, schedu
     reporting.aggregate(trainer, comm, aggregated_keys)
     snapshots.add_snapshots(trainer, settings, comm, chain, model)
     return trainer
+
+
+def main(system, train, summary, options, log=print):
+    """A training script's body: :func:`start_run`, then ``train(settings, comm, data, log)``
+    (the system's recipe, returning ``metrics.json``'s content), then rank 0 logs
+    ``summary % metrics`` with the throughput. Returns the exit status (0)."""
+    settings, comm, data = start_run(system, options, log)
+    metrics = train(settings, comm, data, log)
+    if comm.rank == 0:
+        log((summary + ' after %(iterations)d iterations, %(elapsed_seconds).1f s, '
+             '%(images_per_second).1f images/s') % metrics)
+    return 0
 
 
 def to_device(chain, settings):

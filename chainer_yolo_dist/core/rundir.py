@@ -25,6 +25,14 @@ ERROR_NAME = 'error.txt'
 _held = {}
 
 
+def timestamped(parent, name, when=None):
+    """``parent/name-<UTC time>``: the default output folder of a run, a benchmark or a set of
+    figures, new each time, so that nothing overwrites another output (or the committed
+    ``results/``) unless a folder is given."""
+    stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime(when))
+    return os.path.join(parent, '%s-%s' % (name, stamp))
+
+
 class RunDirectoryError(ValueError):
     """The run directory cannot be used: busy, or holding another run's files."""
 

@@ -38,14 +38,26 @@ POLY_FROM = ('warmup_end', 'start')
 BURN_IN_POWER = 4
 
 
-def scaled_lr(eta, global_batch, reference_batch):
-    """Linear scaling rule (Goyal et al.): the rate for ``global_batch`` given ``eta`` at
-    ``reference_batch``. Paper 000: reference 16 = n, so lr = k*eta; paper 001 sec. 4.1:
-    reference 256, so lr = k*n/256*eta."""
+#: How the rate grows with the global batch: 'linear' (Goyal et al.; the papers' rule) or
+#: 'sqrt' (square-root scaling, Krizhevsky 2014 / Hoffer et al. 2017: keeps the variance of
+#: the update's noise fixed; not used by the papers, the study's ablation).
+SCALINGS = ('linear', 'sqrt')
+
+
+def scaled_lr(eta, global_batch, reference_batch, scaling='linear'):
+    """The rate for ``global_batch`` given ``eta`` at ``reference_batch``.
+
+    ``scaling='linear'`` is the linear scaling rule (Goyal et al.): ``eta * global_batch /
+    reference_batch``. Paper 000: reference 16 = n, so lr = k*eta; paper 001 sec. 4.1:
+    reference 256, so lr = k*n/256*eta. ``scaling='sqrt'`` is the square-root rule ``eta *
+    sqrt(global_batch / reference_batch)`` (sqrt(k)*eta with reference n)."""
     if eta <= 0 or global_batch <= 0 or reference_batch <= 0:
         raise ValueError('scaled_lr needs positive eta, global_batch and reference_batch, got '
                          '%r, %r, %r' % (eta, global_batch, reference_batch))
-    return eta * global_batch / reference_batch
+    if scaling not in SCALINGS:
+        raise ValueError('scaled_lr: scaling must be one of %s, got %r' % (SCALINGS, scaling))
+    ratio = global_batch / reference_batch
+    return eta * (math.sqrt(ratio) if scaling == 'sqrt' else ratio)
 
 
 def warmup_value(t, start, peak, hold_epochs, warmup_epochs):

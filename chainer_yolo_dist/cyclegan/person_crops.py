@@ -15,11 +15,12 @@ Output: ``<out_dir>/<image id>.png`` (lossless) and ``<out_dir>/crops.json`` lis
 id, its person box and its window ``(y_min, x_min, y_max, x_max)`` in the source image (0-based
 pixel edges), plus the counts and the bad-input report.
 """
-import json
 import os
 
 import numpy as np
 from PIL import Image
+
+from chainer_yolo_dist.core.atomic import atomic_path, write_json
 
 #: Paper 002 sec. 3.1: crop side in pixels.
 CROP_SIZE = 256
@@ -87,9 +88,8 @@ def make_person_crops(dataset, out_dir, person_label, size=CROP_SIZE):
         crop = np.clip(np.round(img[:, y0:y1, x0:x1]), 0, 255).astype(np.uint8)
         name = id_.replace('/', '_') + '.png'
         path = os.path.join(out_dir, name)
-        tmp = path + '.tmp.png'
-        Image.fromarray(crop.transpose(1, 2, 0)).save(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            Image.fromarray(crop.transpose(1, 2, 0)).save(tmp, format='PNG')
         crops.append({'id': id_, 'file': name, 'box': [float(v) for v in bbox[k]],
                       'window': [y0, x0, y1, x1]})
     summary = {'n_images': len(dataset), 'n_crops': len(crops), 'n_no_person': len(no_person),
@@ -97,8 +97,5 @@ def make_person_crops(dataset, out_dir, person_label, size=CROP_SIZE):
                'no_person': no_person, 'too_small': too_small,
                'bad_samples': dataset.report.as_dict() if getattr(dataset, 'report', None)
                else None}
-    tmp = os.path.join(out_dir, 'crops.json.tmp')
-    with open(tmp, 'w') as f:
-        json.dump(summary, f, indent=1)
-    os.replace(tmp, os.path.join(out_dir, 'crops.json'))
+    write_json(os.path.join(out_dir, 'crops.json'), summary)
     return summary

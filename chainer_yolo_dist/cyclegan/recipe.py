@@ -146,24 +146,20 @@ def train_cyclegan(settings, comm, dataset, log=print):
                   fid_baseline=frechet.baseline if frechet else None)
 
     trainer.run()
-    elapsed, images_per_second = reporting.throughput(trainer, settings)
+    metrics = reporting.run_metrics(trainer, settings)
     in_sync = _networks_in_sync(nets, comm)  # collective
-    metrics = None
     if comm.rank == 0:
         last = None
         if frechet is not None:  # measured at the last update by its trigger
             last = frechet.last if frechet.last is not None else frechet.measure()
         window = max(1, min(settings.log_interval, len(trace.values) // 2))
-        metrics = {
+        metrics.update({
             'fid': last, 'fid_baseline': frechet.baseline if frechet else None,
             'fid_extractor': _extractor_name(settings),
             'cycle_loss_first': float(np.mean(trace.values[:window])) if trace.values else None,
             'cycle_loss_last': float(np.mean(trace.values[-window:])) if trace.values else None,
-            'epochs': trainer.updater.epoch_detail, 'iterations': trainer.updater.iteration,
-            'draws_per_epoch': draws, 'elapsed_seconds': elapsed,
-            'images_per_second': images_per_second, 'comm_size': comm.size,
-            'insize': preset.insize, 'networks_in_sync': in_sync}
-    metrics = comm.bcast_obj(metrics)
+            'draws_per_epoch': draws, 'insize': preset.insize, 'networks_in_sync': in_sync})
+    metrics = comm.bcast_obj(metrics if comm.rank == 0 else None)
     save_results(settings, comm, metrics, nets, trainer.updater.iteration)
     return metrics
 

@@ -41,6 +41,7 @@ from chainer_yolo_dist.classification.darknet import DARKNET19_POOL_AFTER
 from chainer_yolo_dist.classification.darknet import DARKNET53_BLOCKS
 from chainer_yolo_dist.classification.darknet import Darknet19
 from chainer_yolo_dist.classification.darknet import Darknet53
+from chainer_yolo_dist.core.atomic import atomic_path
 
 #: Darknet layers of the pretrained trunk in Darknet's own partial files: the first 23
 #: layers of ``darknet19_448.cfg`` hold its 18 trunk convolutions (paper 000 sec. 2.2),
@@ -421,8 +422,7 @@ def save_darknet_weights(path, link, n_layers=None, seen=0, version=DARKNET_VERS
     _materialize(link)
     major, minor, revision = (int(v) for v in version)
     n_fg_class = getattr(link, 'n_fg_class', None)
-    tmp = path + '.tmp'
-    with open(tmp, 'wb') as f:
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
         f.write(np.array([major, minor, revision], '<i4').tobytes())
         f.write(np.array([seen], '<i8' if major * 10 + minor >= 2 else '<i4').tobytes())
         for layer in convs:
@@ -431,5 +431,4 @@ def save_darknet_weights(path, link, n_layers=None, seen=0, version=DARKNET_VERS
                 if layer.yolo_head:
                     data = data[_yolo_head_order(data.shape[0], n_fg_class)]
                 np.ascontiguousarray(data, dtype='<f4').tofile(f)
-    os.replace(tmp, path)
     return [layer.name for layer in convs]

@@ -18,8 +18,9 @@ from chainercv.experimental.links import YOLOv2Tiny
 from chainercv.links import YOLOv2, YOLOv3, Conv2DBNActiv
 from chainercv.links.model.yolo.yolo_base import YOLOBase
 from chainercv.links.model.yolo.yolo_v2 import YOLOv2Base
-from chainercv.links.model.yolo.yolo_v3 import ResidualBlock
 
+from chainer_yolo_dist.classification.darknet import (SMALL_BLOCKS, SMALL_WIDTHS,
+                                                     small_darknet_trunk)
 from chainer_yolo_dist.detection.losses import YOLOv2Loss, YOLOv3Loss
 
 
@@ -49,22 +50,13 @@ class SmallDarknetExtractor(chainer.Chain):
 
     strides = (32, 16, 8)
 
-    def __init__(self, widths=(8, 16, 32, 64, 128, 256), blocks=(0, 1, 2, 2, 1),
-                 neck=(128, 64, 32)):
+    def __init__(self, widths=SMALL_WIDTHS, blocks=SMALL_BLOCKS, neck=(128, 64, 32)):
         super().__init__()
         with self.init_scope():
-            self.trunk = chainer.ChainList()
+            # The classifier SmallDarknet has the same trunk: its weights transfer here.
+            self.trunk = small_darknet_trunk(widths, blocks)
             self.lateral = chainer.ChainList()
             self.head = chainer.ChainList()
-        self.trunk.append(Conv2DBNActiv(widths[0], 3, pad=1, activ=_leaky_relu))
-        for k, n_block in enumerate(blocks):
-            stage = chainer.Sequential(
-                Conv2DBNActiv(widths[k + 1], 3, stride=2, pad=1, activ=_leaky_relu))
-            for _ in range(n_block):
-                stage.append(ResidualBlock(
-                    Conv2DBNActiv(widths[k + 1] // 2, 1, activ=_leaky_relu),
-                    Conv2DBNActiv(widths[k + 1], 3, pad=1, activ=_leaky_relu)))
-            self.trunk.append(stage)
         for i, n in enumerate(neck):
             if i > 0:
                 # Reduces the coarser map's channels before upsampling, as YOLOv3 does.

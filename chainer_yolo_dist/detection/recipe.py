@@ -114,14 +114,13 @@ def train_detector(settings, comm, dataset, log=print):
                   class_names=list(dataset.class_names))
 
     trainer.run()
-    elapsed, images_per_second = reporting.throughput(trainer, settings)
+    metrics = reporting.run_metrics(trainer, settings)
 
     result = evaluator()  # with the trained model, on every rank (collective)
-    metrics = {'map': result['map'], 'ap': result['ap'], 'counts': _counts(result),
-               'epochs': trainer.updater.epoch_detail,
-               'iterations': trainer.updater.iteration, 'elapsed_seconds': elapsed,
-               'images_per_second': images_per_second, 'comm_size': comm.size,
-               'eval_insize': model.insize}
+    metrics.update(map=result['map'], ap=result['ap'], eval_insize=model.insize)
+    if 'ap_null' in result:
+        metrics['ap_null'] = result['ap_null']
+    metrics['counts'] = _counts(result)
     save_results(settings, comm, metrics, model, trainer.updater.iteration)
     return metrics
 
@@ -132,11 +131,5 @@ def _counts(result):
 
 
 def run_detection(options, log=print):
-    """``scripts/train_yolo.py``'s body: settings, communicator and data, then training."""
-    settings, comm, dataset = run.start_run(SYSTEM, options, log)
-    metrics = train_detector(settings, comm, dataset, log)
-    if comm.rank == 0:
-        log('mAP %.4f after %d iterations, %.1f s, %.1f images/s'
-            % (metrics['map'], metrics['iterations'], metrics['elapsed_seconds'],
-               metrics['images_per_second']))
-    return 0
+    """``scripts/train_yolo.py``'s body."""
+    return run.main(SYSTEM, train_detector, 'mAP %(map).4f', options, log)

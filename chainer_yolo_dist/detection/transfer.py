@@ -236,11 +236,51 @@ def transfer_darknet53_to_yolov3(classifier, yolov3):
 
 #: Which classifier each paper detector's extractor takes, with the ``--model`` name.
 _DETECTOR_TRUNKS = (('Darknet19Extractor', 'darknet19', 'YOLOv2 (--model yolov2)'),
+                    ('SmallDarknetExtractor', 'darknet_small',
+                     'the small YOLOv3 (--model yolov3_small)'),
                     ('Darknet53Extractor', 'darknet53', 'YOLOv3 (--model yolov3)'))
 
 
+def transfer_small_darknet(classifier, detector):
+    """Copies the trunk of a :class:`~chainer_yolo_dist.classification.darknet.SmallDarknet`
+    into the CPU detector ``YOLOv3Small``, whose extractor is built from the same
+    :func:`~chainer_yolo_dist.classification.darknet.small_darknet_trunk`: every parameter
+    and batch-normalisation statistic by name, shapes checked first, all or nothing.
+
+    Returns:
+        list of str: the detector's written names (e.g. ``/extractor/trunk/1/0/conv/W``).
+    """
+    src, dst = classifier.trunk, detector.extractor.trunk
+    for name, param in dst.namedparams():
+        if param.array is None:  # created lazily: it takes the classifier's shape
+            param.initialize(dict(src.namedparams())[name].shape)
+    source, target = dict(_arrays(src)), dict(_arrays(dst))
+    if sorted(source) != sorted(target):
+        raise ValueError('the classifier\'s and the detector\'s trunks differ: %s'
+                         % sorted(set(source) ^ set(target))[:4])
+    for name in source:
+        if source[name].shape != target[name].shape:
+            raise ValueError('%s: the classifier has shape %s, the detector %s: train the '
+                             'classifier with --channels-scale 1'
+                             % (name, source[name].shape, target[name].shape))
+    for name in sorted(source):
+        target[name][...] = backend.get_array_module(target[name]).asarray(source[name])
+    return ['/extractor/trunk' + name for name in sorted(source)]
+
+
+def _arrays(link):
+    """``(name, array)`` of every parameter and float persistent (BN statistics) of ``link``."""
+    for name, param in link.namedparams():
+        yield name, param.array
+    for path, child in link.namedlinks():
+        for attr in child._persistent:
+            value = getattr(child, attr)
+            if getattr(value, 'dtype', None) is not None and value.dtype.kind == 'f':
+                yield path + '/' + attr, value
+
+
 #: The classifier each detector takes its trunk from (``--model`` name -> classifier kind).
-TRUNK_OF = {'yolov2': 'darknet19', 'yolov3': 'darknet53'}
+TRUNK_OF = {'yolov2': 'darknet19', 'yolov3': 'darknet53', 'yolov3_small': 'darknet_small'}
 
 
 def check_pretrained(path, model):
@@ -255,7 +295,8 @@ def check_pretrained(path, model):
         return None
     info = inspect_classifier_file(path)
     paper_pairs = ('a Darknet-19 classifier transfers into YOLOv2 (--model yolov2), a '
-                   'Darknet-53 one into YOLOv3 (--model yolov3)')
+                   'Darknet-53 one into YOLOv3 (--model yolov3), a small Darknet one into '
+                   'the CPU detector (--model yolov3_small)')
     if model not in TRUNK_OF:
         raise ValueError('%s: cannot transfer a %s into %s, whose trunk is not a Darknet one: '
                          'transfer needs the paper models (%s)'
@@ -314,8 +355,9 @@ def transfer_pretrained(path, detector):
         raise ValueError('%s holds a %s, which does not match the detector %s: %s'
                          % (path, info.description, type(detector).__name__, paper_pairs))
     classifier, _ = load_classifier(path)
-    transfer = (transfer_darknet19_to_yolov2 if kind == 'darknet19'
-                else transfer_darknet53_to_yolov3)
+    transfer = {'darknet19': transfer_darknet19_to_yolov2,
+                'darknet53': transfer_darknet53_to_yolov3,
+                'darknet_small': transfer_small_darknet}[kind]
     try:
         return transfer(classifier, detector)
     except ValueError as e:

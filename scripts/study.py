@@ -1,0 +1,95 @@
+#!/usr/bin/env python
+"""The papers' scaling experiment: one preset trained at a list of k workers, then its table
+and figures (docs/study.md).
+
+    python scripts/study.py                        # the default study (make study: about an hour)
+    python scripts/study.py --workers 1,2,4 --epochs 5 --steps 3 4 --out runs/small-study
+    python scripts/study.py --report-only runs/study-20260101-120000   # redraw a study
+
+Each k runs as ``mpiexec -n R scripts/train_yolo.py --virtual-ranks k/R`` (R = the largest
+divisor of k not above --ranks), with the same epochs, steps and every other setting; then
+the largest k again without warmup and with the square-root scaling rule. Arguments after
+``--`` go to every train_yolo.py run, e.g. ``-- --seed 1``.
+"""
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from chainer_yolo_dist.analysis import study  # noqa: E402
+
+
+def _workers(text):
+    try:
+        return [int(k) for k in text.split(',') if k.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected comma-separated integers, got %r' % text)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--preset', default=study.DEFAULT_PRESET)
+    p.add_argument('--workers', type=_workers,
+                   default=list(study.DEFAULT_WORKERS), help='the values of k (default '
+                   '%s)' % ','.join(str(k) for k in study.DEFAULT_WORKERS))
+    p.add_argument('--ranks', type=int, default=study.DEFAULT_RANKS,
+                   help='most real MPI ranks per run (default %(default)s)')
+    p.add_argument('--epochs', type=int, default=study.DEFAULT_EPOCHS,
+                   help='epochs of every run (default %(default)s)')
+    p.add_argument('--steps', type=float, nargs='*',
+                   help='x0.1 decay epochs of every run (default: 70%%%% and 90%%%% of '
+                   '--epochs, %s for %d)' % (' '.join('%g' % s for s in study.DEFAULT_STEPS),
+                                             study.DEFAULT_EPOCHS))
+    p.add_argument('--n-train-images', type=int, default=study.DEFAULT_N_TRAIN,
+                   help='synthetic training images (default %(default)s)')
+    p.add_argument('--ablations', nargs='*', default=list(study.ABLATIONS),
+                   choices=list(study.ABLATIONS), help='at the largest k (default: all)')
+    p.add_argument('--run-timeout', type=float, default=3600,
+                   help='seconds one run may take before it is ended (default %(default)s)')
+    p.add_argument('--link-bandwidth', type=float,
+                   help='AllReduce bytes/s for the scaling model (default: from the measured '
+                   'benchmark in results/bench)')
+    p.add_argument('--out', help='study directory (default: a new runs/study-<UTC time>)')
+    p.add_argument('--overwrite', action='store_true', help='clear --out first')
+    p.add_argument('--report-only', metavar='STUDY_DIR',
+                   help='only rewrite the table and figures of an existing study')
+    p.add_argument('train_args', nargs='*', help='after --: more train_yolo.py options')
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from chainer_yolo_dist.analysis import study_report
+    options = {'link_bandwidth': args.link_bandwidth}
+    if args.report_only:
+        for path in study_report.write_report(args.report_only, **options):
+            print('wrote %s' % path)
+        return 0
+    out = args.out or os.path.join('runs', time.strftime('study-%Y%m%d-%H%M%S', time.gmtime()))
+    try:
+        record = study.run_study(
+            out, preset=args.preset, workers=args.workers, max_ranks=args.ranks,
+            epochs=args.epochs,
+            steps=study.default_steps(args.epochs) if args.steps is None else args.steps,
+            n_train=args.n_train_images,
+            ablations=args.ablations, extra=args.train_args, run_timeout=args.run_timeout,
+            overwrite=args.overwrite, report_options=options)
+    except ValueError as e:
+        print('study.py: error: %s' % e, file=sys.stderr)
+        return 2
+    failed = [r['name'] for r in record['runs'] if r['status'] not in ('finished', 'diverged')]
+    print('study: %d runs in %.0f s (%s); outputs in %s'
+          % (len(record['runs']), record['wall_seconds'],
+             ', '.join('%s %s' % (r['name'], r['status']) for r in record['runs']), out))
+    if failed:
+        print('study.py: runs that failed (see %s): %s'
+              % (os.path.join(out, 'logs'), ', '.join(failed)), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
