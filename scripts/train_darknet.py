@@ -80,9 +80,12 @@ def parse_args(argv=None):
                    'val/<wnid>/*.JPEG, or the root of the --train-list/--val-list paths')
     r.add_argument('--train-list', help='"path label" lines for training (list layout)')
     r.add_argument('--val-list', help='"path label" lines for validation (list layout)')
+    r.add_argument('--decode-images', dest='check_images', action='store_true',
+                   help='decode every ImageNet image at start-up (default: read the headers '
+                   'only; a truncated image then fails when it is read, naming the file)')
     r.add_argument('--no-check-images', dest='check_images', action='store_false',
-                   help='do not decode every image at start-up (an unreadable image then '
-                   'fails when it is read)')
+                   help=argparse.SUPPRESS)  # the former switch; headers are the default now
+    p.set_defaults(check_images=False)
     r.add_argument('--n-train-images', type=int, default=1024, help='synthetic train size')
     r.add_argument('--n-test-images', type=int, default=256, help='synthetic test size')
     r.add_argument('--image-size', type=int, default=32, help='synthetic image size')

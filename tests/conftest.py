@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -18,6 +19,9 @@ def _env(extra=None):
     env['PYTHONUNBUFFERED'] = '1'
     env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
     env['MPLBACKEND'] = 'Agg'
+    # Image checks are remembered per data directory: keep the tests' out of ~/.cache.
+    env.setdefault('CHAINER_YOLO_DIST_CACHE', os.path.join(tempfile.gettempdir(),
+                                                          'chainer_yolo_dist_test_cache'))
     env.update(extra or {})
     return env
 

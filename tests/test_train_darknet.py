@@ -185,7 +185,7 @@ def test_imagenet_directory_layout_trains_and_skips_bad_files(tmp_path):
         'scripts/train_darknet.py', '--dataset', 'imagenet', '--data-dir', str(root),
         '--on-bad-sample', 'skip', '--channels-scale', '1/8', '--batchsize', '4',
         '--iterations', '3', '--loaderjob', '1', '--log-interval', '1', '--no-progress',
-        '--out', str(out)], timeout=120))
+        '--decode-images', '--out', str(out)], timeout=120))
     assert '9 samples checked, 8 kept, 1 dropped' in proc.stdout
     report = _json(out / 'bad_samples_train.json')
     assert report['counts'] == {'unreadable_image': 1} and str(bad) in report['problems'][0]

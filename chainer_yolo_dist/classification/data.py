@@ -1,9 +1,28 @@
 """The classification datasets of a run, chosen by name (the registry of classification
 datasets)."""
 from chainer_yolo_dist.datasets import ImageNetDataset, SyntheticShapesClassificationDataset
+from chainer_yolo_dist.datasets import imagenet, validation
 
 #: The classification datasets a preset or ``--dataset`` may name.
 DATASETS = ('synthetic_classification', 'imagenet')
+
+
+def check_images(request, comm, log):
+    """Checks every ImageNet image once, split across the ranks, and remembers the results
+    (:func:`~chainer_yolo_dist.datasets.validation.check_images_across_ranks`). By default
+    only the headers are read (a decode of 1.28M images takes hours); ``--decode-images``
+    decodes them."""
+    if request.dataset != 'imagenet' or not request.data_dir:
+        return
+    paths = (imagenet.image_files(request.data_dir, 'train', request.train_list)
+             + imagenet.image_files(request.data_dir, 'val', request.val_list))
+    cached, checked = validation.check_images_across_ranks(
+        paths, comm, request.check_images, validation.default_cache_path(request.data_dir))
+    if comm.rank == 0 and paths:
+        log('image checks (%s): %d images unchanged since a previous start (cached), %d '
+            'checked now across %d ranks'
+            % ('decoded' if request.check_images else 'headers only, --decode-images to '
+               'decode', cached, checked, comm.size))
 
 
 def load_data(request):

@@ -48,7 +48,7 @@ def defaults(preset, options):
 
 
 SYSTEM = run.System('classification', ClassificationSettings, ClassificationData,
-                    data.load_data, check, defaults)
+                    data.load_data, check, defaults, data.check_images)
 
 
 def train_classifier(settings, comm, dataset, log=print):

@@ -37,6 +37,8 @@ class System:
             data or pretrained file do not fit together (run before any data is read).
         defaults: ``(Preset, options) -> dict`` of settings whose default depends on the
             preset (an option left at None takes it), or None.
+        check_images: ``(data request, comm, log) -> None`` run on every rank before rank 0
+            loads the data (the image checks split across the ranks), or None.
     """
 
     name: str
@@ -45,6 +47,7 @@ class System:
     load_data: object
     check: object
     defaults: object = None
+    check_images: object = None
 
 
 def preset_overrides(options):
@@ -172,6 +175,11 @@ def start_run(system, options, log=print):
                                  % (split, request.dataset, _report_hint(data, out)))
         return removed, data
 
+    if system.check_images is not None:
+        try:
+            system.check_images(request, comm, log)
+        except SETUP_ERRORS as e:
+            raise mpi.SetupError(_message(e)) from e
     removed, data = on_rank0(comm, prepare)
     mpi.ERROR_FILE = os.path.join(out, rundir.ERROR_NAME)
     try:

@@ -62,6 +62,20 @@ def _list_entries(list_file, report):
     return entries
 
 
+def image_files(root, split='train', list_file=None):
+    """The image paths an :class:`ImageNetDataset` of these arguments reads (for checking
+    them across ranks before it is built); ``[]`` where the layout is missing (the dataset
+    then names what is missing)."""
+    try:
+        if list_file is None:
+            entries = _directory_entries(root, split)[1]
+        else:
+            entries = _list_entries(list_file, V.BadSampleReport('skip'))
+    except FileNotFoundError:
+        return []
+    return [os.path.join(root, rel) for rel, _ in entries]
+
+
 class ImageNetDataset(GetterDataset):
     """ImageNet classification samples (sliceable): ``ds[i] -> (img, label)``.
 

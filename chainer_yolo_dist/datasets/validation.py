@@ -9,6 +9,8 @@ script to print and save.
 Boxes use ChainerCV's ``(y_min, x_min, y_max, x_max)`` order; a box is valid only if
 ``0 <= y_min < y_max <= H`` and ``0 <= x_min < x_max <= W`` with all four values finite.
 """
+import hashlib
+import json
 import os
 
 import numpy as np
@@ -125,19 +127,116 @@ def image_size(path, decode=True):
     return height, width
 
 
-def check_image(report, path, decode=True):
-    """``(H, W)`` of a readable image, or ``None`` after recording why it is missing/unreadable."""
+def inspect_image(path, decode=True):
+    """What is wrong with the image file at ``path``: ``('ok', H, W)``, or ``(kind, message)``
+    with ``kind`` :data:`MISSING_IMAGE` or :data:`UNREADABLE_IMAGE`."""
     if not os.path.isfile(path):
-        report.record(MISSING_IMAGE, path, 'image file missing')
-        return None
+        return MISSING_IMAGE, 'image file missing'
     try:
-        return image_size(path, decode)
+        height, width = image_size(path, decode)
     except Exception as e:  # any decoder failure means the image cannot be trained on
-        report.record(UNREADABLE_IMAGE, path, 'unreadable image (%s: %s)'
-                      % (type(e).__name__, e))
+        return UNREADABLE_IMAGE, 'unreadable image (%s: %s)' % (type(e).__name__, e)
+    return 'ok', height, width
+
+
+def check_image(report, path, decode=True):
+    """``(H, W)`` of a readable image, or ``None`` after recording why it is missing/unreadable.
+
+    With a cache in use (:func:`check_images_across_ranks`), an unchanged file is not opened
+    again."""
+    result = _CACHE.get(path, decode) if _CACHE is not None else None
+    if result is None:
+        result = inspect_image(path, decode)
+        if _CACHE is not None:
+            _CACHE.put(path, decode, result)
+    if result[0] != 'ok':
+        report.record(result[0], path, result[1])
         return None
+    return result[1], result[2]
 
 
+class ImageCheckCache(object):
+    """What :func:`inspect_image` found for each image file, keyed by the file's path, size and
+    modification time, kept in a JSON file: a second start on unchanged data opens no image.
+
+    An entry holds whether the image was decoded; a header-only entry does not answer a
+    request for a full decode. Missing files are never cached.
+    """
+
+    VERSION = 1
+
+    def __init__(self, path):
+        self.path = path
+        self.entries = {}
+        try:
+            with open(path) as f:
+                stored = json.load(f)
+            if stored.get('version') == self.VERSION:
+                self.entries = stored['entries']
+        except (OSError, ValueError, KeyError, AttributeError):
+            pass  # no cache yet, or an unreadable one: start afresh (it is only a cache)
+
+    @staticmethod
+    def _key(path):
+        st = os.stat(path)
+        return os.path.abspath(path), st.st_size, st.st_mtime_ns
+
+    def get(self, path, decode):
+        try:
+            name, size, mtime = self._key(path)
+        except OSError:
+            return None
+        entry = self.entries.get(name)
+        if entry is None or entry[0] != size or entry[1] != mtime or (decode and not entry[2]):
+            return None
+        return tuple(entry[3])
+
+    def put(self, path, decode, result):
+        try:
+            name, size, mtime = self._key(path)
+        except OSError:
+            return
+        self.entries[name] = [size, mtime, bool(decode), list(result)]
+
+    def save(self):
+        write_json(self.path, {'version': self.VERSION, 'entries': self.entries})
+
+
+#: The cache :func:`check_image` consults (set by :func:`check_images_across_ranks`).
+_CACHE = None
+
+
+def default_cache_path(data_root):
+    """Where the image checks of the data under ``data_root`` are remembered:
+    ``$CHAINER_YOLO_DIST_CACHE`` or ``~/.cache/chainer_yolo_dist``, one file per data root."""
+    base = os.environ.get('CHAINER_YOLO_DIST_CACHE') or os.path.join(
+        os.path.expanduser('~'), '.cache', 'chainer_yolo_dist')
+    digest = hashlib.sha1(os.path.abspath(data_root).encode()).hexdigest()[:16]
+    return os.path.join(base, 'image_checks-%s.json' % digest)
+
+
+def check_images_across_ranks(paths, comm, decode, cache_path):
+    """Checks the image files ``paths`` split across the ranks of ``comm``, remembering the
+    results; afterwards :func:`check_image` on rank 0 answers from the cache (the datasets
+    apply the bad-input policy to the whole set there, as before).
+
+    Every rank checks its share of the files the cache does not already vouch for; rank 0
+    gathers the results and saves the cache. Returns ``(from_cache, checked_now)`` counts
+    (on every rank).
+    """
+    global _CACHE
+    cache = ImageCheckCache(cache_path) if comm.rank == 0 else None
+    todo = comm.bcast_obj([p for p in paths if cache.get(p, decode) is None]
+                          if comm.rank == 0 else None)
+    mine = [(p, inspect_image(p, decode)) for p in todo[comm.rank::comm.size]]
+    gathered = comm.gather_obj(mine)
+    if comm.rank == 0:
+        for results in gathered:
+            for path, result in results:
+                cache.put(path, decode, result)
+        cache.save()
+        _CACHE = cache
+    return len(paths) - len(todo), len(todo)
 def box_problem(box, height, width, indices=False):
     """``(kind, text)`` saying what is wrong with one box, or ``None`` if it is valid.
 

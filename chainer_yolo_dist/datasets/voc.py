@@ -187,6 +187,25 @@ def require_voc(devkit_dir, parts):
             % (', '.join(missing), '\n'.join(looked), devkit_dir, CHAINERCV_VOC_DIR))
 
 
+def image_files(root, split):
+    """The image paths of split ``split`` of the VOC-layout dataset at ``root`` (for checking
+    them across ranks before the dataset is built); ``[]`` where the split list is missing."""
+    id_file = os.path.join(root, 'ImageSets', 'Main', split + '.txt')
+    if not os.path.isfile(id_file):
+        return []
+    with open(id_file) as f:
+        return [os.path.join(root, 'JPEGImages', line.split()[0] + '.jpg')
+                for line in f if line.strip()]
+
+
+def voc0712_image_files(data_dir=None):
+    """The image paths of VOC2007+2012 trainval and VOC2007 test."""
+    devkit = data_dir if data_dir is not None else default_devkit_dir()
+    return [path for year, split in (('2007', 'trainval'), ('2012', 'trainval'),
+                                     ('2007', 'test'))
+            for path in image_files(os.path.join(devkit, 'VOC' + year), split)]
+
+
 def voc0712_train(data_dir=None, on_bad_sample='error', check_images=True):
     """VOC2007 trainval + VOC2012 trainval without difficult objects (16,551 images in full).
 

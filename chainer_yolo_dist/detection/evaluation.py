@@ -76,7 +76,9 @@ class DetectionEvaluator(chainer.training.Extension):
     """Trainer extension: reports ``validation/main/map`` (and per-class AP) on every rank.
 
     Averages the batch-normalisation statistics across ranks first, so that every rank
-    predicts with the same model.
+    predicts with the same model. (ChainerCV's ``DetectionVOCEvaluator(comm=...)`` computes
+    the same mAP, but lacks that averaging, the switch to the evaluation input size and
+    preset, and a result usable outside the trainer for the final ``metrics.json``.)
     """
 
     priority = chainer.training.PRIORITY_WRITER

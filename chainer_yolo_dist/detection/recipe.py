@@ -50,7 +50,8 @@ def check(preset, options):
 #: Where the papers say the detectors' pretraining comes from.
 PRETRAINING_SOURCES = {'darknet19': 'paper 000 sec. 2.2', 'darknet53': 'paper 001 sec. 2.3'}
 
-SYSTEM = run.System('detection', DetectionSettings, DetectionData, data.load_data, check)
+SYSTEM = run.System('detection', DetectionSettings, DetectionData, data.load_data, check,
+                    check_images=data.check_images)
 
 
 def train_detector(settings, comm, dataset, log=print):
