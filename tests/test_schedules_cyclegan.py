@@ -1,6 +1,5 @@
 """The lr rule 'constant', the 'linear' decay and the multi-optimizer schedule (paper 002)."""
 import chainer
-import numpy as np
 import pytest
 
 from chainer_yolo_dist.core import presets
