@@ -152,8 +152,8 @@ def save_results(settings, comm, metrics, model, iteration):
 # ``rank_states/<snapshot name>.rank<r>.npz``. Per-rank files, not gathered into rank 0's
 # snapshot, so that no rank holds every rank's state at once (512 ranks x 2 pools x 50 images
 # of 256 px is about 40 GB) and each writes in parallel. The subfolder keeps them out of the
-# names Chainer's snapshot retention scans. A resumed run needs the same number of ranks (the run identity
-# already requires it) and every rank's file.
+# names Chainer's snapshot retention scans. A resumed run needs the same number of ranks (the
+# run identity already requires it) and every rank's file.
 
 RANK_STATE_DIR = 'rank_states'
 
