@@ -7,8 +7,10 @@
 
 SNAPSHOT is a ``model.npz`` written by train_yolo.py (or a trainer snapshot
 ``snapshot_iter_N``). Unless given, the model, classes, dataset and input size are read from
-the ``config.json`` beside it. Prints the mAP and per-class AP; ``--out`` also writes them
-as JSON.
+the ``config.json`` beside it. Prints the mAP and per-class AP, and paper 002 Table 2's
+columns: TP, FP, FN, precision, recall and F1 of the detections scoring at least
+``--score-thresh`` (0.25, a reading: docs/cyclegan.md) matched at IoU 0.5, with the mAP@0.5;
+``--out`` also writes them as JSON.
 """
 import argparse
 import os
@@ -32,6 +34,9 @@ def parse_args(argv=None):
     p.add_argument('--test-split')
     p.add_argument('--insize', type=int, help='evaluation input size (multiple of 32)')
     p.add_argument('--batchsize', type=int, default=8)
+    p.add_argument('--score-thresh', type=float, default=None,
+                   help='score threshold of the TP/FP/FN counts (default 0.25, the reading '
+                   'of paper 002 Table 2: AlexeyAB darknet\'s detector map)')
     p.add_argument('--communicator', default=None)
     p.add_argument('--out', help='write the result as JSON here')
     p.add_argument('--debug', action='store_true', help='show the traceback of an error')
@@ -56,7 +61,10 @@ def evaluate(args):
     from chainer_yolo_dist.core.run import on_rank0
     from chainer_yolo_dist.detection.evaluation import detector_prefix
     on_rank0(comm, lambda: detector_prefix(args.snapshot))  # a classifier is named as one
-    result = evaluate_saved_model(args.snapshot, request, model, comm, insize, args.batchsize)
+    from chainer_yolo_dist.detection.counts import DEFAULT_SCORE_THRESH
+    thresh = DEFAULT_SCORE_THRESH if args.score_thresh is None else args.score_thresh
+    result = evaluate_saved_model(args.snapshot, request, model, comm, insize, args.batchsize,
+                                  thresh)
     if result is not None:
         print('%s on %s: %d test images at %d px' % (result['model_file'], result['dataset'],
                                                      result['n_images'], result['insize']))
@@ -64,10 +72,26 @@ def evaluate(args):
         for name, ap in result['ap'].items():
             print('  %-16s %s' % (name, 'n/a (no ground truth)' if ap is None
                                   else '%.4f' % ap))
+        print(table2_header(result['counts']['score_thresh']))
+        print(table2_row(result))
         if args.out:
             from chainer_yolo_dist.core.atomic import write_json
             write_json(args.out, result)
     return 0
+
+
+def table2_header(score_thresh):
+    """Paper 002 Table 2's columns (counts at ``score_thresh``, IoU 0.5)."""
+    return ('Table 2 columns (score >= %g, IoU 0.5):\n%6s %6s %6s %9s %6s %5s %8s'
+            % (score_thresh, 'TP', 'FP', 'FN', 'precision', 'recall', 'F1', 'mAP@0.5'))
+
+
+def table2_row(result):
+    """One evaluation result in :func:`table2_header`'s columns (mAP in percent)."""
+    c = result['counts']
+    return ('%6d %6d %6d %9.2f %6.2f %5.2f %7.2f%%'
+            % (c['tp'], c['fp'], c['fn'], c['precision'], c['recall'], c['f1'],
+               100 * result['map']))
 
 
 if __name__ == '__main__':

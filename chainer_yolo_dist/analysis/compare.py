@@ -135,3 +135,68 @@ def _cell(value, signed=False):
     if isinstance(value, float):
         return ('%+.2f' if signed else '%.2f') % value
     return str(value)
+
+
+# --- paper 002 Table 2: a person detector beside the published row -----------------------------
+
+TABLE2 = 'p002_table2_person_detection'
+#: Presets whose runs are person detectors of paper 002 sec. 3.3.
+PERSON_PRESETS = ('yolov3_person_bdd_2019', 'yolov3_person_demo')
+TABLE2_COLUMNS = ('tp', 'fp', 'fn', 'precision', 'recall', 'f1', 'map_percent')
+
+
+def table2_row_id(run, row=None):
+    """Which Table 2 row (``'a'`` .. ``'g'``, ``'f_runner_up'``) ``run`` stands beside:
+    ``row`` if given, else the run's training split when it is named after a row (e.g. a
+    VOC-format image set ``c``), else None."""
+    ids = [r['run'] for r in published.table(TABLE2)]
+    if row is not None:
+        if row not in ids:
+            raise ValueError('paper 002 Table 2 has rows %s, not %r' % (', '.join(ids), row))
+        return row
+    split = (run.config.get('data') or {}).get('train_split')
+    return split if split in ids else None
+
+
+def table2_rows(runs, row=None):
+    """For each person-detector run (preset in :data:`PERSON_PRESETS`, or any run with
+    Table 2's counts when ``row`` is given): the published row and the measured one.
+
+    Returns a list of dicts with ``source``, ``description`` and :data:`TABLE2_COLUMNS`
+    (``map_percent`` in percent; measured counts from ``metrics.json``'s ``counts`` at its
+    ``score_thresh``), and ``setting`` (the run's departures, as :func:`comparison_rows`)."""
+    out = []
+    for run in runs:
+        counts = (run.metrics or {}).get('counts')
+        if counts is None or (run.preset not in PERSON_PRESETS and row is None):
+            continue
+        row_id = table2_row_id(run, row)
+        if row_id is not None:
+            pub = published.select(TABLE2, run=row_id)[0]
+            out.append(dict({c: pub[c] for c in TABLE2_COLUMNS},
+                            source='paper 002 Table 2 (%s)' % row_id,
+                            description=pub['description'], setting=''))
+        departures = '; '.join(d for d in run.config.get('departures', [])
+                               if not d.startswith('communicator '))
+        if run.config.get('iterations'):
+            departures = '; '.join(filter(None, [departures, 'stopped after %d iterations'
+                                                 % run.config['iterations']]))
+        measured = {c: counts[c] for c in TABLE2_COLUMNS if c in counts}
+        measured['map_percent'] = 100.0 * float(run.metrics['map'])
+        out.append(dict(measured, source='run %s' % run.name,
+                        description='score >= %g, IoU %g' % (counts['score_thresh'],
+                                                            counts['iou_thresh']),
+                        setting=('not comparable: ' + departures) if departures else ''))
+    return out
+
+
+def table2_markdown(rows):
+    """:func:`table2_rows` as a Markdown table."""
+    header = ('source', 'description', 'TP', 'FP', 'FN', 'precision', 'recall', 'F1',
+              'mAP@0.5 %', 'setting')
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
+    for r in rows:
+        cells = [r['source'], r['description']] + [_cell(r[c]) for c in TABLE2_COLUMNS] + \
+            [r['setting']]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'

@@ -38,7 +38,7 @@ PRESET_OPTIONS = {
     'burn_in': 'burn_in_iterations', 'momentum': 'momentum',
     'weight_decay': 'weight_decay', 'communicator': 'communicator',
     'allreduce_grad_dtype': 'allreduce_grad_dtype', 'cudnn_fast_bn': 'cudnn_fast_bn',
-    'n_class': 'n_class',
+    'n_class': 'n_class', 'linear_from': 'linear_from', 'sampling_scale': 'sampling_scale',
 }
 
 

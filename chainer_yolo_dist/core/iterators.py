@@ -5,20 +5,23 @@ import time
 import chainer
 
 from chainer_yolo_dist.core import mpi, sharding
-from chainer_yolo_dist.core.sampling import EpochOrderSampler, EpochSampledDataset, stream_seed
+from chainer_yolo_dist.core.sampling import (EpochDrawSampler, EpochOrderSampler,
+                                              EpochSampledDataset, draws_per_epoch, stream_seed)
 
 #: Shared memory per MultiprocessIterator for passing batches from the workers (bytes).
 SHARED_MEMORY = 100 * 1000 * 1000
 
 
-def train_iterator(shard, batchsize, seed, loaderjob, shuffle=True):
+def train_iterator(shard, batchsize, seed, loaderjob, shuffle=True, order_sampler=None):
     """An iterator with reproducible epochs over ``shard``, an
     :class:`~chainer_yolo_dist.core.sampling.EpochSampledDataset`.
 
     ``loaderjob`` worker processes (``MultiprocessIterator``) load and augment the examples;
-    0 loads them in this process.
+    0 loads them in this process. ``order_sampler`` replaces the default per-epoch permutation
+    of the shard (e.g. :class:`~chainer_yolo_dist.core.sampling.EpochDrawSampler`).
     """
-    order_sampler = EpochOrderSampler(shard.n, seed=seed, shuffle=shuffle)
+    if order_sampler is None:
+        order_sampler = EpochOrderSampler(shard.n, seed=seed, shuffle=shuffle)
     if loaderjob:
         return WatchedMultiprocessIterator(
             shard, batchsize, n_processes=loaderjob, order_sampler=order_sampler,
@@ -90,3 +93,21 @@ def eval_iterator(dataset, batchsize, loaderjob):
         return chainer.iterators.MultiprocessIterator(
             dataset, batchsize, repeat=False, shuffle=False, n_processes=loaderjob)
     return chainer.iterators.SerialIterator(dataset, batchsize, repeat=False, shuffle=False)
+
+
+def drawn_iterator(train, transform, settings, comm, scale, replace=False, resample='epoch'):
+    """This process's training iterator over the whole of ``train``, drawing
+    ``ceil(scale * len(train) / comm.size)`` examples per epoch with its own random stream
+    (:class:`~chainer_yolo_dist.core.sampling.EpochDrawSampler`; paper 002 sec. 3.2) instead of
+    reading a fixed share. Every rank gets the same count, so the ranks' epochs end together.
+
+    Returns ``(iterator, count)``; ``count / settings.batchsize`` updates make an epoch.
+    """
+    if settings.virtual_ranks != 1:
+        raise ValueError('per-epoch random draws (sampling scale) work with --virtual-ranks 1 '
+                         'only')
+    count = draws_per_epoch(len(train), scale, comm.size)
+    dataset = EpochSampledDataset(train, transform, seed=stream_seed(settings.seed, comm.rank))
+    sampler = EpochDrawSampler(len(train), count, settings.seed, comm.rank, replace, resample)
+    return train_iterator(dataset, settings.batchsize, settings.seed, settings.loaderjob,
+                          order_sampler=sampler), count

@@ -67,6 +67,19 @@ def build_optimizer(link, lr, momentum=0.9, weight_decay=0.0, lars=False,
     return add_regularization(optimizer, weight_decay, lars, lars_threshold, lars_eps)
 
 
+def adam(settings, factor=1.0):
+    """Adam with the preset's rate times ``factor`` as ``alpha`` and its ``momentum`` read as
+    Adam's first-moment decay ``beta1`` (paper 002 appendix A.1.2: alpha 2e-4, beta1 0.5), with
+    the preset's weight decay if any. The schedule extension sets ``alpha`` before the first
+    update. Returns ``(optimizer, hooks)``; give each network its own.
+    """
+    preset = settings.preset
+    optimizer = chainer.optimizers.Adam(alpha=factor * preset.schedule()(0),
+                                        beta1=preset.momentum)
+    hook = regularization_hook(preset.weight_decay)
+    return optimizer, [hook] if hook is not None else []
+
+
 def multi_node(optimizer, hooks, target, comm, double_buffering=False, init=None):
     """Wraps ``optimizer`` with ChainerMN, sets it up on ``target`` and adds ``hooks``.
 

@@ -15,6 +15,7 @@ import os
 import re
 import tomllib
 
+from chainer_yolo_dist.core.sampling import draws_per_epoch
 from chainer_yolo_dist.core.schedules import LRSchedule, batch_fraction_check, scaled_lr
 
 #: The preset files: data only, one TOML file per preset.
@@ -24,7 +25,7 @@ PRESET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 # ChainerMN 7.8.1's communicators; hierarchical, two_dimensional and single_node were removed.
 COMMUNICATORS = ('naive', 'flat', 'non_cuda_aware', 'pure_nccl', 'dummy')
 ALLREDUCE_DTYPES = (None, 'float16', 'float32')
-DECAYS = ('step', 'poly', 'constant')
+DECAYS = ('step', 'poly', 'constant', 'linear')
 # Readings of the papers' augmentation (docs/papers.md): 'paper' as the papers describe it
 # (random crop, rotation, hue/saturation/exposure), 'darknet' as Darknet's detection loader
 # does it (jittered crop, horizontal flip, hue/saturation/exposure).
@@ -35,6 +36,8 @@ POLY_FROM = ('warmup_end', 'start')
 #   literal_knEta  lr = k*n*eta     (paper 001 sec. 4.2 as printed)
 #   kn_256_eta     lr = k*n/256*eta (paper 001 sec. 4.1, Goyal et al.'s 0.1 per 256 images)
 #   custom         reference_batch given explicitly
+#   constant       lr = eta whatever k and n (paper 002 sec. 3.2: the rate is not changed with
+#                  the number of GPUs)
 #   sqrt_k_eta     lr = sqrt(k)*eta (square-root scaling, reference batch = n): not in the
 #                  papers; the scaling study's ablation (docs/study.md)
 LR_RULES = {
@@ -43,9 +46,12 @@ LR_RULES = {
     'literal_knEta': lambda n: 1,
     'kn_256_eta': lambda n: 256,
     'custom': None,
+    'constant': lambda n: n,
 }
-LR_RULE_FORMULAS = {'k_eta': 'k·η', 'literal_knEta': 'k·n·η', 'kn_256_eta': 'k·n/256·η',
-                    'sqrt_k_eta': '√k·η'}
+# Rules whose peak is eta itself, not scaled with the global batch.
+UNSCALED_RULES = ('constant',)
+LR_RULE_FORMULAS = {'constant': 'η', 'k_eta': 'k·η', 'literal_knEta': 'k·n·η',
+                    'kn_256_eta': 'k·n/256·η', 'sqrt_k_eta': '√k·η'}
 # Rules whose rate grows as the square root of the global batch; all others grow linearly.
 SQRT_RULES = ('sqrt_k_eta',)
 # Multi-scale sizes must be multiples of the network stride (paper 000 sec. 2.2).
@@ -95,6 +101,9 @@ class Preset:
     cudnn_fast_bn: bool
     reference_batch: float | None = None
     augmentation: str = 'paper'
+    linear_from: float = 0.0
+    sampling_scale: float | None = None
+    max_iterations: int | None = None
     global_batchsize: int = dataclasses.field(init=False)
     peak_lr: float = dataclasses.field(init=False)
     warmup_start_lr: float = dataclasses.field(init=False)
@@ -120,6 +129,12 @@ class Preset:
         if not self.weight_decay >= 0:
             raise ValueError('%s: weight_decay must be >= 0, got %r' % (where,
                                                                         self.weight_decay))
+        if self.max_iterations is not None and self.max_iterations < 1:
+            raise ValueError('%s: max_iterations must be >= 1, got %r'
+                             % (where, self.max_iterations))
+        if self.sampling_scale is not None and not self.sampling_scale > 0:
+            raise ValueError('%s: sampling_scale must be positive, got %r'
+                             % (where, self.sampling_scale))
         if self.insize % STRIDE:
             raise ValueError('%s: insize %d is not a multiple of the stride %d'
                              % (where, self.insize, STRIDE))
@@ -147,8 +162,10 @@ class Preset:
         global_batch = self.n_gpus * self.batchsize_per_gpu
         object.__setattr__(self, 'global_batchsize', global_batch)
         object.__setattr__(self, 'peak_lr',
-                           scaled_lr(self.eta, global_batch, self.reference_batch,
-                                     'sqrt' if self.lr_rule in SQRT_RULES else 'linear'))
+                           self.eta if self.lr_rule in UNSCALED_RULES
+                           else scaled_lr(self.eta, global_batch, self.reference_batch,
+                                          'sqrt' if self.lr_rule in SQRT_RULES
+                                          else 'linear'))
         object.__setattr__(self, 'warmup_start_lr', self.eta)
         object.__setattr__(self, 'batch_fraction', global_batch / self.n_train)
         # Let LRSchedule reject an inconsistent schedule now rather than mid-training.
@@ -157,7 +174,12 @@ class Preset:
     @property
     def iterations_per_epoch(self):
         """Updates per epoch (float): ChainerMN's ``scatter_dataset`` gives each rank
-        ``ceil(n_train / n_gpus)`` samples, read ``batchsize_per_gpu`` at a time."""
+        ``ceil(n_train / n_gpus)`` samples, read ``batchsize_per_gpu`` at a time; with a
+        ``sampling_scale`` each rank draws ``ceil(sampling_scale * n_train / n_gpus)``
+        (``core.sampling.draws_per_epoch``, paper 002 sec. 3.2)."""
+        if self.sampling_scale is not None:
+            return (draws_per_epoch(self.n_train, self.sampling_scale, self.n_gpus)
+                    / self.batchsize_per_gpu)
         return math.ceil(self.n_train / self.n_gpus) / self.batchsize_per_gpu
 
     def schedule(self):
@@ -168,7 +190,7 @@ class Preset:
             decay=self.decay, steps=self.steps, step_factor=self.step_factor,
             poly_power=self.poly_power, total_epochs=self.epochs, poly_from=self.poly_from,
             burn_in_iterations=self.burn_in_iterations,
-            iterations_per_epoch=self.iterations_per_epoch)
+            iterations_per_epoch=self.iterations_per_epoch, linear_from=self.linear_from)
 
     def with_data(self, n_train, n_class):
         """This preset for the data actually loaded: its size enters the batch share and the
@@ -176,8 +198,11 @@ class Preset:
         return dataclasses.replace(self, n_train=int(n_train), n_class=int(n_class))
 
     def batch_fraction_check(self, warn_above=0.07):
-        """``(batch_fraction, warning or None)``; see ``schedules.batch_fraction_check``."""
-        return batch_fraction_check(self.global_batchsize, self.n_train, warn_above)
+        """``(batch_fraction, warning or None)``; see ``schedules.batch_fraction_check``. The
+        warning is about the linear scaling rule: none for a rate not scaled with k."""
+        fraction, warning = batch_fraction_check(self.global_batchsize, self.n_train,
+                                                 warn_above)
+        return fraction, None if self.lr_rule in UNSCALED_RULES else warning
 
 
 def _check_choice(where, key, value, choices):
@@ -221,8 +246,17 @@ _CONVERT = {
     'momentum': float, 'weight_decay': float, 'insize': int, 'multiscale': _multiscale,
     'pretrained': _opt_str, 'transfer_layers': int, 'communicator': str,
     'allreduce_grad_dtype': _opt_str, 'cudnn_fast_bn': _bool, 'augmentation': str,
+    'linear_from': float,
+    'max_iterations': lambda v: None if v in (None, 0, _NONE_STRING) else int(v),
+    'sampling_scale': lambda v: None if v in (None, _NONE_STRING) else float(v),
 }
-_OPTIONAL_KEYS = ('reference_batch', 'augmentation')
+# Keys a file may leave out: the field's default applies. linear_from: epochs at the full rate
+# before decay = "linear" (paper 002 A.1.2: 100); sampling_scale: "none" reads a fixed share
+# per rank (papers 000, 001), a number draws ceil(scale * n_train / k) examples per rank and
+# epoch (paper 002 sec. 3.2: 4); max_iterations: a run that stops after this many updates
+# rather than after `epochs` (Darknet's max_batches; paper 002 sec. 3.3: 5,000).
+_OPTIONAL_KEYS = ('reference_batch', 'augmentation', 'linear_from', 'sampling_scale',
+                  'max_iterations')
 _DERIVED = tuple(f.name for f in dataclasses.fields(Preset) if not f.init)
 
 
@@ -306,6 +340,8 @@ def describe(name):
         decay = 'x%s at %s' % (_fmt(p.step_factor), ', '.join(_fmt(s) for s in p.steps))
     elif p.decay == 'poly':
         decay = 'poly power %s' % _fmt(p.poly_power)
+    elif p.decay == 'linear':
+        decay = 'linear to 0 from %s' % _fmt(p.linear_from)
     else:
         decay = 'none'
     if p.warmup_epochs > 0:

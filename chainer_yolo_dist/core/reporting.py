@@ -6,6 +6,7 @@ plots show the mean of the global batch, the number one process with the whole b
 """
 import sys
 
+import chainer
 from chainer.training import extensions
 
 
@@ -26,9 +27,19 @@ class _PlainOutput(object):
 def aggregate(trainer, comm, keys):
     """Averages each observation in ``keys`` over the ranks, every iteration (collective)."""
     import chainermn
+
+    class Aggregator(chainermn.extensions.ObservationAggregator):
+        # ChainerMN 7.8.1 moves a reported Variable to the ChainerX device 'native', which
+        # fails without ChainerX: a Variable (as chainer.report passes on) is averaged as its
+        # array.
+        def compute_summary(self, trainer):
+            value = trainer.observation.get(self.original_key)
+            if isinstance(value, chainer.Variable):
+                trainer.observation[self.original_key] = value.array
+            return super().compute_summary(trainer)
+
     for key in keys:
-        trainer.extend(chainermn.extensions.ObservationAggregator(comm, key),
-                       name='aggregate_' + key.replace('/', '_'))
+        trainer.extend(Aggregator(comm, key), name='aggregate_' + key.replace('/', '_'))
 
 
 def epoch_axis(iterations_per_epoch, ylabel):

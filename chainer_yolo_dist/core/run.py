@@ -96,7 +96,7 @@ def departures_from_preset(preset, paper_preset, options):
     if preset.n_train != paper_preset.n_train:
         out.append('%d training examples instead of the preset\'s %d' % (preset.n_train,
                                                                           paper_preset.n_train))
-    last = options.get('iterations')
+    last = options.get('iterations') or preset.max_iterations
     epochs = preset.epochs if not last else last / preset.iterations_per_epoch
     late = [s for s in preset.steps if s >= epochs] if preset.decay == 'step' else []
     if late:
@@ -237,7 +237,7 @@ def _report_start(settings, data, log):
             log('%s data: %s' % (split, report.summary()))
 
 
-def build_trainer(settings, comm, updater, chain, model, aggregated_keys):
+def build_trainer(settings, comm, updater, chain, model, aggregated_keys, schedule=None):
     """Chainer's trainer with what every run has: the learning-rate schedule, observations
     averaged over ranks, and snapshots.
 
@@ -247,12 +247,15 @@ def build_trainer(settings, comm, updater, chain, model, aggregated_keys):
         model: the network alone (its batch-normalisation statistics are averaged across
             ranks before snapshots).
         aggregated_keys: reported values to average over the ranks (e.g. 'main/loss').
+        schedule: the extension that sets the rate; default ``LRScheduleExtension`` of
+            ``settings.schedule`` on the 'main' optimizer (an updater with several optimizers
+            passes e.g. :class:`~chainer_yolo_dist.core.schedules.MultiOptimizerSchedule`).
     """
     from chainer_yolo_dist.core import reporting
     chainer.global_config.cudnn_fast_batch_normalization = settings.preset.cudnn_fast_bn
     trainer = chainer.training.Trainer(updater, settings.stop_trigger, out=settings.out)
     if not settings.serving_ranks:  # with parameter servers the servers apply the schedule
-        trainer.extend(LRScheduleExtension(settings.schedule))
+        trainer.extend(schedule or LRScheduleExtension(settings.schedule))
     reporting.aggregate(trainer, comm, aggregated_keys)
     snapshots.add_snapshots(trainer, settings, comm, chain, model)
     return trainer

@@ -19,6 +19,10 @@ The composed rate is ``lr(t) = warmup(t) * decay(t) * burn_in(t)``:
   when warmup ends and the curve is continuous. ``poly_from='start'`` measures the decay from
   epoch 0 (``t' = t``, ``T' = total_epochs``) and multiplies the warmup ramp onto it, as
   Darknet's own poly policy counts from batch 0. ``'constant'`` disables decay.
+  ``'linear'`` (paper 002 appendix A.1.2, Zhu et al.'s CycleGAN schedule): the rate is held
+  for ``linear_from`` epochs, then falls linearly to 0 at ``total_epochs``, stepped once per
+  epoch as Zhu's ``lambda_rule``: ``1 - max(0, floor(t) + 1 - linear_from) /
+  (total_epochs - linear_from + 1)`` (epoch 100 of 200 at 100/101, the last at 1/101).
 - ``burn_in`` (Darknet's ``burn_in``, off unless ``burn_in_iterations > 0``):
   ``(iteration / burn_in) ** 4`` for ``iteration < burn_in``, where
   ``iteration = t * iterations_per_epoch`` counts completed updates as Darknet does.
@@ -28,7 +32,7 @@ import math
 import chainer
 from chainer.training import extension
 
-DECAYS = ('step', 'poly', 'constant')
+DECAYS = ('step', 'poly', 'constant', 'linear')
 POLY_FROM = ('warmup_end', 'start')
 # Darknet's `power` default (parser.c), used by its burn-in: lr * (batch / burn_in) ** 4.
 BURN_IN_POWER = 4
@@ -82,6 +86,13 @@ def poly_factor_at(t, power, total_epochs, begin=0.0):
     return max(remaining, 0.0) ** power
 
 
+def linear_factor_at(t, begin, total_epochs):
+    """Zhu et al.'s linear decay, stepped per epoch: 1 for the epochs before ``begin``, then
+    ``1 - (floor(t) + 1 - begin) / (total_epochs - begin + 1)``, never below 0."""
+    e = math.floor(t)
+    return max(0.0, 1.0 - max(0, e + 1 - begin) / float(total_epochs - begin + 1))
+
+
 def burn_in_factor_at(iteration, burn_in_iterations, power=BURN_IN_POWER):
     """Darknet's burn-in ``(iteration / burn_in) ** power`` below ``burn_in``, else 1."""
     if burn_in_iterations <= 0 or iteration >= burn_in_iterations:
@@ -107,12 +118,13 @@ class LRSchedule:
         poly_from (str): 'warmup_end' (default) or 'start'; where the polynomial begins.
         burn_in_iterations (int): Darknet burn-in length in iterations (0 = off).
         iterations_per_epoch (float or None): updates per epoch; needed for burn-in.
+        linear_from (float): epochs at the full rate before the 'linear' decay begins.
     """
 
     def __init__(self, peak_lr, warmup_start_lr=None, warmup_hold_epochs=1, warmup_epochs=5,
                  decay='step', steps=(60, 90), step_factor=0.1, poly_power=2,
                  total_epochs=100, poly_from='warmup_end', burn_in_iterations=0,
-                 iterations_per_epoch=None):
+                 iterations_per_epoch=None, linear_from=0):
         if not peak_lr > 0:
             raise ValueError('LRSchedule: peak_lr must be positive, got %r' % (peak_lr,))
         if warmup_start_lr is not None and not warmup_start_lr > 0:
@@ -142,6 +154,9 @@ class LRSchedule:
             if not poly_power > 0:
                 raise ValueError('LRSchedule: poly_power must be positive, got %r'
                                  % (poly_power,))
+        if decay == 'linear' and not 0 <= linear_from < total_epochs:
+            raise ValueError('LRSchedule: the linear decay must start (linear_from %r) in '
+                             '[0, total_epochs %r)' % (linear_from, total_epochs))
         if burn_in_iterations < 0:
             raise ValueError('LRSchedule: burn_in_iterations must be >= 0')
         if burn_in_iterations > 0 and not (iterations_per_epoch and iterations_per_epoch > 0):
@@ -159,6 +174,7 @@ class LRSchedule:
         self.poly_from = poly_from
         self.burn_in_iterations = int(burn_in_iterations)
         self.iterations_per_epoch = iterations_per_epoch
+        self.linear_from = float(linear_from)
 
     def decay_factor(self, t):
         """Multiplier of the decay rule at fractional epoch ``t``."""
@@ -167,6 +183,8 @@ class LRSchedule:
         if self.decay == 'poly':
             begin = self.warmup_epochs if self.poly_from == 'warmup_end' else 0.0
             return poly_factor_at(t, self.poly_power, self.total_epochs, begin)
+        if self.decay == 'linear':
+            return linear_factor_at(t, self.linear_from, self.total_epochs)
         return 1.0
 
     def __call__(self, t):
@@ -185,11 +203,13 @@ class LRSchedule:
         return ('LRSchedule(peak_lr=%g, warmup_start_lr=%r, warmup_hold_epochs=%g, '
                 'warmup_epochs=%g, decay=%r, steps=%r, step_factor=%g, poly_power=%g, '
                 'total_epochs=%g, poly_from=%r, burn_in_iterations=%d, '
-                'iterations_per_epoch=%r)' % (
+                'iterations_per_epoch=%r%s)' % (
                     self.peak_lr, self.warmup_start_lr, self.warmup_hold_epochs,
                     self.warmup_epochs, self.decay, self.steps, self.step_factor,
                     self.poly_power, self.total_epochs, self.poly_from,
-                    self.burn_in_iterations, self.iterations_per_epoch))
+                    self.burn_in_iterations, self.iterations_per_epoch,
+                    # only where it matters, so the other schedules' repr is unchanged
+                    ', linear_from=%g' % self.linear_from if self.decay == 'linear' else ''))
 
 
 class LRScheduleExtension(extension.Extension):
@@ -234,6 +254,45 @@ class LRScheduleExtension(extension.Extension):
     def __call__(self, trainer):
         used = getattr(self._target(trainer), self._attr)
         chainer.reporter.report({'lr': used})
+        self._apply(trainer)
+
+
+class MultiOptimizerSchedule(extension.Extension):
+    """Trainer extension: sets ``attr`` of several optimizers to ``factor * schedule(t)``.
+
+    For updaters with one optimizer per network (e.g. generators and discriminators, each
+    with its own rate: ``factors = {'gen': 1.0, 'dis': 0.5}``). Behaves as
+    :class:`LRScheduleExtension`: sets the rates in ``initialize`` (the first update, and the
+    first after a resume), and after each update reports the base rate that update used as
+    ``lr`` (``schedule(t)``, before the factors) and sets the next. Holds no state.
+
+    Args:
+        schedule (callable): fractional epoch -> base rate.
+        factors (dict): optimizer name (as the updater knows it) -> multiplier.
+        attr (str): the attribute to set ('alpha' for Adam, 'lr' for SGD).
+    """
+
+    trigger = 1, 'iteration'
+    priority = extension.PRIORITY_WRITER
+    name = 'lr_schedule'
+
+    def __init__(self, schedule, factors, attr='lr'):
+        if not factors:
+            raise ValueError('MultiOptimizerSchedule needs at least one optimizer')
+        self._schedule, self._factors, self._attr = schedule, dict(factors), attr
+        self._used = None
+
+    def _apply(self, trainer):
+        base = self._schedule(trainer.updater.epoch_detail)
+        for name, factor in self._factors.items():
+            setattr(trainer.updater.get_optimizer(name), self._attr, factor * base)
+        self._used = base
+
+    def initialize(self, trainer):
+        self._apply(trainer)
+
+    def __call__(self, trainer):
+        chainer.reporter.report({'lr': self._used})
         self._apply(trainer)
 
 

@@ -98,6 +98,11 @@ class RunSettings:
             raise ValueError('--resume is not available with --parallelism async: the servers\''
                              ' state is not in the snapshots')
 
+    def identity_extras(self):
+        """Settings beyond the core's that a resumed run must share with the run that wrote
+        the snapshot (``{name: JSON value}``; see ``snapshots.run_identity``); none here."""
+        return {}
+
     @property
     def eta(self):
         """The papers' base rate: the single-worker learning rate."""
@@ -120,9 +125,12 @@ class RunSettings:
 
     @property
     def stop_trigger(self):
-        """``(iterations, 'iteration')`` when ``--iterations`` is set, else the preset's epochs."""
+        """``(iterations, 'iteration')`` when ``--iterations`` is set, else the preset's
+        ``max_iterations`` if it has them (an iteration-based preset), else its epochs."""
         if self.iterations:
             return self.iterations, 'iteration'
+        if self.preset.max_iterations:
+            return self.preset.max_iterations, 'iteration'
         return self.preset.epochs, 'epoch'
 
     @property

@@ -32,9 +32,11 @@ def run_identity(settings):
     """The settings a resumed run must share with the run that wrote the snapshot: the world
     (ranks, virtual ranks), the per-worker batch, the data size and the schedule."""
     preset = settings.preset
-    return {'ranks': settings.ranks, 'virtual_ranks': settings.virtual_ranks,
-            'batchsize_per_worker': preset.batchsize_per_gpu, 'n_train': preset.n_train,
-            'seed': settings.seed, 'schedule': repr(settings.schedule)}
+    identity = {'ranks': settings.ranks, 'virtual_ranks': settings.virtual_ranks,
+                'batchsize_per_worker': preset.batchsize_per_gpu, 'n_train': preset.n_train,
+                'seed': settings.seed, 'schedule': repr(settings.schedule)}
+    identity.update(settings.identity_extras())  # what the system adds (e.g. its sampling)
+    return identity
 
 
 class RunIdentity(chainer.training.Extension):
@@ -78,8 +80,9 @@ def add_snapshots(trainer, settings, comm, chain, model):
             trigger=trigger)
 
 
-def resume(trainer, settings, comm, log):
-    """Loads ``settings.resume`` into ``trainer`` on every rank (nothing without it)."""
+def resume(trainer, settings, comm, log, rank_state=None):
+    """Loads ``settings.resume`` into ``trainer`` on every rank (nothing without it), then
+    each rank's own file (:func:`add_rank_snapshots`) into ``rank_state`` if given."""
     if not settings.resume:
         return
     from chainer_yolo_dist.core.mpi import SetupError
@@ -94,6 +97,12 @@ def resume(trainer, settings, comm, log):
     except (ValueError, KeyError, OSError) as e:
         raise SetupError('%s: cannot resume this run from it: %s'
                          % (settings.resume, e.args[0] if e.args else e)) from e
+    if rank_state is not None:
+        # Collective: every rank learns whether any rank's file failed, so none waits.
+        errors = [e for e in comm.mpi_comm.allgather(_load_rank_state(
+            settings.resume, comm.rank, rank_state, trainer.updater.iteration)) if e]
+        if errors:
+            raise SetupError('; '.join(errors))
     if comm.rank == 0:
         log('resumed from %s at iteration %d' % (settings.resume, trainer.updater.iteration))
 
@@ -133,3 +142,84 @@ def save_results(settings, comm, metrics, model, iteration):
         finite.require_finite(model, 'model.npz', iteration)
         atomic.save_npz(os.path.join(settings.out, 'model.npz'), model)
         atomic.write_json(os.path.join(settings.out, 'metrics.json'), metrics)
+
+
+# --- per-rank state -----------------------------------------------------------------------------
+#
+# Some state differs between ranks and is not the model's: a history of generated images
+# (CycleGAN's pools), a rank's own random generator. The trainer snapshot is rank 0's alone, so
+# each rank writes its own state to a file of its own beside it, at the same iterations:
+# ``rank_states/<snapshot name>.rank<r>.npz``. Per-rank files, not gathered into rank 0's
+# snapshot, so that no rank holds every rank's state at once (512 ranks x 2 pools x 50 images
+# of 256 px is about 40 GB) and each writes in parallel. The subfolder keeps them out of the
+# names Chainer's snapshot retention scans. A resumed run needs the same number of ranks (the
+# run identity already requires it) and every rank's file.
+
+RANK_STATE_DIR = 'rank_states'
+
+
+def rank_state_path(snapshot_path, rank):
+    """Where rank ``rank``'s state of the snapshot ``snapshot_path`` lives."""
+    folder, name = os.path.split(snapshot_path)
+    return os.path.join(folder, RANK_STATE_DIR, '%s.rank%d.npz' % (name, rank))
+
+
+class _RankState(object):
+    """What one rank's file holds: the iteration it belongs to and the target's state."""
+
+    def __init__(self, target, iteration=0):
+        self.target, self.iteration = target, iteration
+
+    def serialize(self, serializer):
+        self.iteration = int(serializer('iteration', self.iteration))
+        self.target.serialize(serializer['state'])
+
+
+def add_rank_snapshots(trainer, settings, comm, target):
+    """Every rank writes ``target``'s state (anything with ``serialize``) whenever the trainer
+    snapshot is written (same trigger), keeping its newest ``settings.keep_snapshots``."""
+    trigger = ((settings.snapshot_interval, 'iteration') if settings.snapshot_interval
+               else settings.stop_trigger)
+    written = _existing_rank_states(settings.out, comm.rank)
+
+    @chainer.training.make_extension(trigger=trigger, priority=-100)
+    def rank_snapshot(trainer):
+        path = rank_state_path(os.path.join(
+            settings.out, SNAPSHOT_NAME.format(trainer)), comm.rank)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic.save_npz(path, _RankState(target, trainer.updater.iteration))
+        written.append(path)
+        while len(written) > settings.keep_snapshots:
+            old = written.pop(0)
+            if os.path.exists(old):
+                os.remove(old)
+
+    trainer.extend(rank_snapshot, name='rank_snapshot')
+
+
+def _load_rank_state(snapshot_path, rank, target, iteration):
+    """Loads this rank's file into ``target``; returns None, or what went wrong in words."""
+    path = rank_state_path(snapshot_path, rank)
+    holder = _RankState(target)
+    try:
+        chainer.serializers.load_npz(path, holder)
+    except (ValueError, KeyError, OSError) as e:
+        return ('%s: cannot resume rank %d: its own state %s is missing or unreadable (%s)'
+                % (snapshot_path, rank, path, e.args[0] if e.args else e))
+    if holder.iteration != iteration:
+        return ('%s: rank %d\'s state %s is of iteration %d, the snapshot of %d'
+                % (snapshot_path, rank, path, holder.iteration, iteration))
+    return None
+
+
+def _existing_rank_states(out, rank):
+    """This rank's state files already in ``out`` (a resumed run's), oldest first."""
+    import re
+    folder = os.path.join(out, RANK_STATE_DIR)
+    if not os.path.isdir(folder):
+        return []
+    prefix = re.escape(SNAPSHOT_NAME.split('{')[0])
+    pattern = re.compile(r'%s(\d+)\.rank%d\.npz$' % (prefix, rank))
+    found = [(int(m.group(1)), name) for name in os.listdir(folder)
+             for m in [pattern.match(name)] if m]
+    return [os.path.join(folder, name) for _, name in sorted(found)]

@@ -302,3 +302,48 @@ class _DomainView(chainer.dataset.DatasetMixin):
 
     def get_example(self, i):
         return getattr(self.parent, 'image_' + self.which)(i)
+
+
+# --- the registry of CycleGAN data sets ---------------------------------------------------------
+
+#: The unpaired data sets a preset or ``--dataset`` may name.
+DATASETS = ('synthetic_domains', 'folders')
+#: ``class_names`` of a CycleGAN run: its two domains (the core counts them as "classes").
+DOMAIN_NAMES = ('domain_a', 'domain_b')
+
+
+def load_data(request):
+    """``(train, test, class_names, reports)`` for ``request`` (a CycleGANData).
+
+    ``train`` and ``test`` yield ``(a, b)`` pairs and have ``domain_a`` / ``domain_b`` views.
+    'synthetic_domains': :class:`SyntheticDomains` train / test splits; 'folders':
+    :class:`UnpairedImageFolders` of ``dir_a`` / ``dir_b``, tested on ``test_dir_a`` /
+    ``test_dir_b`` (both or neither; neither: the training folders, as paper 002 sec. 4.4
+    computes FID on the training domains, a reading).
+    """
+    if request.dataset == 'synthetic_domains':
+        train = SyntheticDomains('train', request.n_train_images, request.image_size,
+                                 request.seed)
+        test = SyntheticDomains('test', request.n_test_images, request.image_size,
+                                request.seed)
+        return train, test, DOMAIN_NAMES, {'train': None, 'test': None}
+    if request.dataset != 'folders':
+        raise ValueError('unknown CycleGAN dataset %r: choose one of %s'
+                         % (request.dataset, ', '.join(DATASETS)))
+    if not request.dir_a or not request.dir_b:
+        raise ValueError('--dataset folders needs --dir-a and --dir-b')
+    if bool(request.test_dir_a) != bool(request.test_dir_b):
+        raise ValueError('give both --test-dir-a and --test-dir-b, or neither')
+    options = dict(size=request.image_size, seed=request.seed,
+                   on_bad_sample=request.on_bad_sample, check_images=request.check_images)
+    train = UnpairedImageFolders(request.dir_a, request.dir_b, **options)
+    test = (UnpairedImageFolders(request.test_dir_a, request.test_dir_b, **options)
+            if request.test_dir_a else train)
+    return train, test, DOMAIN_NAMES, {'train': train.report,
+                                       'test': test.report if test is not train else None}
+
+
+def flip_pair(pair, rng):
+    """Training transform: each image of an ``(a, b)`` pair flipped left-right with
+    probability 0.5 (Zhu's default ``no_flip=False``), from ``rng`` (a ``RandomState``)."""
+    return tuple(x[:, :, ::-1].copy() if rng.uniform() < 0.5 else x for x in pair)

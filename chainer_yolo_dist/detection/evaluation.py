@@ -13,10 +13,17 @@ import numpy as np
 from chainercv.evaluations import eval_detection_voc
 from chainercv.utils import apply_to_iterator
 
+from chainer_yolo_dist.detection.counts import DEFAULT_SCORE_THRESH, detection_counts
+
 
 def evaluate_detection(model, dataset, comm=None, batchsize=8, use_07_metric=True,
-                       class_names=None):
-    """Returns ``{'map': float, 'ap': {class_name: float}}`` on every rank.
+                       class_names=None, score_thresh=DEFAULT_SCORE_THRESH):
+    """Returns ``{'map': float, 'ap': {class_name: float}, 'counts': {...}}`` on every rank.
+
+    ``counts`` are paper 002 Table 2's columns over the same predictions
+    (:func:`~chainer_yolo_dist.detection.counts.detection_counts`): ``tp``, ``fp``, ``fn``,
+    ``precision``, ``recall``, ``f1`` of the detections scoring at least ``score_thresh``
+    (a reading, 0.25: see that module), matched at IoU 0.5.
 
     Args:
         model: a ChainerCV detector with ``predict`` (its ``insize`` sets the eval size).
@@ -28,22 +35,32 @@ def evaluate_detection(model, dataset, comm=None, batchsize=8, use_07_metric=Tru
     # A barely trained network's raw outputs overflow exp() in ChainerCV's decoding; the
     # boxes are discarded by the score threshold anyway, so the warning only adds noise.
     with np.errstate(over='ignore'):
-        return _evaluate(model, dataset, comm, batchsize, use_07_metric, class_names, rank0)
+        return _evaluate(model, dataset, comm, batchsize, use_07_metric, class_names, rank0,
+                         score_thresh)
 
 
-def _evaluate(model, dataset, comm, batchsize, use_07_metric, class_names, rank0):
+def _evaluate(model, dataset, comm, batchsize, use_07_metric, class_names, rank0,
+              score_thresh=DEFAULT_SCORE_THRESH):
     if rank0:
         it = chainer.iterators.SerialIterator(dataset, batchsize, repeat=False, shuffle=False)
         _, (pred_bboxes, pred_labels, pred_scores), gt = apply_to_iterator(
             model.predict, it, comm=comm)
         gt_bboxes, gt_labels = gt[0], gt[1]
         gt_difficults = gt[2] if len(gt) > 2 else None
+        # The iterators are consumed once: keep the per-image arrays for both metrics.
+        pred_bboxes, pred_labels, pred_scores = (list(pred_bboxes), list(pred_labels),
+                                                 list(pred_scores))
+        gt_bboxes, gt_labels = list(gt_bboxes), list(gt_labels)
+        gt_difficults = list(gt_difficults) if gt_difficults is not None else None
         result = eval_detection_voc(pred_bboxes, pred_labels, pred_scores, gt_bboxes,
                                     gt_labels, gt_difficults, use_07_metric=use_07_metric)
+        counts = detection_counts(pred_bboxes, pred_labels, pred_scores, gt_bboxes, gt_labels,
+                                  gt_difficults, score_thresh=score_thresh)
+        counts['per_class'] = {k: v.tolist() for k, v in counts['per_class'].items()}
         names = class_names or [str(i) for i in range(len(result['ap']))]
         # A class with no ground truth in the evaluated set has no AP: null, with the reason.
         ap = {name: None if np.isnan(v) else float(v) for name, v in zip(names, result['ap'])}
-        out = {'map': float(result['map']), 'ap': ap}
+        out = {'map': float(result['map']), 'ap': ap, 'counts': counts}
         if None in ap.values():
             out['ap_null'] = 'no ground-truth box of that class in the evaluated images'
 
@@ -95,7 +112,8 @@ class DetectionEvaluator(chainer.training.Extension):
         return result
 
 
-def evaluate_saved_model(path, request, model_name, comm, insize, batchsize=8):
+def evaluate_saved_model(path, request, model_name, comm, insize, batchsize=8,
+                         score_thresh=DEFAULT_SCORE_THRESH):
     """Evaluates the network in ``path`` on the test split of ``request`` (DetectionData);
     reads nothing of the training split. Returns the result on rank 0, None elsewhere."""
     from chainer_yolo_dist.detection.data import load_split
@@ -106,7 +124,8 @@ def evaluate_saved_model(path, request, model_name, comm, insize, batchsize=8):
     _load_model(path, model)
     set_insize(model, insize)
     model.use_preset('evaluate')
-    result = evaluate_detection(model, test, comm, batchsize, class_names=class_names)
+    result = evaluate_detection(model, test, comm, batchsize, class_names=class_names,
+                                score_thresh=score_thresh)
     result.update(insize=model.insize, model_file=os.path.abspath(path),
                   dataset=request.dataset, n_images=len(test))
     return result if comm.rank == 0 else None

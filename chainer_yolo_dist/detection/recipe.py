@@ -7,9 +7,10 @@ Chainer's trainer and extensions, and logs, plots and snapshots written by rank 
 """
 import numpy as np
 from chainer.training import extensions
+from chainer.training.triggers import MaxValueTrigger
 
 from chainer_yolo_dist.core import iterators, parallelism, reporting, run
-from chainer_yolo_dist.core.snapshots import record_config, resume, save_results
+from chainer_yolo_dist.core.snapshots import AtomicWriter, record_config, resume, save_results
 from chainer_yolo_dist.core.updaters import DataParallelUpdater
 from chainer_yolo_dist.detection import data, models
 from chainer_yolo_dist.detection.evaluation import DetectionEvaluator
@@ -19,6 +20,8 @@ from chainer_yolo_dist.detection.settings import DetectionData, DetectionSetting
 from chainer_yolo_dist.detection.train_chain import YOLOTrainChain
 from chainer_yolo_dist.detection.transforms import ResizeTransform, for_reading
 
+#: The network at the evaluation with the best mAP so far (with --eval-interval).
+BEST_MODEL = 'model_best.npz'
 LOSS_KEYS = ('main/loss', 'main/loss/box', 'main/loss/conf', 'main/loss/prob')
 
 
@@ -97,6 +100,12 @@ def train_detector(settings, comm, dataset, log=print):
     if settings.eval_interval:
         trainer.extend(evaluator, trigger=(settings.eval_interval, 'epoch'), name='validation')
         columns.append('validation/main/map')
+        if comm.rank == 0:
+            # Paper 002 sec. 4.3 evaluates the checkpoint with the best mAP: keep it.
+            trainer.extend(extensions.snapshot_object(model, BEST_MODEL, writer=AtomicWriter()),
+                           trigger=MaxValueTrigger('validation/main/map',
+                                                   (settings.eval_interval, 'epoch')),
+                           name='best_model')
     reporting.add_rank0_reports(trainer, settings, comm, columns, plots=[
         extensions.PlotReport(list(LOSS_KEYS), 'iteration', filename='loss.png', marker=None,
                               trigger=(settings.log_interval, 'iteration'),
@@ -115,8 +124,14 @@ def train_detector(settings, comm, dataset, log=print):
     metrics.update(map=result['map'], ap=result['ap'], eval_insize=model.insize)
     if 'ap_null' in result:
         metrics['ap_null'] = result['ap_null']
+    metrics['counts'] = _counts(result)
     save_results(settings, comm, metrics, model, trainer.updater.iteration)
     return metrics
+
+
+def _counts(result):
+    """Paper 002 Table 2's counts of an evaluation, without the per-class breakdown."""
+    return {k: v for k, v in result['counts'].items() if k != 'per_class'}
 
 
 def run_detection(options, log=print):

@@ -1,0 +1,231 @@
+"""Distributed CycleGAN (paper 002): ``scripts/train_cyclegan.py``'s recipe.
+
+Paper 002 sec. 3.2: one MPI process per GPU, each drawing ``scale * D / n`` random examples
+per epoch of the D training pairs (scale 4; :class:`~chainer_yolo_dist.core.sampling.
+EpochDrawSampler`); four networks (two generators, two discriminators), each with its own
+multi-node Adam that averages its gradients over all ranks (Horovod's ``DistributedOptimizer``
+in the paper); the rate not scaled with the process count (lr rule 'constant'): Adam alpha 2e-4,
+beta1 0.5, constant for 100 epochs then linearly to 0 at 200, the discriminators' rate half the
+generators' (appendix A.1.2). The history pools and the draws are per rank: each rank writes
+its own beside rank 0's snapshot (:func:`~chainer_yolo_dist.core.snapshots.add_rank_snapshots`,
+:class:`RankState`).
+"""
+import chainer
+import numpy as np
+from chainer.training import extensions
+
+from chainer_yolo_dist.core import iterators, optimizers, presets, reporting, run
+from chainer_yolo_dist.core.sampling import stream_seed
+from chainer_yolo_dist.core.schedules import MultiOptimizerSchedule
+from chainer_yolo_dist.core.snapshots import (add_rank_snapshots, record_config, resume,
+                                              save_results)
+from chainer_yolo_dist.cyclegan import data, evaluation
+from chainer_yolo_dist.cyclegan.networks import (PatchDiscriminator, ResnetGenerator,
+                                                 default_n_blocks)
+from chainer_yolo_dist.cyclegan.settings import CycleGANData, CycleGANSettings
+from chainer_yolo_dist.cyclegan.updater import NETWORKS, CycleGANUpdater, discriminator_lr
+
+LOSS_KEYS = ('gen/loss', 'gen/loss_gan', 'gen/loss_cycle', 'gen/loss_id', 'dis_a/loss',
+             'dis_b/loss')
+MODEL = 'cyclegan_resnet'
+#: The CPU demo's networks: the paper layout, 8x narrower, 3 residual blocks.
+DEMO_WIDTH, DEMO_BLOCKS = 8, 3
+
+
+def check(preset, options):
+    """Preset, networks and data fit together (before any data is read)."""
+    if preset.model != MODEL or preset.dataset not in data.DATASETS:
+        raise ValueError('preset %s trains %s on %s; train_cyclegan.py trains %s on %s'
+                         % (preset.name, preset.model, preset.dataset, MODEL,
+                            ' or '.join(data.DATASETS)))
+    if preset.insize % 4:
+        raise ValueError('the generators need an input size divisible by 4, got %d'
+                         % preset.insize)
+
+
+def defaults(preset, options):
+    """The paper's networks on image folders (ngf = ndf = 64, Zhu's block count for the size,
+    paper 002 appendix A.1.1); the narrow demo networks on the synthetic domains."""
+    if preset.dataset == 'folders':
+        return {'ngf': 64, 'ndf': 64, 'n_blocks': default_n_blocks(preset.insize)}
+    return {'ngf': DEMO_WIDTH, 'ndf': DEMO_WIDTH, 'n_blocks': DEMO_BLOCKS}
+
+
+SYSTEM = run.System('cyclegan', CycleGANSettings, CycleGANData, data.load_data, check, defaults)
+
+
+class Networks(chainer.Chain):
+    """The four networks of a run, as ``model.npz`` holds them (``gen_ab/...`` etc.)."""
+
+    def __init__(self, ngf, ndf, n_blocks):
+        super().__init__()
+        with self.init_scope():
+            self.gen_ab = ResnetGenerator(n_blocks, ngf)
+            self.gen_ba = ResnetGenerator(n_blocks, ngf)
+            self.dis_a = PatchDiscriminator(ndf)
+            self.dis_b = PatchDiscriminator(ndf)
+
+
+class RankState(object):
+    """What differs between ranks, for each rank's own file beside rank 0's snapshot: its two
+    history pools, and its iterator (whose current order holds this rank's own draws; rank 0's
+    snapshot has rank 0's)."""
+
+    def __init__(self, updater):
+        self.updater = updater
+
+    def serialize(self, serializer):
+        self.updater.pool_a.serialize(serializer['pool_a'])
+        self.updater.pool_b.serialize(serializer['pool_b'])
+        self.updater.get_iterator('main').serialize(serializer['iterator'])
+
+
+class _LossTrace(chainer.training.Extension):
+    """Keeps the rank-averaged cycle loss of every update (for metrics.json)."""
+
+    trigger = 1, 'iteration'
+    priority = chainer.training.PRIORITY_READER
+    name = 'loss_trace'
+
+    def __init__(self):
+        self.values = []
+
+    def __call__(self, trainer):
+        value = trainer.observation.get('gen/loss_cycle')
+        if value is not None:
+            self.values.append(float(chainer.backend.CpuDevice().send(
+                getattr(value, 'array', value))))
+
+
+def train_cyclegan(settings, comm, dataset, log=print):
+    """Trains CycleGAN on ``dataset.train`` across the ranks of ``comm``; measures the Frechet
+    distance on ``dataset.test``. Returns ``metrics.json``'s content (the same on every rank)."""
+    preset = settings.preset
+    np.random.seed(settings.seed % 2 ** 32)  # Chainer's initialisers draw from it
+    nets = run.to_device(Networks(settings.ngf, settings.ndf, settings.n_blocks), settings)
+
+    transform = data.flip_pair if settings.flip else None
+    train_iter, draws = iterators.drawn_iterator(
+        dataset.train, transform, settings, comm, preset.sampling_scale,
+        settings.sampling_replace, settings.sampling_resample)
+
+    dis_factor = discriminator_lr(1.0, settings.dis_lr_rule)
+    factors = {'gen_ab': 1.0, 'gen_ba': 1.0, 'dis_a': dis_factor, 'dis_b': dis_factor}
+    opts = {}
+    for name in NETWORKS:
+        optimizer, hooks = optimizers.adam(settings, factors[name])
+        opts[name] = optimizers.multi_node(optimizer, hooks, getattr(nets, name), comm,
+                                           settings.double_buffering)
+    pool_seed = (2 * stream_seed(settings.seed, comm.rank)) % (2 ** 32 - 1)
+    updater = CycleGANUpdater(train_iter, opts, settings.lambda_cycle, settings.lambda_id,
+                              settings.pool_size, pool_seed, device=settings.device)
+    trainer = run.build_trainer(settings, comm, updater, nets, nets, LOSS_KEYS,
+                                schedule=MultiOptimizerSchedule(settings.schedule, factors,
+                                                                attr='alpha'))
+    add_rank_snapshots(trainer, settings, comm, RankState(updater))
+    trace = _LossTrace()
+    trainer.extend(trace)
+
+    frechet = None
+    if comm.rank == 0:
+        frechet = _rank0_extensions(trainer, settings, dataset, nets, log)
+    columns = ['epoch', 'iteration', 'lr'] + list(LOSS_KEYS) + (['fid'] if frechet else [])
+    per_epoch = settings.iterations_per_epoch
+    title = 'CycleGAN, k = %d, alpha = %g' % (settings.workers, preset.peak_lr)
+    reporting.add_rank0_reports(trainer, settings, comm, columns, plots=[
+        extensions.PlotReport(list(LOSS_KEYS), 'iteration', filename='loss.png', marker=None,
+                              trigger=(settings.log_interval, 'iteration'),
+                              postprocess=reporting.epoch_axis(
+                                  per_epoch, 'loss (mean over ranks)')),
+        extensions.PlotReport(['fid'], 'epoch', filename='fid.png',
+                              trigger=(settings.fid_interval or preset.epochs, 'epoch'),
+                              postprocess=reporting.titled(title, 'Frechet distance'))])
+    resume(trainer, settings, comm, log, rank_state=RankState(updater))
+    record_config(settings, comm, draws_per_epoch=draws, iterations_per_epoch=per_epoch,
+                  fid_extractor=_extractor_name(settings),
+                  fid_baseline=frechet.baseline if frechet else None)
+
+    trainer.run()
+    metrics = reporting.run_metrics(trainer, settings)
+    in_sync = _networks_in_sync(nets, comm)  # collective
+    if comm.rank == 0:
+        last = None
+        if frechet is not None:  # measured at the last update by its trigger
+            last = frechet.last if frechet.last is not None else frechet.measure()
+        window = max(1, min(settings.log_interval, len(trace.values) // 2))
+        metrics.update({
+            'fid': last, 'fid_baseline': frechet.baseline if frechet else None,
+            'fid_extractor': _extractor_name(settings),
+            'cycle_loss_first': float(np.mean(trace.values[:window])) if trace.values else None,
+            'cycle_loss_last': float(np.mean(trace.values[-window:])) if trace.values else None,
+            'draws_per_epoch': draws, 'insize': preset.insize, 'networks_in_sync': in_sync})
+    metrics = comm.bcast_obj(metrics if comm.rank == 0 else None)
+    save_results(settings, comm, metrics, nets, trainer.updater.iteration)
+    return metrics
+
+
+def _networks_in_sync(nets, comm):
+    """``{network: True if every rank holds exactly rank 0's parameters}`` (collective): the
+    multi-node optimizers keep them equal, which this checks at the end of every run."""
+    import hashlib
+    digests = {}
+    for name in NETWORKS:
+        h = hashlib.sha1()
+        for path, param in sorted(getattr(nets, name).namedparams()):
+            h.update(path.encode())
+            h.update(np.ascontiguousarray(chainer.backend.CpuDevice().send(param.array)))
+        digests[name] = h.hexdigest()
+    gathered = comm.mpi_comm.allgather(digests)
+    return {name: all(d[name] == gathered[0][name] for d in gathered) for name in NETWORKS}
+
+
+def _extractor_name(settings):
+    if settings.fid_weights:
+        return 'inception_v3 (%s): FID comparable with the literature' % settings.fid_weights
+    return ('default extractor, Darknet-19/8 on synthetic shapes (%s): NOT comparable with '
+            'published FIDs' % settings.fid_extractor)
+
+
+def _every_and_at_end(epochs, settings):
+    """A trigger firing every ``epochs`` epochs (never if 0) and at the last update."""
+    from chainer.training.triggers import IntervalTrigger
+    every = IntervalTrigger(epochs, 'epoch') if epochs else None
+    end = IntervalTrigger(*settings.stop_trigger)
+    return lambda trainer: bool((every is not None and every(trainer)) | end(trainer))
+
+
+def _rank0_extensions(trainer, settings, dataset, nets, log):
+    """Rank 0's Frechet distance and sample grids (no collective inside)."""
+    test = dataset.test
+    images_a = evaluation.stack(test.domain_a, settings.fid_images)
+    images_b = evaluation.stack(test.domain_b, settings.fid_images)
+    extract = (evaluation.inception_extractor(settings.fid_weights) if settings.fid_weights
+               else evaluation.default_extractor(settings.fid_extractor, log))
+    frechet = evaluation.FrechetExtension(nets.gen_ab, images_a, images_b, extract)
+    trainer.extend(frechet, trigger=_every_and_at_end(settings.fid_interval, settings))
+    grid = evaluation.SampleGrid(nets.gen_ab, nets.gen_ba, images_a[:settings.n_samples],
+                                 settings.out)
+    trainer.extend(grid, trigger=_every_and_at_end(settings.sample_interval, settings))
+    log('Frechet distance of untranslated A to B (%d test images): %.4g'
+        % (len(images_a), frechet.baseline))
+    return frechet
+
+
+def run_cyclegan(options, log=print):
+    """``scripts/train_cyclegan.py``'s body: settings, communicator and data, then training."""
+    if options.get('image_size') is None:  # the data are cropped to the preset's input size
+        options = dict(options, image_size=options.get('insize') or presets.read_file(
+            presets.preset_path(options['preset']))['insize'])
+    settings, comm, dataset = run.start_run(SYSTEM, options, log)
+    metrics = train_cyclegan(settings, comm, dataset, log)
+    if comm.rank == 0:
+        log('Frechet distance %s (untranslated A: %s) after %d iterations; cycle loss %.3f -> '
+            '%.3f; %.1f s, %.2f images/s'
+            % (_fmt(metrics['fid']), _fmt(metrics['fid_baseline']), metrics['iterations'],
+               metrics['cycle_loss_first'], metrics['cycle_loss_last'],
+               metrics['elapsed_seconds'], metrics['images_per_second']))
+    return 0
+
+
+def _fmt(value):
+    return 'n/a' if value is None else '%.4g' % value

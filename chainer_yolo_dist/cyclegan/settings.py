@@ -1,0 +1,70 @@
+"""The CycleGAN system's settings: the core's run settings plus what only CycleGAN has."""
+import dataclasses
+
+from chainer_yolo_dist.core.settings import RunSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class CycleGANData:
+    """What unpaired data a run loads (see :func:`chainer_yolo_dist.cyclegan.data.load_data`):
+    'synthetic_domains' (generated, ``n_train_images`` / ``n_test_images`` of ``image_size``)
+    or 'folders' (``dir_a`` / ``dir_b``, evaluated on ``test_dir_a`` / ``test_dir_b`` or, without
+    them, on the training folders), images cropped to ``image_size``."""
+
+    dataset: str
+    seed: int
+    n_class: int
+    on_bad_sample: str
+    dir_a: str | None
+    dir_b: str | None
+    test_dir_a: str | None
+    test_dir_b: str | None
+    check_images: bool
+    n_train_images: int
+    n_test_images: int
+    image_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CycleGANSettings(RunSettings):
+    """:class:`~chainer_yolo_dist.core.settings.RunSettings` plus the networks' widths and depth
+    (``ngf`` / ``ndf`` 64 and 9 blocks at 256 px are the paper's, appendix A.1.1), the
+    discriminators' rate rule, the loss weights, the history pool, how each rank draws its
+    examples, and what is written during training (FID, sample grids)."""
+
+    ngf: int
+    ndf: int
+    n_blocks: int
+    dis_lr_rule: str
+    lambda_cycle: float
+    lambda_id: float
+    pool_size: int
+    sampling_replace: bool
+    sampling_resample: str
+    flip: bool
+    fid_interval: float
+    fid_images: int
+    fid_extractor: str | None
+    fid_weights: str | None
+    sample_interval: float
+    n_samples: int
+
+    def __post_init__(self):
+        super().__post_init__()
+        for field, low in (('ngf', 1), ('ndf', 1), ('n_blocks', 0), ('pool_size', 0),
+                           ('fid_images', 2), ('n_samples', 1)):
+            if getattr(self, field) < low:
+                raise ValueError('--%s must be >= %d, got %r' % (field.replace('_', '-'), low,
+                                                                getattr(self, field)))
+        if self.fid_interval < 0 or self.sample_interval < 0:
+            raise ValueError('--fid-interval and --sample-interval must be >= 0')
+        if self.preset.sampling_scale is None:
+            raise ValueError('preset %s has no sampling_scale: CycleGAN runs draw scale x D / n '
+                             'examples per rank and epoch (paper 002 sec. 3.2)'
+                             % self.preset.name)
+
+    def identity_extras(self):
+        """A resume must keep the draws per epoch and the pools (each rank's own file)."""
+        return {'sampling_scale': self.preset.sampling_scale, 'pool_size': self.pool_size,
+                'sampling_replace': self.sampling_replace,
+                'sampling_resample': self.sampling_resample}
