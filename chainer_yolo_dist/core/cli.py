@@ -67,8 +67,15 @@ def add_preset_overrides(group, lr_rules_help, insize_help):
                        help='chainer.config.cudnn_fast_batch_normalization (paper 001)')
 
 
+#: The settings of :func:`add_parallelism_options` for a script that offers none: synchronous
+#: data parallelism (ChainerMN), the papers' own.
+PARALLELISM_DEFAULTS = {'parallelism': 'sync', 'n_servers': 1, 'push_every': 1, 'pull_every': 1,
+                        'max_staleness': None, 'average_every': 4,
+                        'average_optimizer_state': False, 'lars': False}
+
+
 def add_parallelism_options(group, modes=('sync', 'async', 'local', 'stale')):
-    """How the workers combine their gradients (docs/parallelism: ``core/parallelism.py``)."""
+    """How the workers combine their gradients (``core/parallelism.py``)."""
     group.add_argument('--parallelism', choices=modes, default='sync',
                        help='sync: gradients averaged every step (ChainerMN, the papers); '
                        'async: parameter servers (paper 003, Downpour); local: weights '

@@ -15,7 +15,7 @@ import time
 import chainer
 
 from chainer_yolo_dist.core import mpi, presets, rundir, snapshots
-from chainer_yolo_dist.core.cli import PRESET_OPTIONS
+from chainer_yolo_dist.core.cli import PARALLELISM_DEFAULTS, PRESET_OPTIONS
 from chainer_yolo_dist.core.schedules import LRScheduleExtension
 from chainer_yolo_dist.core.settings import pick
 
@@ -146,6 +146,7 @@ def start_run(system, options, log=print):
         :class:`Data` every rank holds (examples are read lazily, so it is light).
     """
     from mpi4py import MPI  # the world size is the papers' k, which the preset needs
+    options = dict(PARALLELISM_DEFAULTS, **options)
     virtual_ranks = options.get('virtual_ranks') or 1
     # The papers' k counts the ranks that train: parameter servers (async) do not.
     servers = (options.get('n_servers') or 1) if options.get('parallelism') == 'async' else 0

@@ -10,7 +10,6 @@ generators' (appendix A.1.2). The history pools and the draws are per rank: each
 its own beside rank 0's snapshot (:func:`~chainer_yolo_dist.core.snapshots.add_rank_snapshots`,
 :class:`RankState`).
 """
-import chainer
 import numpy as np
 from chainer.training import extensions
 
@@ -20,8 +19,8 @@ from chainer_yolo_dist.core.schedules import MultiOptimizerSchedule
 from chainer_yolo_dist.core.snapshots import (add_rank_snapshots, record_config, resume,
                                               save_results)
 from chainer_yolo_dist.cyclegan import data, evaluation
-from chainer_yolo_dist.cyclegan.networks import (PatchDiscriminator, ResnetGenerator,
-                                                 default_n_blocks)
+from chainer_yolo_dist.cyclegan.networks import default_n_blocks
+from chainer_yolo_dist.cyclegan.parts import LossTrace, Networks, RankState, networks_in_sync
 from chainer_yolo_dist.cyclegan.settings import CycleGANData, CycleGANSettings
 from chainer_yolo_dist.cyclegan.updater import NETWORKS, CycleGANUpdater, discriminator_lr
 
@@ -54,49 +53,6 @@ def defaults(preset, options):
 SYSTEM = run.System('cyclegan', CycleGANSettings, CycleGANData, data.load_data, check, defaults)
 
 
-class Networks(chainer.Chain):
-    """The four networks of a run, as ``model.npz`` holds them (``gen_ab/...`` etc.)."""
-
-    def __init__(self, ngf, ndf, n_blocks):
-        super().__init__()
-        with self.init_scope():
-            self.gen_ab = ResnetGenerator(n_blocks, ngf)
-            self.gen_ba = ResnetGenerator(n_blocks, ngf)
-            self.dis_a = PatchDiscriminator(ndf)
-            self.dis_b = PatchDiscriminator(ndf)
-
-
-class RankState(object):
-    """What differs between ranks, for each rank's own file beside rank 0's snapshot: its two
-    history pools, and its iterator (whose current order holds this rank's own draws; rank 0's
-    snapshot has rank 0's)."""
-
-    def __init__(self, updater):
-        self.updater = updater
-
-    def serialize(self, serializer):
-        self.updater.pool_a.serialize(serializer['pool_a'])
-        self.updater.pool_b.serialize(serializer['pool_b'])
-        self.updater.get_iterator('main').serialize(serializer['iterator'])
-
-
-class _LossTrace(chainer.training.Extension):
-    """Keeps the rank-averaged cycle loss of every update (for metrics.json)."""
-
-    trigger = 1, 'iteration'
-    priority = chainer.training.PRIORITY_READER
-    name = 'loss_trace'
-
-    def __init__(self):
-        self.values = []
-
-    def __call__(self, trainer):
-        value = trainer.observation.get('gen/loss_cycle')
-        if value is not None:
-            self.values.append(float(chainer.backend.CpuDevice().send(
-                getattr(value, 'array', value))))
-
-
 def train_cyclegan(settings, comm, dataset, log=print):
     """Trains CycleGAN on ``dataset.train`` across the ranks of ``comm``; measures the Frechet
     distance on ``dataset.test``. Returns ``metrics.json``'s content (the same on every rank)."""
@@ -123,7 +79,7 @@ def train_cyclegan(settings, comm, dataset, log=print):
                                 schedule=MultiOptimizerSchedule(settings.schedule, factors,
                                                                 attr='alpha'))
     add_rank_snapshots(trainer, settings, comm, RankState(updater))
-    trace = _LossTrace()
+    trace = LossTrace()
     trainer.extend(trace)
 
     frechet = None
@@ -147,7 +103,7 @@ def train_cyclegan(settings, comm, dataset, log=print):
 
     trainer.run()
     metrics = reporting.run_metrics(trainer, settings)
-    in_sync = _networks_in_sync(nets, comm)  # collective
+    in_sync = networks_in_sync(nets, comm)  # collective
     if comm.rank == 0:
         last = None
         if frechet is not None:  # measured at the last update by its trigger
@@ -162,21 +118,6 @@ def train_cyclegan(settings, comm, dataset, log=print):
     metrics = comm.bcast_obj(metrics if comm.rank == 0 else None)
     save_results(settings, comm, metrics, nets, trainer.updater.iteration)
     return metrics
-
-
-def _networks_in_sync(nets, comm):
-    """``{network: True if every rank holds exactly rank 0's parameters}`` (collective): the
-    multi-node optimizers keep them equal, which this checks at the end of every run."""
-    import hashlib
-    digests = {}
-    for name in NETWORKS:
-        h = hashlib.sha1()
-        for path, param in sorted(getattr(nets, name).namedparams()):
-            h.update(path.encode())
-            h.update(np.ascontiguousarray(chainer.backend.CpuDevice().send(param.array)))
-        digests[name] = h.hexdigest()
-    gathered = comm.mpi_comm.allgather(digests)
-    return {name: all(d[name] == gathered[0][name] for d in gathered) for name in NETWORKS}
 
 
 def _extractor_name(settings):

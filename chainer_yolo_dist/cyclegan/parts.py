@@ -1,0 +1,66 @@
+"""What the CycleGAN recipe composes that only CycleGAN has: the four networks as one chain,
+each rank's own state for its snapshot file, the trace of the cycle loss, and the check that
+the four networks are the same on every rank after training."""
+import chainer
+import numpy as np
+
+from chainer_yolo_dist.cyclegan.networks import PatchDiscriminator, ResnetGenerator
+from chainer_yolo_dist.cyclegan.updater import NETWORKS
+
+
+class Networks(chainer.Chain):
+    """The four networks of a run, as ``model.npz`` holds them (``gen_ab/...`` etc.)."""
+
+    def __init__(self, ngf, ndf, n_blocks):
+        super().__init__()
+        with self.init_scope():
+            self.gen_ab = ResnetGenerator(n_blocks, ngf)
+            self.gen_ba = ResnetGenerator(n_blocks, ngf)
+            self.dis_a = PatchDiscriminator(ndf)
+            self.dis_b = PatchDiscriminator(ndf)
+
+
+class RankState(object):
+    """What differs between ranks, for each rank's own file beside rank 0's snapshot: its two
+    history pools, and its iterator (whose current order holds this rank's own draws; rank 0's
+    snapshot has rank 0's)."""
+
+    def __init__(self, updater):
+        self.updater = updater
+
+    def serialize(self, serializer):
+        self.updater.pool_a.serialize(serializer['pool_a'])
+        self.updater.pool_b.serialize(serializer['pool_b'])
+        self.updater.get_iterator('main').serialize(serializer['iterator'])
+
+
+class LossTrace(chainer.training.Extension):
+    """Keeps the rank-averaged cycle loss of every update (for metrics.json)."""
+
+    trigger = 1, 'iteration'
+    priority = chainer.training.PRIORITY_READER
+    name = 'loss_trace'
+
+    def __init__(self):
+        self.values = []
+
+    def __call__(self, trainer):
+        value = trainer.observation.get('gen/loss_cycle')
+        if value is not None:
+            self.values.append(float(chainer.backend.CpuDevice().send(
+                getattr(value, 'array', value))))
+
+
+def networks_in_sync(nets, comm):
+    """``{network: True if every rank holds exactly rank 0's parameters}`` (collective): the
+    multi-node optimizers keep them equal, which this checks at the end of every run."""
+    import hashlib
+    digests = {}
+    for name in NETWORKS:
+        h = hashlib.sha1()
+        for path, param in sorted(getattr(nets, name).namedparams()):
+            h.update(path.encode())
+            h.update(np.ascontiguousarray(chainer.backend.CpuDevice().send(param.array)))
+        digests[name] = h.hexdigest()
+    gathered = comm.mpi_comm.allgather(digests)
+    return {name: all(d[name] == gathered[0][name] for d in gathered) for name in NETWORKS}
