@@ -54,7 +54,8 @@ class Preset:
     ``peak_lr = eta * global_batchsize / reference_batch``, ``warmup_start_lr = eta`` (both
     papers start the warmup at the non-distributed rate), ``batch_fraction =
     global_batchsize / n_train``. ``multiscale`` is ``(min_size, max_size, every_iterations)``
-    in pixels / iterations, or None.
+    in pixels / iterations, or None. ``clip_frames`` is the number of frames per example of a
+    video model (the Fast pathway's frames for SlowFast, paper 004 sec. 3.2), 0 for images.
     """
 
     name: str
@@ -88,6 +89,7 @@ class Preset:
     cudnn_fast_bn: bool
     reference_batch: float | None = None
     augmentation: str = 'paper'
+    clip_frames: int = 0
     global_batchsize: int = dataclasses.field(init=False)
     peak_lr: float = dataclasses.field(init=False)
     warmup_start_lr: float = dataclasses.field(init=False)
@@ -113,6 +115,8 @@ class Preset:
         if not self.weight_decay >= 0:
             raise ValueError('%s: weight_decay must be >= 0, got %r' % (where,
                                                                         self.weight_decay))
+        if self.clip_frames < 0:
+            raise ValueError('%s: clip_frames must be >= 0, got %r' % (where, self.clip_frames))
         if self.insize % STRIDE:
             raise ValueError('%s: insize %d is not a multiple of the stride %d'
                              % (where, self.insize, STRIDE))
@@ -213,8 +217,10 @@ _CONVERT = {
     'momentum': float, 'weight_decay': float, 'insize': int, 'multiscale': _multiscale,
     'pretrained': _opt_str, 'transfer_layers': int, 'communicator': str,
     'allreduce_grad_dtype': _opt_str, 'cudnn_fast_bn': _bool, 'augmentation': str,
+    'clip_frames': int,
 }
-_OPTIONAL_KEYS = ('reference_batch', 'augmentation')
+# Keys a file may leave out: the default applies (clip_frames 0: an image model).
+_OPTIONAL_KEYS = ('reference_batch', 'augmentation', 'clip_frames')
 _DERIVED = tuple(f.name for f in dataclasses.fields(Preset) if not f.init)
 
 
