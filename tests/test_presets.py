@@ -11,7 +11,9 @@ from chainer_yolo_dist.core.schedules import LRSchedule
 approx = pytest.approx
 PAPER_PRESETS = ('darknet19_imagenet_2019', 'darknet53_imagenet_2019', 'yolov2_filmrole_2018',
                  'yolov2_voc_2018', 'yolov2_voc_2019', 'yolov3_voc_2019')
-ALL = PAPER_PRESETS + ('synthetic_demo', 'synthetic_classification_demo')
+# The SlowFast presets (paper 004) are specified in tests/test_slowfast_presets.py.
+ALL = PAPER_PRESETS + ('synthetic_demo', 'synthetic_classification_demo', 'slowfast_ava_2021',
+                       'slowfast_demo')
 CITATION = r'paper 00[01] (sec\.|table|fig\.|title)|not printed in paper 00[01]'
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from chainer.training import extensions
 
 from chainer_yolo_dist.core import iterators, optimizers, presets, reporting, run
+from chainer_yolo_dist.core.sampling import ForwardRandomness
 from chainer_yolo_dist.core.snapshots import record_config, resume, save_results
 from chainer_yolo_dist.core.updaters import DataParallelUpdater
 from chainer_yolo_dist.slowfast import data, models
@@ -85,6 +86,7 @@ def train_slowfast(settings, comm, dataset, log=print):
     updater = DataParallelUpdater(train_iters, optimizer, concat_clips, settings.device,
                                   profile=settings.profile)
     trainer = run.build_trainer(settings, comm, updater, chain, detector, LOSS_KEYS)
+    trainer.extend(ForwardRandomness(settings.seed, comm.rank))  # dropout masks on resume
     evaluator = ActionEvaluator(detector, dataset.test, comm, settings.eval_batchsize)
     columns = ['epoch', 'iteration', 'lr', 'main/loss']
     if settings.profile:
