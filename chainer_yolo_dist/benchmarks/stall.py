@@ -93,7 +93,8 @@ def measure(workers, persistent, n_clips=96, batchsize=8, epochs=3, step_seconds
     inside = [w for epoch in waits for w in epoch[1:]]
     median = statistics.median(inside)
     stalls = [waits[e][0] - median for e in range(1, epochs)]
-    # Ten iterations inside the second epoch (the first may include the start-up).
+    # Ten iterations inside the second epoch (the first may include the start-up); with
+    # shorter epochs, the first ten (or all) of every epoch's batches after its first.
     run_waits = waits[1][1:11] if len(waits[1]) > 10 else inside[:10]
     return {'workers': workers, 'persistent': persistent, 'waits': waits,
             'startup_s': waits[0][0], 'median_wait_s': median, 'stall_s': stalls,
