@@ -36,22 +36,32 @@ def main(argv=None):
     p.add_argument('--clip-frames', type=int, default=16)
     p.add_argument('--clip-size', type=int, default=64)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--append', action='store_true', help='add these worker counts to the '
+                   'stall.json already in --out (same settings), so that a busy machine can '
+                   'measure them in several shorter runs')
     args = p.parse_args(argv)
     if args.epochs < 2 or args.n_clips < 2 * args.batchsize:
         p.error('need --epochs >= 2 and at least two batches per epoch')
     mpi.start_forkserver()  # the workers start as in the training scripts
+    print('%8s %-11s %10s %12s %10s %12s' % ('workers', 'workers', 'stall s', 'epoch extra s',
+                                              'start-up s', '10 iter. s'), flush=True)
+
+    def show(r):
+        print('%8d %-11s %10.3f %12.3f %10.3f %12.3f'
+              % (r['workers'], 'kept' if r['persistent'] else 're-created',
+                 r['mean_stall_s'], stall.mean_epoch_excess(r), r['startup_s'],
+                 r['ten_iterations_s']), flush=True)
+
     record = stall.run(args.workers, args.n_clips, args.batchsize, args.epochs,
                        args.step_seconds, args.annotations, args.clip_frames, args.clip_size,
-                       args.seed)
+                       args.seed, log=show)
+    if args.append:
+        if not args.out:
+            p.error('--append needs --out')
+        record = stall.merge(os.path.join(args.out, 'stall.json'), record)
     json_path, png_path = stall.write_outputs(record, args.out or stall.default_out_dir())
     print('load average before %s, after %s' % (record['load_average_before'],
                                                 record['load_average_after']))
-    print('%8s %-11s %10s %10s %14s' % ('workers', 'workers', 'stall s', 'start-up s',
-                                         '10 iter. s'))
-    for r in record['results']:
-        print('%8d %-11s %10.3f %10.3f %14.3f'
-              % (r['workers'], 'kept' if r['persistent'] else 're-created',
-                 r['mean_stall_s'], r['startup_s'], r['ten_iterations_s']))
     print('wrote %s and %s' % (json_path, png_path))
     return 0
 

@@ -12,6 +12,9 @@ re-created each epoch (:class:`~chainer_yolo_dist.core.iterators.EpochRestarting
 
 - ``stall`` at each epoch boundary: the wait for the first batch of the new epoch minus the
   median wait for a batch inside an epoch (what the boundary adds);
+- ``epoch_excess``: what each epoch after the first waits beyond ``median x batches``, the
+  whole cost of a boundary (with new workers the batches after the first may still wait for
+  workers that are starting);
 - ``ten_iterations``: wall time of 10 consecutive iterations inside an epoch, each a wait for
   the batch followed by ``step_seconds`` of simulated accelerator work (a sleep: the GPU's
   share of a step uses no host core, so the loader's workers prefetch meanwhile).
@@ -93,25 +96,40 @@ def measure(workers, persistent, n_clips=96, batchsize=8, epochs=3, step_seconds
     inside = [w for epoch in waits for w in epoch[1:]]
     median = statistics.median(inside)
     stalls = [waits[e][0] - median for e in range(1, epochs)]
+    excess = [epoch_excess(waits[e], median) for e in range(1, epochs)]
     # Ten iterations inside the second epoch (the first may include the start-up); with
     # shorter epochs, the first ten (or all) of every epoch's batches after its first.
     run_waits = waits[1][1:11] if len(waits[1]) > 10 else inside[:10]
     return {'workers': workers, 'persistent': persistent, 'waits': waits,
             'startup_s': waits[0][0], 'median_wait_s': median, 'stall_s': stalls,
-            'mean_stall_s': sum(stalls) / len(stalls),
+            'mean_stall_s': sum(stalls) / len(stalls), 'epoch_excess_s': excess,
             'ten_iterations_s': sum(run_waits) + len(run_waits) * step_seconds,
             'ten_iterations_measured': len(run_waits)}
 
 
+def epoch_excess(waits, median):
+    """Seconds one epoch's batches waited beyond ``median`` each."""
+    return sum(waits) - len(waits) * median
+
+
+def mean_epoch_excess(result):
+    """Mean :func:`epoch_excess` over the epochs after the first (from the recorded waits)."""
+    values = [epoch_excess(w, result['median_wait_s']) for w in result['waits'][1:]]
+    return sum(values) / len(values)
+
+
 def run(workers=WORKERS, n_clips=96, batchsize=8, epochs=3, step_seconds=0.,
-        annotations=AVA_TRAIN_LABELS, clip_frames=16, clip_size=64, seed=0):
-    """Every worker count, with and without persistent workers; the record for JSON."""
+        annotations=AVA_TRAIN_LABELS, clip_frames=16, clip_size=64, seed=0, log=None):
+    """Every worker count, with and without persistent workers; the record for JSON
+    (``log(result)`` is called after each configuration)."""
     load_before = os.getloadavg()
     results = []
     for n in workers:
         for persistent in ((True,) if n == 0 else (True, False)):
             results.append(measure(n, persistent, n_clips, batchsize, epochs, step_seconds,
                                    annotations, clip_frames, clip_size, seed))
+            if log is not None:
+                log(results[-1])
     return {'results': results, 'published_table3': PUBLISHED,
             'settings': {'n_clips': n_clips, 'batchsize': batchsize, 'epochs': epochs,
                          'step_seconds': step_seconds, 'annotations': annotations,
@@ -121,6 +139,28 @@ def run(workers=WORKERS, n_clips=96, batchsize=8, epochs=3, step_seconds=0.,
             'environment': {'cpu_count': os.cpu_count(), 'python': platform.python_version(),
                             'machine': platform.machine(), 'niceness': os.nice(0)},
             'time_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
+
+
+def merge(path, record):
+    """``record``'s results added to those of the record in ``path`` (measured with the same
+    settings; ValueError naming the file otherwise); the load averages of both are kept."""
+    with open(path) as f:
+        old = json.load(f)
+    if old['settings'] != record['settings']:
+        raise ValueError('%s: measured with other settings (%s), not %s'
+                         % (path, old['settings'], record['settings']))
+    done = {(r['workers'], r['persistent']) for r in record['results']}
+    merged = dict(record)
+    merged['results'] = sorted([r for r in old['results']
+                                if (r['workers'], r['persistent']) not in done]
+                               + record['results'],
+                               key=lambda r: (r['workers'], not r['persistent']))
+    merged['parts'] = old.get('parts', [{k: old[k] for k in (
+        'load_average_before', 'load_average_after', 'time_utc')}]) + [
+        {k: record[k] for k in ('load_average_before', 'load_average_after', 'time_utc')}]
+    merged['load_average_before'] = max((part['load_average_before'] for part in
+                                         merged['parts']), key=lambda x: x[0])
+    return merged
 
 
 def plot(record, path):
@@ -135,16 +175,18 @@ def plot(record, path):
                 or (r['workers'] == 0 and persistent is False)]
         rows.sort(key=lambda r: r['workers'])
         xs = [r['workers'] for r in rows]
-        ax1.plot(xs, [r['mean_stall_s'] for r in rows], style, label=label)
+        ax1.plot(xs, [r['mean_stall_s'] for r in rows], style, label=label + ': first batch')
+        ax1.plot(xs, [mean_epoch_excess(r) for r in rows], style[0] + ':',
+                 color=ax1.lines[-1].get_color(), label=label + ': whole epoch')
         ax2.plot(xs, [r['ten_iterations_s'] for r in rows], style, label=label)
-    ax1.set_title('stall at an epoch boundary', fontsize=9)
+    ax1.set_title('extra wait after an epoch boundary', fontsize=9)
     ax1.set_ylabel('seconds')
     ax2.set_title('10 iterations (%.2f s simulated step each)'
                   % record['settings']['step_seconds'], fontsize=9)
     for ax in (ax1, ax2):
         ax.set_xlabel('loader workers')
         ax.grid(alpha=0.3)
-    ax1.legend(fontsize=7)
+    ax1.legend(fontsize=6)
     fig.suptitle('paper 004 Table 3 measured here; load average %.1f on %d cores (1 min, '
                  'before)' % (record['load_average_before'][0],
                               record['environment']['cpu_count']), fontsize=8)
