@@ -187,8 +187,9 @@ def plot(record, path):
         ax.set_xlabel('loader workers')
         ax.grid(alpha=0.3)
     ax1.legend(fontsize=6)
-    fig.suptitle('paper 004 Table 3 measured here; load average %.1f on %d cores (1 min, '
-                 'before)' % (record['load_average_before'][0],
+    fig.suptitle('paper 004 Table 3 measured here; load average %s%.1f on %d cores (1 min, '
+                 'before)' % ('up to ' if record.get('parts') else '',
+                              record['load_average_before'][0],
                               record['environment']['cpu_count']), fontsize=8)
     fig.tight_layout()
     tmp = path + '.tmp.png'
