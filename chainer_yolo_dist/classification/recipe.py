@@ -73,7 +73,8 @@ def train_classifier(settings, comm, dataset, log=print):
 
     optimizer, hooks = optimizers.momentum_sgd(settings)
     optimizer = optimizers.multi_node(optimizer, hooks, chain, comm, settings.double_buffering)
-    updater = DataParallelUpdater(train_iters, optimizer, converter, settings.device)
+    updater = DataParallelUpdater(train_iters, optimizer, converter, settings.device,
+                                  profile=settings.profile)
     trainer = run.build_trainer(settings, comm, updater, chain, model, TRAIN_KEYS)
     evaluator = validator(chain, model, dataset.test, settings, comm)
     columns = ['epoch', 'iteration', 'lr', 'main/loss', 'main/accuracy']
@@ -96,6 +97,7 @@ def train_classifier(settings, comm, dataset, log=print):
 
     trainer.run()
     elapsed, images_per_second = reporting.throughput(trainer, settings)
+    reporting.write_profile(trainer, settings, comm, log)  # profile.json with --profile
 
     # Final accuracy with the trained model; collective, so every rank takes the same branch.
     if evaluator.last_iteration == trainer.updater.iteration:

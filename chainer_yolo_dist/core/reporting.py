@@ -91,6 +91,8 @@ def throughput(trainer, settings):
 #: communication (the gradients' AllReduce). Data wait is neither and is reported apart.
 COMPUTE_PHASES = ('forward', 'backward', 'update')
 COMMUNICATION_PHASES = ('allreduce',)
+#: The trainer's name of the :class:`ProfileRecorder` (``core.run.build_trainer`` adds it).
+PROFILE_EXTENSION = 'profile'
 
 
 class ProfileRecorder(chainer.training.Extension):
@@ -169,3 +171,16 @@ def format_profile(summary):
                  % (100 * summary['table4']['compute'],
                     100 * summary['table4']['communication'], 100 * summary['shares']['data']))
     return lines
+
+
+def write_profile(trainer, settings, comm, log=print):
+    """After ``trainer.run()``, with ``settings.profile``: every rank's phase times gathered
+    into ``profile.json`` and the summary logged by rank 0 (collective; every rank calls it).
+    Returns the summary on rank 0, None elsewhere or without ``--profile``."""
+    if not settings.profile:
+        return None
+    summary = trainer.get_extension(PROFILE_EXTENSION).write(comm, settings.out)
+    if summary is not None:
+        for line in format_profile(summary):
+            log(line)
+    return summary

@@ -82,7 +82,8 @@ def train_detector(settings, comm, dataset, log=print):
     init_input = chain.xp.zeros((1, 3, preset.insize, preset.insize), np.float32)
     optimizer = optimizers.multi_node(optimizer, hooks, chain, comm,
                                       settings.double_buffering, lambda: model(init_input))
-    updater = DataParallelUpdater(train_iters, optimizer, converter, settings.device)
+    updater = DataParallelUpdater(train_iters, optimizer, converter, settings.device,
+                                  profile=settings.profile)
     trainer = run.build_trainer(settings, comm, updater, chain, model, LOSS_KEYS)
     if preset.multiscale:
         trainer.extend(MultiScaleExtension(converter, sizes, every=preset.multiscale[2],
@@ -106,6 +107,7 @@ def train_detector(settings, comm, dataset, log=print):
 
     trainer.run()
     elapsed, images_per_second = reporting.throughput(trainer, settings)
+    reporting.write_profile(trainer, settings, comm, log)  # profile.json with --profile
 
     result = evaluator()  # with the trained model, on every rank (collective)
     metrics = {'map': result['map'], 'ap': result['ap'], 'epochs': trainer.updater.epoch_detail,

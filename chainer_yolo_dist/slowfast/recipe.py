@@ -90,8 +90,6 @@ def train_slowfast(settings, comm, dataset, log=print):
     evaluator = ActionEvaluator(detector, dataset.test, comm, settings.eval_batchsize)
     columns = ['epoch', 'iteration', 'lr', 'main/loss']
     if settings.profile:
-        profiler = reporting.ProfileRecorder()
-        trainer.extend(profiler)
         columns += ['time/data', 'time/step']
     if settings.eval_interval:
         trainer.extend(evaluator, trigger=(settings.eval_interval, 'epoch'), name='validation')
@@ -120,13 +118,9 @@ def train_slowfast(settings, comm, dataset, log=print):
                'iterations': trainer.updater.iteration, 'elapsed_seconds': elapsed,
                'clips_per_second': clips_per_second, 'comm_size': comm.size,
                'model': preset.model, 'initialisation': initialisation}
-    if settings.profile:
-        summary = profiler.write(comm, settings.out)
-        if comm.rank == 0:
-            metrics['profile'] = {'mean': summary['mean'], 'shares': summary['shares'],
-                                  'table4': summary['table4']}
-            for line in reporting.format_profile(summary):
-                log(line)
+    summary = reporting.write_profile(trainer, settings, comm, log)  # with --profile
+    if summary is not None:
+        metrics['profile'] = {key: summary[key] for key in ('mean', 'shares', 'table4')}
     save_results(settings, comm, metrics, detector, trainer.updater.iteration)
     return metrics
 
