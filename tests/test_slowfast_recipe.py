@@ -111,3 +111,11 @@ def test_k_ranks_equal_one_process_acting_as_k_workers(tmp_path, ranks, virtual)
     assert int(a.pop('_changed')) > 100 and int(b.pop('_changed')) > 100  # it trained
     for name in a:
         np.testing.assert_allclose(b[name], a[name], rtol=1e-7, atol=1e-9, err_msg=name)
+
+
+def test_gathered_frame_map_equals_one_process(tmp_path):
+    out = tmp_path / 'eval.json'
+    check(run_mpi(2, ['tests/mpi_scripts/slowfast_gathered_eval.py', str(out)], timeout=120))
+    result = json.loads(out.read_text())
+    assert result['distributed'] == result['single']
+    assert result['single']['n_frames'] == 7 and 0 < result['single']['map'] < 1
