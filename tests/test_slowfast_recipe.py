@@ -119,3 +119,49 @@ def test_gathered_frame_map_equals_one_process(tmp_path):
     result = json.loads(out.read_text())
     assert result['distributed'] == result['single']
     assert result['single']['n_frames'] == 7 and 0 < result['single']['map'] < 1
+
+
+LABELS = 'item {\n  name: "bend/bow (at the waist)"\n  id: 1\n}\nitem {\n  name: "stand"\n' \
+    '  id: 12\n}\nitem {\n  name: "watch (a person)"\n  id: 80\n}\n'
+
+
+def _fake_ava(root, hw=(96, 128)):
+    """AVA v2.2's files for two videos of 12 frames (clips are clamped to the video)."""
+    import cv2
+    rows = {'train': [], 'val': []}
+    for v, split in (('vid_a', 'train'), ('vid_b', 'train'), ('vid_c', 'val')):
+        d = root / 'frames' / v
+        d.mkdir(parents=True)
+        rng = np.random.RandomState(len(v) + ord(v[-1]))
+        for i in range(12):
+            cv2.imwrite(str(d / ('%s_%06d.jpg' % (v, i + 1))),
+                        rng.randint(0, 255, hw + (3,)).astype(np.uint8))
+        for second in (902, 903):
+            rows[split] += ['%s,%d,0.1,0.2,0.5,0.9,12,0' % (v, second),
+                            '%s,%d,0.1,0.2,0.5,0.9,80,0' % (v, second),
+                            '%s,%d,0.55,0.1,0.95,0.8,1,1' % (v, second)]
+    (root / 'ava_train_v2.2.csv').write_text('\n'.join(rows['train']) + '\n')
+    (root / 'ava_val_v2.2.csv').write_text('\n'.join(rows['val']) + '\n')
+    (root / 'ava_val_excluded_timestamps_v2.2.csv').write_text('vid_c,0903\n')
+    (root / 'ava_action_list_v2.2.pbtxt').write_text(LABELS)
+    (root / 'ava_action_list_v2.2_for_activitynet_2019.pbtxt').write_text(LABELS)
+
+
+def test_ava_files_train_and_evaluate_on_the_60_class_list(tmp_path):
+    """The AVA path end to end on hand-made files (nothing is downloaded): the augmented
+    training crops, the evaluated classes read from the label map, the exclusion list."""
+    root = tmp_path / 'AVA'
+    _fake_ava(root)
+    out = tmp_path / 'run'
+    check(run_python(['scripts/train_slowfast.py', '--dataset', 'ava', '--data-dir', str(root),
+                      '--clip-frames', '16', '--insize', '64', '--batchsize', '2',
+                      '--eval-batchsize', '1', '--iterations', '2', '--loaderjob', '0',
+                      '--no-progress', '--out', str(out)], timeout=120))
+    config = json.loads((out / 'config.json').read_text())
+    assert config['evaluated_class_ids'] == [1, 12, 80]
+    assert config['preset']['n_train'] == 4 and config['preset']['n_class'] == 80
+    assert config['class_names'][11] == 'stand'
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['n_test_frames'] == 1  # vid_c 903 is excluded
+    assert set(k for k, v in metrics['ap'].items() if v is not None) == {
+        'bend/bow (at the waist)', 'stand', 'watch (a person)'}

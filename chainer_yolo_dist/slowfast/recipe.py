@@ -23,7 +23,8 @@ from chainer_yolo_dist.slowfast.evaluation import ActionEvaluator
 from chainer_yolo_dist.slowfast.head import DetectorLoss
 from chainer_yolo_dist.slowfast.networks import ALPHA
 from chainer_yolo_dist.slowfast.settings import SlowFastData, SlowFastSettings
-from chainer_yolo_dist.slowfast.transforms import normalise, random_scale_crop_flip
+from chainer_yolo_dist.slowfast.transforms import (TRAIN_CROP_SIZE, TRAIN_JITTER_SCALES,
+                                                   normalise, random_scale_crop_flip)
 
 LOSS_KEYS = ('main/loss',)
 
@@ -47,15 +48,22 @@ SYSTEM = run.System('slowfast', SlowFastSettings, SlowFastData, data.load_data, 
 
 class TrainTransform(object):
     """``(example, rng) -> example``: AVA's scale jitter, crop and flip (PySlowFast) when
-    ``augment``, then ``(x / 255 - 0.45) / 0.225``. Synthetic clips are only normalised."""
+    ``augment``, then ``(x / 255 - 0.45) / 0.225``. Synthetic clips are only normalised.
 
-    def __init__(self, augment):
+    The crop is ``crop`` pixels (the preset's ``insize``) and the short side is drawn from
+    PySlowFast's ``[256, 320]`` scaled by ``crop / 224``, i.e. exactly PySlowFast's at 224.
+    """
+
+    def __init__(self, augment, crop=TRAIN_CROP_SIZE):
         self.augment = augment
+        self.crop = crop
+        self.scales = tuple(int(round(s * crop / float(TRAIN_CROP_SIZE)))
+                            for s in TRAIN_JITTER_SCALES)
 
     def __call__(self, example, rng):
         clip, bbox, label = example
         if self.augment:
-            clip, bbox = random_scale_crop_flip(clip, bbox, rng)
+            clip, bbox = random_scale_crop_flip(clip, bbox, rng, self.scales, self.crop)
         return normalise(clip), bbox, label
 
 
@@ -79,7 +87,7 @@ def train_slowfast(settings, comm, dataset, log=print):
 
     augment = settings.augment and preset.dataset == 'ava'
     train_iters, n_padding, iterations_per_epoch = iterators.worker_iterators(
-        dataset.train, TrainTransform(augment), settings, comm)
+        dataset.train, TrainTransform(augment, preset.insize), settings, comm)
 
     optimizer, hooks = optimizers.momentum_sgd(settings)
     optimizer = optimizers.multi_node(optimizer, hooks, chain, comm, settings.double_buffering)
