@@ -26,7 +26,7 @@ def test_narrow_slowfast_loss_falls_on_synthetic_clips():
         observation = {}
         with reporter.scope(observation):
             opt.update(model, clips, rois, idx, labels)
-        losses.append(float(observation['main/loss'].array))
+        losses.append(float(observation['main/loss']))
     assert np.isfinite(losses).all()
     # The reported training loss of the last two steps is well below that of the first two.
     assert np.mean(losses[-2:]) < 0.85 * np.mean(losses[:2]), losses

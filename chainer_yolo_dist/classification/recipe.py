@@ -79,7 +79,8 @@ def train_classifier(settings, comm, dataset, log=print):
         dataset.train, transform, settings, comm)
 
     optimizer = parallelism.run_optimizer(par, settings, chain)
-    updater = DataParallelUpdater(train_iters, optimizer, converter, settings.device)
+    updater = DataParallelUpdater(train_iters, optimizer, converter, settings.device,
+                                  profile=settings.profile)
     trainer = run.build_trainer(settings, comm, updater, chain, model, TRAIN_KEYS)
     evaluator = validator(chain, model, dataset.test, settings, comm)
     columns = ['epoch', 'iteration', 'lr', 'main/loss', 'main/accuracy']
@@ -103,6 +104,7 @@ def train_classifier(settings, comm, dataset, log=print):
     trainer.run()
     metrics = reporting.run_metrics(trainer, settings)
     metrics['parallelism'] = dict(parallelism.finish(optimizer), mode=settings.parallelism)
+    reporting.write_profile(trainer, settings, comm, log)  # profile.json with --profile
 
     # Final accuracy with the trained model; collective, so every rank takes the same branch.
     if evaluator.last_iteration == trainer.updater.iteration:

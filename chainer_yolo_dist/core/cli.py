@@ -4,7 +4,6 @@ Each script adds its own ``--model`` / ``--dataset`` and data options; the overr
 preset values and the options of a distributed run are defined once here. Option names are
 the names of the settings they set (``--eta`` sets ``preset.eta``, the base rate).
 """
-
 import argparse
 import os
 import sys
@@ -39,6 +38,7 @@ PRESET_OPTIONS = {
     'weight_decay': 'weight_decay', 'communicator': 'communicator',
     'allreduce_grad_dtype': 'allreduce_grad_dtype', 'cudnn_fast_bn': 'cudnn_fast_bn',
     'n_class': 'n_class', 'linear_from': 'linear_from', 'sampling_scale': 'sampling_scale',
+    'clip_frames': 'clip_frames',
 }
 
 
@@ -119,8 +119,17 @@ def add_run_options(group, out, eval_interval, eval_batchsize, loaderjob=2):
                        'the learning-rate rule (the papers\' scaling experiment on few cores)')
     group.add_argument('--double-buffering', action='store_true',
                        help='overlap AllReduce with the next step (pure_nccl only)')
-    group.add_argument('--loaderjob', type=int, default=loaderjob,
-                       help='worker processes per rank for data loading (0: in-process)')
+    group.add_argument('--loaderjob', '--loader-workers', type=int, default=loaderjob,
+                       dest='loaderjob', help='worker processes per rank for data loading '
+                       '(0: in-process; --loader-workers: the same option, paper 004\'s name)')
+    group.add_argument('--persistent-workers', action=argparse.BooleanOptionalAction,
+                       default=True, help='keep the loader worker processes alive across '
+                       'epochs (Chainer\'s MultiprocessIterator; default), or re-create them '
+                       'at every epoch boundary as PyTorch\'s DataLoader does without '
+                       'persistent_workers, the stall of paper 004 sec. 4.2 / Table 3')
+    group.add_argument('--profile', action='store_true',
+                       help='time every iteration\'s data wait, forward, backward, AllReduce '
+                       'and update on every rank (profile.json; paper 004 Table 4)')
     group.add_argument('--eval-interval', type=float, default=eval_interval,
                        help='evaluate every N epochs during training (0: only at the end)')
     group.add_argument('--eval-batchsize', type=int, default=eval_batchsize)

@@ -12,20 +12,23 @@ from chainer_yolo_dist.core.sampling import (EpochDrawSampler, EpochOrderSampler
 SHARED_MEMORY = 100 * 1000 * 1000
 
 
-def train_iterator(shard, batchsize, seed, loaderjob, shuffle=True, order_sampler=None):
+def train_iterator(shard, batchsize, seed, loaderjob, shuffle=True, order_sampler=None,
+                   persistent=True):
     """An iterator with reproducible epochs over ``shard``, an
     :class:`~chainer_yolo_dist.core.sampling.EpochSampledDataset`.
 
     ``loaderjob`` worker processes (``MultiprocessIterator``) load and augment the examples;
     0 loads them in this process. ``order_sampler`` replaces the default per-epoch permutation
     of the shard (e.g. :class:`~chainer_yolo_dist.core.sampling.EpochDrawSampler`).
+    ``persistent=False`` re-creates the worker processes at every
+    epoch boundary (:class:`EpochRestartingIterator`); the batches are the same either way.
     """
     if order_sampler is None:
         order_sampler = EpochOrderSampler(shard.n, seed=seed, shuffle=shuffle)
     if loaderjob:
-        return WatchedMultiprocessIterator(
-            shard, batchsize, n_processes=loaderjob, order_sampler=order_sampler,
-            shared_mem=SHARED_MEMORY)
+        cls = WatchedMultiprocessIterator if persistent else EpochRestartingIterator
+        return cls(shard, batchsize, n_processes=loaderjob, order_sampler=order_sampler,
+                   shared_mem=SHARED_MEMORY)
     return chainer.iterators.SerialIterator(shard, batchsize, order_sampler=order_sampler)
 
 
@@ -65,6 +68,39 @@ class WatchedMultiprocessIterator(chainer.iterators.MultiprocessIterator):
                           % (', '.join(str(p) for p in sorted(gone)), mpi._world_rank()))
 
 
+class EpochRestartingIterator(WatchedMultiprocessIterator):
+    """A ``MultiprocessIterator`` whose worker processes end with each epoch and are started
+    anew for the next, as PyTorch's ``DataLoader`` does without ``persistent_workers`` (the
+    cause of the epoch-boundary stall of paper 004 sec. 4.2, Table 3).
+
+    Chainer's ``MultiprocessIterator`` keeps one pool for the iterator's life and prefetches
+    across the epoch boundary, so it has no such stall. Here, once the last batch of an epoch
+    has been handed out, the pool and the prefetch thread are ended (the batch they prefetched
+    is dropped) and the next call starts a new pool, which must start its processes, receive
+    the dataset and load the first batch before it returns. The position in the epochs is
+    kept, and with :class:`~chainer_yolo_dist.core.sampling.EpochSampledDataset` every batch
+    is the one the persistent iterator would give.
+    """
+
+    def __next__(self):
+        batch = super().__next__()
+        if self.is_new_epoch:
+            self._restart_workers()
+        return batch
+
+    next = __next__
+
+    def _restart_workers(self):
+        state, previous = self._state, self._previous_epoch_detail
+        # The communicator first: the watchdog then knows the pool's end is no failure.
+        self._comm.terminate()
+        self._prefetch_loop.terminate()
+        self._initialize_loop()  # new communicator and prefetch loop, started on next()
+        self._reset_state(state.current_position, state.epoch, state.is_new_epoch,
+                          state.order)
+        self._previous_epoch_detail = previous
+
+
 def worker_iterators(train, transform, settings, comm):
     """The training iterators of this process's workers (``settings.virtual_ranks`` of them).
 
@@ -83,7 +119,8 @@ def worker_iterators(train, transform, settings, comm):
         shard = EpochSampledDataset(sharding.subset(train, share), transform,
                                     seed=stream_seed(settings.seed, comm.rank * virtual + v))
         iterators.append(train_iterator(shard, settings.batchsize, settings.seed,
-                                        settings.loaderjob // virtual))
+                                        settings.loaderjob // virtual,
+                                        persistent=settings.persistent_workers))
     return iterators, n_padding, (shares[0].end - shares[0].begin) / settings.batchsize
 
 

@@ -67,7 +67,8 @@ class Preset:
     reference_batch)`` for ``lr_rule = 'sqrt_k_eta'``), ``warmup_start_lr = eta`` (both
     papers start the warmup at the non-distributed rate), ``batch_fraction =
     global_batchsize / n_train``. ``multiscale`` is ``(min_size, max_size, every_iterations)``
-    in pixels / iterations, or None.
+    in pixels / iterations, or None. ``clip_frames`` is the number of frames per example of a
+    video model (the Fast pathway's frames for SlowFast, paper 004 sec. 3.2), 0 for images.
     """
 
     name: str
@@ -104,6 +105,7 @@ class Preset:
     linear_from: float = 0.0
     sampling_scale: float | None = None
     max_iterations: int | None = None
+    clip_frames: int = 0
     global_batchsize: int = dataclasses.field(init=False)
     peak_lr: float = dataclasses.field(init=False)
     warmup_start_lr: float = dataclasses.field(init=False)
@@ -135,6 +137,8 @@ class Preset:
         if self.sampling_scale is not None and not self.sampling_scale > 0:
             raise ValueError('%s: sampling_scale must be positive, got %r'
                              % (where, self.sampling_scale))
+        if self.clip_frames < 0:
+            raise ValueError('%s: clip_frames must be >= 0, got %r' % (where, self.clip_frames))
         if self.insize % STRIDE:
             raise ValueError('%s: insize %d is not a multiple of the stride %d'
                              % (where, self.insize, STRIDE))
@@ -249,14 +253,16 @@ _CONVERT = {
     'linear_from': float,
     'max_iterations': lambda v: None if v in (None, 0, _NONE_STRING) else int(v),
     'sampling_scale': lambda v: None if v in (None, _NONE_STRING) else float(v),
+    'clip_frames': int,
 }
 # Keys a file may leave out: the field's default applies. linear_from: epochs at the full rate
 # before decay = "linear" (paper 002 A.1.2: 100); sampling_scale: "none" reads a fixed share
 # per rank (papers 000, 001), a number draws ceil(scale * n_train / k) examples per rank and
 # epoch (paper 002 sec. 3.2: 4); max_iterations: a run that stops after this many updates
-# rather than after `epochs` (Darknet's max_batches; paper 002 sec. 3.3: 5,000).
+# rather than after `epochs` (Darknet's max_batches; paper 002 sec. 3.3: 5,000);
+# clip_frames: frames read per clip (paper 004 sec. 3.2; 0: an image model).
 _OPTIONAL_KEYS = ('reference_batch', 'augmentation', 'linear_from', 'sampling_scale',
-                  'max_iterations')
+                  'max_iterations', 'clip_frames')
 _DERIVED = tuple(f.name for f in dataclasses.fields(Preset) if not f.init)
 
 

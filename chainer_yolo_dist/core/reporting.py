@@ -4,10 +4,13 @@ Every rank computes its own loss on its own examples; ChainerMN's ``ObservationA
 replaces each reported value by its mean over the ranks, so rank 0's ``log`` (LogReport) and
 plots show the mean of the global batch, the number one process with the whole batch reports.
 """
+import os
 import sys
 
 import chainer
 from chainer.training import extensions
+
+from chainer_yolo_dist.core.updaters import PHASES
 
 
 class _PlainOutput(object):
@@ -94,3 +97,103 @@ def run_metrics(trainer, settings):
             'elapsed_seconds': elapsed, 'images_per_second': examples / max(elapsed, 1e-9),
             'comm_size': settings.ranks, 'workers': settings.workers}
 
+
+
+#: Profile phases (``DataParallelUpdater(profile=True)``'s ``time/<phase>``) by kind, as paper
+#: 004 Table 4 splits a run's time: compute (forward, backward, optimizer update) against
+#: communication (the gradients' AllReduce). Data wait is neither and is reported apart.
+COMPUTE_PHASES = ('forward', 'backward', 'update')
+COMMUNICATION_PHASES = ('allreduce',)
+#: The trainer's name of the :class:`ProfileRecorder` (``core.run.build_trainer`` adds it).
+PROFILE_EXTENSION = 'profile'
+
+
+class ProfileRecorder(chainer.training.Extension):
+    """Keeps this rank's ``time/<phase>`` of every iteration (extension on every rank; it only
+    reads the trainer's observation, no collective). :meth:`write` gathers every rank's rows
+    on rank 0, which writes ``profile.json`` and returns :func:`profile_summary`."""
+
+    trigger = 1, 'iteration'
+    priority = chainer.training.PRIORITY_EDITOR  # before aggregation replaces the values
+
+    def __init__(self):
+        self.rows = []
+
+    def __call__(self, trainer):
+        obs = trainer.observation
+        if 'time/step' not in obs:
+            return
+        row = {'iteration': trainer.updater.iteration}
+        for phase in PHASES + ('step',):
+            row[phase] = float(obs['time/' + phase])
+        self.rows.append(row)
+
+    def write(self, comm, out):
+        """Collective: rank 0 writes ``out/profile.json`` (per rank, per iteration rows and
+        the summary) and returns the summary; other ranks return None."""
+        from chainer_yolo_dist.core import atomic
+        ranks = comm.gather_obj(self.rows)
+        if comm.rank != 0:
+            return None
+        summary = profile_summary(ranks)
+        atomic.write_json(os.path.join(out, 'profile.json'),
+                          {'summary': summary, 'phases': list(PHASES), 'ranks': ranks})
+        return summary
+
+
+def profile_summary(ranks, skip_first=1):
+    """Per rank and over all ranks: seconds per iteration of each phase, and the shares of
+    the time in paper 004 Table 4's form.
+
+    Args:
+        ranks (list): per rank, the rows of :class:`ProfileRecorder` (dicts of phase seconds).
+        skip_first (int): iterations left out at the start of each rank's rows (the first
+            includes start-up: the loader's first batch, lazy allocations).
+    Returns:
+        dict: ``per_rank`` (mean seconds per phase and iteration), ``mean`` (over ranks),
+        ``shares`` (of the step time: data, compute, communication) and ``table4`` (compute
+        and communication shares of their sum, as paper 004 Table 4 reports them).
+    """
+    per_rank = []
+    for rows in ranks:
+        kept = rows[skip_first:] if len(rows) > skip_first else rows
+        means = {phase: sum(r[phase] for r in kept) / max(len(kept), 1)
+                 for phase in PHASES + ('step',)}
+        means['iterations'] = len(kept)
+        per_rank.append(means)
+    mean = {phase: sum(r[phase] for r in per_rank) / len(per_rank)
+            for phase in PHASES + ('step',)}
+    compute = sum(mean[p] for p in COMPUTE_PHASES)
+    communication = sum(mean[p] for p in COMMUNICATION_PHASES)
+    step = max(mean['step'], 1e-12)
+    both = max(compute + communication, 1e-12)
+    return {'per_rank': per_rank, 'mean': mean, 'skipped_first_iterations': skip_first,
+            'shares': {'data': mean['data'] / step, 'compute': compute / step,
+                       'communication': communication / step},
+            'table4': {'compute': compute / both, 'communication': communication / both}}
+
+
+def format_profile(summary):
+    """Lines for rank 0's output: the phase means and Table 4's two shares."""
+    m = summary['mean']
+    lines = ['profile, seconds per iteration (mean over %d ranks): %s'
+             % (len(summary['per_rank']),
+                ', '.join('%s %.4f' % (p, m[p]) for p in PHASES + ('step',)))]
+    lines.append('profile, paper 004 Table 4 form: compute %.1f%%, communication %.1f%% '
+                 '(data wait %.1f%% of the step apart)'
+                 % (100 * summary['table4']['compute'],
+                    100 * summary['table4']['communication'], 100 * summary['shares']['data']))
+    return lines
+
+
+def write_profile(trainer, settings, comm, log=print):
+    """After ``trainer.run()``, with ``settings.profile``: every rank's phase times gathered
+    into ``profile.json`` and the summary logged by rank 0 (collective; every rank calls it).
+    Returns the summary on rank 0, None elsewhere or without ``--profile``."""
+    if not settings.profile:
+        return None
+    summary = trainer.get_extension(PROFILE_EXTENSION).write(comm, settings.out)
+    if summary is not None:
+        for line in format_profile(summary):
+            log(line)
+    return summary

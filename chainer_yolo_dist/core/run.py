@@ -240,7 +240,9 @@ def _report_start(settings, data, log):
 
 def build_trainer(settings, comm, updater, chain, model, aggregated_keys, schedule=None):
     """Chainer's trainer with what every run has: the learning-rate schedule, observations
-    averaged over ranks, and snapshots.
+    averaged over ranks, snapshots, and with ``settings.profile`` the per-update phase times
+    (the updater must be built with ``profile=settings.profile``; see
+    :func:`~chainer_yolo_dist.core.reporting.write_profile`).
 
     Args:
         updater: the run's updater (its 'main' optimizer gets the schedule).
@@ -258,6 +260,8 @@ def build_trainer(settings, comm, updater, chain, model, aggregated_keys, schedu
     if not settings.serving_ranks:  # with parameter servers the servers apply the schedule
         trainer.extend(schedule or LRScheduleExtension(settings.schedule))
     reporting.aggregate(trainer, comm, aggregated_keys)
+    if settings.profile:  # the updater's time/<phase> of every update, for profile.json
+        trainer.extend(reporting.ProfileRecorder(), name=reporting.PROFILE_EXTENSION)
     snapshots.add_snapshots(trainer, settings, comm, chain, model)
     return trainer
 

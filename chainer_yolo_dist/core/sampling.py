@@ -17,6 +17,7 @@ gets depends on the worker that happened to load it. To make ``--resume`` contin
 Memory is O(n): the dataset's length is ``n`` and an order holds ``n`` integers, whatever the
 number of epochs (an iterator builds ``arange(len(dataset))`` when it starts).
 """
+import chainer
 import numpy as np
 from chainer.dataset import DatasetMixin
 
@@ -151,3 +152,26 @@ class EpochDrawSampler(object):
 
     def __call__(self, current_order, current_position):
         return self.order(int(current_order[0]) // self.n)
+
+
+class ForwardRandomness(chainer.training.Extension):
+    """Seeds the generator that draws inside the forward pass (dropout masks: NumPy's global
+    generator on the CPU, CuPy's on a GPU) before every update from ``(seed, rank, update)``,
+    so that a run resumed from a snapshot draws the same masks as the uninterrupted run and
+    two ranks never draw the same ones."""
+
+    trigger = 1, 'iteration'
+    priority = chainer.training.PRIORITY_READER  # after every other extension of the update
+
+    def __init__(self, seed, rank):
+        self.seed, self.rank = seed % 2 ** 32, rank
+
+    def initialize(self, trainer):
+        self(trainer)  # the first update, and the first after a resume
+
+    def __call__(self, trainer):
+        key = [self.seed, self.rank, trainer.updater.iteration]
+        np.random.seed(key)
+        if chainer.backends.cuda.available:
+            chainer.backends.cuda.cupy.random.seed(
+                int(np.random.RandomState(key).randint(2 ** 31)))

@@ -37,6 +37,8 @@ def pick(cls, options, **fixed):
 class RunSettings:
     """Everything a training run uses, for ``ranks`` MPI processes of ``virtual_ranks`` workers.
 
+    ``loaderjob`` loader processes per rank are kept across epochs (``persistent_workers``)
+    or re-created at each epoch boundary; ``profile`` times every update's phases.
     ``preset`` is the papers' recipe at ``k = ranks * virtual_ranks`` workers with the loaded
     data's ``n_train`` and ``n_class``; its derived values (global batch, peak rate, batch
     share) are those of this run. ``data`` is the system's frozen description of the data it
@@ -56,6 +58,8 @@ class RunSettings:
     resume: str | None
     iterations: int | None
     loaderjob: int
+    persistent_workers: bool
+    profile: bool
     eval_interval: float
     eval_batchsize: int
     log_interval: int

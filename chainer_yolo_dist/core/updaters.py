@@ -11,9 +11,65 @@ What differs from real ranks: batch-normalisation running statistics (used only 
 evaluation) are updated V times per iteration in one process, where real ranks keep their own
 (the package averages them across ranks before evaluation and snapshots).
 """
+import time
+
 import chainer
 from chainer import reporter
 from chainer.dataset import convert
+
+#: The phases of one update, in order, as the profile reports them (``time/<phase>``, seconds).
+PHASES = ('data', 'forward', 'backward', 'allreduce', 'update')
+
+
+class PhaseClock(object):
+    """Wall time of consecutive phases: ``mark(phase)`` adds the time since the previous mark
+    to ``phase``. With a GPU it first waits for the device, so that a phase's time is that of
+    its kernels, not of their launch."""
+
+    def __init__(self, device=-1):
+        self.sync = None
+        if device is not None and device >= 0:
+            from chainer.backends import cuda
+            self.sync = cuda.cupy.cuda.Device(device).synchronize
+        self.times = dict.fromkeys(PHASES, 0.)
+        self.last = time.perf_counter()
+
+    def mark(self, phase):
+        if self.sync is not None:
+            self.sync()
+        now = time.perf_counter()
+        self.times[phase] += now - self.last
+        self.last = now
+
+
+def _call(target, in_arrays):
+    if isinstance(in_arrays, tuple):
+        return target(*in_arrays)
+    if isinstance(in_arrays, dict):
+        return target(**in_arrays)
+    return target(in_arrays)
+
+
+def timed_optimizer_update(optimizer, target, clock):
+    """``optimizer.update()`` with its AllReduce and its parameter update timed apart.
+
+    For ChainerMN's multi-node optimizer this does what its ``update()`` does (chainermn 7.8.1
+    ``_MultiNodeOptimizer.update``): broadcast if the parameter set changed, else the mean of
+    the gradients over the ranks, then the wrapped optimizer's update. Any other optimizer
+    (one process, double buffering) is timed as one ``update``.
+    """
+    if type(optimizer).__name__ != '_MultiNodeOptimizer':
+        optimizer.update()
+        clock.mark('update')
+        return
+    if optimizer.is_changed(target):
+        optimizer.communicator.bcast_data(target)
+        clock.mark('allreduce')
+        return
+    optimizer.communicator.multi_node_mean_grad(target, optimizer.zero_fill)
+    clock.mark('allreduce')
+    optimizer.actual_optimizer.update()
+    clock.mark('update')
 
 
 class DataParallelUpdater(chainer.training.updaters.StandardUpdater):
@@ -25,18 +81,26 @@ class DataParallelUpdater(chainer.training.updaters.StandardUpdater):
         iterators (list): one iterator per worker of this process; the first is 'main' (its
             epoch is the run's epoch; all have equal lengths).
         optimizer: the (multi-node) optimizer.
+        profile (bool): time each update's phases (:data:`PHASES`: waiting for the batch and
+            sending it to the device, forward, backward, the gradients' AllReduce, the
+            parameter update) and report them as ``time/<phase>`` (seconds, this rank's), with
+            ``time/step`` their sum. The update computed is the same.
     """
 
-    def __init__(self, iterators, optimizer, converter, device):
+    def __init__(self, iterators, optimizer, converter, device, profile=False):
         named = {'main': iterators[0]}
         named.update(('worker%d' % v, it) for v, it in enumerate(iterators[1:], 1))
         super().__init__(named, optimizer, converter=converter, device=device)
         self.virtual_ranks = len(iterators)
+        self.profile = profile
 
     def update_core(self):
         optimizer = self.get_optimizer('main')
         target = optimizer.target
         target.iteration = self.iteration + 1
+        if self.profile:
+            self._profiled_update(optimizer, target)
+            return
         if self.virtual_ranks == 1:
             super().update_core()
             return
@@ -59,3 +123,36 @@ class DataParallelUpdater(chainer.training.updaters.StandardUpdater):
         # What the workers reported, averaged as real ranks' values are.
         reporter.report({key: sum(o[key] for o in observations) / len(observations)
                          for key in observations[0]})
+
+    def _profiled_update(self, optimizer, target):
+        """The update of :meth:`update_core`, phase by phase under a :class:`PhaseClock`."""
+        clock = PhaseClock(self.device if isinstance(self.device, int) else -1)
+        names = ['main'] + ['worker%d' % v for v in range(1, self.virtual_ranks)]
+        target.cleargrads()
+        observations = []
+        for name in names:
+            batch = self._iterators[name].next()
+            in_arrays = convert._call_converter(self.converter, batch, self.device)
+            clock.mark('data')
+            observation = {}
+            if self.virtual_ranks == 1:
+                loss = _call(target, in_arrays)  # reported straight to the trainer's scope
+            else:
+                with reporter.report_scope(observation):
+                    loss = _call(target, in_arrays)
+            clock.mark('forward')
+            loss.backward(loss_scale=optimizer._loss_scale)
+            del loss
+            observations.append(observation)
+            clock.mark('backward')
+        if self.virtual_ranks > 1:
+            for param in target.params():
+                if param.grad is not None:
+                    param.grad /= self.virtual_ranks
+            reporter.report({key: sum(o[key] for o in observations) / len(observations)
+                             for key in observations[0]})
+            clock.mark('backward')
+        timed_optimizer_update(optimizer, target, clock)
+        times = {'time/' + phase: value for phase, value in clock.times.items()}
+        times['time/step'] = sum(clock.times.values())
+        reporter.report(times)

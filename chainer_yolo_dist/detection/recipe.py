@@ -88,7 +88,8 @@ def train_detector(settings, comm, dataset, log=print):
     init_input = chain.xp.zeros((1, 3, preset.insize, preset.insize), np.float32)
     par = parallelism.for_run(settings, comm)
     optimizer = parallelism.run_optimizer(par, settings, chain, lambda: model(init_input))
-    updater = DataParallelUpdater(train_iters, optimizer, converter, settings.device)
+    updater = DataParallelUpdater(train_iters, optimizer, converter, settings.device,
+                                  profile=settings.profile)
     trainer = run.build_trainer(settings, comm, updater, chain, model, LOSS_KEYS)
     if preset.multiscale:
         trainer.extend(MultiScaleExtension(converter, sizes, every=preset.multiscale[2],
@@ -119,6 +120,7 @@ def train_detector(settings, comm, dataset, log=print):
     trainer.run()
     metrics = reporting.run_metrics(trainer, settings)
     metrics['parallelism'] = dict(parallelism.finish(optimizer), mode=settings.parallelism)
+    reporting.write_profile(trainer, settings, comm, log)  # profile.json with --profile
 
     result = evaluator()  # with the trained model, on every rank (collective)
     metrics.update(map=result['map'], ap=result['ap'], eval_insize=model.insize)

@@ -204,5 +204,7 @@ class DetectorLoss(chainer.Chain):
 
     def forward(self, clips, rois, roi_indices, labels):
         loss = multilabel_loss(self.detector(clips, rois, roi_indices), labels)
-        chainer.reporter.report({'loss': loss}, self)
+        # A host float: ChainerMN 7.8.1's ObservationAggregator moves a reported Variable with
+        # a ChainerX call that fails without ChainerX.
+        chainer.reporter.report({'loss': float(loss.array)}, self)
         return loss

@@ -43,7 +43,7 @@ def main(virtual_ranks, out):
                            init=lambda: model(init_input))
     data = SyntheticShapesDataset('train', 4 * BATCH * STEPS, size=64, seed=3)
     settings = types.SimpleNamespace(virtual_ranks=virtual_ranks, seed=5, batchsize=BATCH,
-                                     loaderjob=0)
+                                     loaderjob=0, persistent_workers=True)
     iterators, _, _ = worker_iterators(data, None, settings, comm)
     converter = MultiScaleConverter(64)
 

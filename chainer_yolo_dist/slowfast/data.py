@@ -1,0 +1,86 @@
+"""The action datasets of a run, chosen by name (the registry of SlowFast datasets).
+
+- ``synthetic_actions``: :class:`~chainer_yolo_dist.slowfast.synthetic.SyntheticActionClips`
+  'train' and 'test' splits (independent streams of the seed), 7 actions.
+- ``ava``: AVA v2.2 as distributed, under ``data_dir`` (never downloaded):
+  ``ava_train_v2.2.csv`` for training, ``ava_val_v2.2.csv`` (ground-truth person boxes) for
+  evaluation, ``ava_val_excluded_timestamps_v2.2.csv`` when present, the 80 actions trained and
+  the 60 of ``ava_action_list_v2.2_for_activitynet_2019.pbtxt`` evaluated; frames under
+  ``data_dir/frames``. Reading: evaluation on the ground-truth person boxes; PySlowFast
+  evaluates on a person detector's boxes (docs/slowfast.md).
+
+Examples are ``(clip (3, T, H, W) float32 in [0, 255], bbox (R, 4), label (R, n_class))``; each
+test example also has a frame key (``keys``) for the frame-level mAP.
+"""
+import os
+
+from chainer_yolo_dist.slowfast import ava
+from chainer_yolo_dist.slowfast.synthetic import ACTION_NAMES, SyntheticActionClips
+
+#: The action datasets a preset or ``--dataset`` may name.
+DATASETS = ('synthetic_actions', 'ava')
+
+#: AVA's Fast-pathway frames per clip -> its clip reading (stride 2 in 30-fps frames).
+AVA_READINGS = {reading.n_frames: name for name, reading in ava.CLIP_READINGS.items()}
+
+AVA_FILES = {'train': 'ava_train_v2.2.csv', 'test': 'ava_val_v2.2.csv',
+             'labels': 'ava_action_list_v2.2.pbtxt',
+             'evaluated': 'ava_action_list_v2.2_for_activitynet_2019.pbtxt',
+             'excluded': 'ava_val_excluded_timestamps_v2.2.csv'}
+
+
+class ActionData(object):
+    """One split: ``dataset`` (examples), ``keys`` (frame key per example), ``class_ids``
+    (evaluated action ids; column ``j`` of a label is id ``j + 1``), ``excluded`` keys."""
+
+    def __init__(self, dataset, keys, class_ids, excluded=()):
+        self.dataset, self.keys = dataset, list(keys)
+        self.class_ids, self.excluded = list(class_ids), set(excluded)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return self.dataset[i]
+
+
+def load_data(request):
+    """``(train, test, class_names, reports)`` for ``request.dataset`` (SlowFastData);
+    ``train`` and ``test`` are :class:`ActionData`."""
+    if request.dataset == 'synthetic_actions':
+        common = dict(seed=request.seed, n_frames=request.clip_frames, size=request.clip_size,
+                      max_actors=request.max_actors)
+        ids = range(1, len(ACTION_NAMES) + 1)
+        train = SyntheticActionClips(request.n_train_clips, 'train', **common)
+        test = SyntheticActionClips(request.n_test_clips, 'test', **common)
+        return (ActionData(train, range(len(train)), ids),
+                ActionData(test, range(len(test)), ids), ACTION_NAMES,
+                {'train': None, 'test': None})
+    if request.dataset == 'ava':
+        return _load_ava(request)
+    raise ValueError('unknown action dataset %r: choose one of %s'
+                     % (request.dataset, ', '.join(DATASETS)))
+
+
+def _load_ava(request):
+    root = request.data_dir
+    if not root or not os.path.isdir(root):
+        raise ValueError('--dataset ava needs --data-dir, the AVA v2.2 directory (got %r)'
+                         % (root,))
+    if request.clip_frames not in AVA_READINGS:
+        raise ValueError('AVA clips of %d frames: choose one of %s (paper 004 sec. 3.2: 16; '
+                         'PySlowFast SLOWFAST_32x2: 32)' % (request.clip_frames,
+                                                            sorted(AVA_READINGS)))
+    path = {k: os.path.join(root, v) for k, v in AVA_FILES.items()}
+    names = dict(ava.read_label_map(path['labels']))
+    class_ids = ava.evaluated_class_ids(path['evaluated'])
+    kwargs = dict(reading=AVA_READINGS[request.clip_frames], size=request.clip_size,
+                  n_actions=ava.N_ACTIONS, on_bad_sample=request.on_bad_sample)
+    train = ava.AVAClips(root, path['train'], **kwargs)
+    test = ava.AVAClips(root, path['test'], **kwargs)
+    excluded = (ava.read_exclusions(path['excluded'], test.report)
+                if os.path.isfile(path['excluded']) else set())
+    class_names = tuple(names.get(i, str(i)) for i in range(1, ava.N_ACTIONS + 1))
+    return (ActionData(train, train.frame_keys, class_ids),
+            ActionData(test, test.frame_keys, class_ids, excluded), class_names,
+            {'train': train.report, 'test': test.report})

@@ -1,0 +1,97 @@
+"""Frame-level mAP@0.5 (AVA's metric) of an action detector, computed across ranks.
+
+As :mod:`chainer_yolo_dist.detection.evaluation`: rank 0 reads the test clips and ChainerCV's
+``apply_to_iterator(..., comm=comm)`` scatters the batches, every rank scores the boxes of its
+clips, and the scores are gathered on rank 0 in the test set's order, where
+:func:`~chainer_yolo_dist.slowfast.metric.frame_map` computes one mAP over the whole test set:
+the number a single process gets for the same model. Every rank must hold the same model
+(parameters and batch-normalisation statistics: ``chainermn.extensions.AllreducePersistent``).
+
+Each test example is one keyframe with its boxes; every box is scored for every evaluated
+class (as PySlowFast's ``get_ava_eval_data``), and the ground truth is the example's
+multi-hot labels (one ``(box, action)`` pair per positive label).
+"""
+import chainer
+import numpy as np
+from chainercv.utils import apply_to_iterator
+
+from chainer_yolo_dist.slowfast.batch import concat_clips
+from chainer_yolo_dist.slowfast.metric import frame_map
+from chainer_yolo_dist.slowfast.transforms import normalise
+
+
+def _scorer(detector):
+    """``(clips, bboxes) -> ([scores (R_i, n_class)], bboxes)`` for ``apply_to_iterator``."""
+    def score(clips, bboxes):
+        batch = [(normalise(c), b, np.zeros((len(b), 1), np.int32)) for c, b in zip(clips, bboxes)]
+        device = chainer.backend.get_device_from_array(detector.head.fc.W.array)
+        x, rois, roi_indices, _ = concat_clips(batch, device)
+        probs = chainer.backend.CpuDevice().send(detector.predict(x, rois, roi_indices))
+        counts = np.cumsum([len(b) for b in bboxes])[:-1]
+        return np.split(probs, counts), list(bboxes)
+    return score
+
+
+def evaluate_actions(detector, test, comm=None, batchsize=4):
+    """Frame mAP@0.5 of ``detector`` on ``test`` (:class:`~.data.ActionData`).
+
+    Returns ``{'map': float, 'ap': {action id: float or None}, 'n_frames': int}`` on every
+    rank (None: no ground truth of that action in the evaluated frames).
+    """
+    out = None
+    if comm is None or comm.rank == 0:
+        it = chainer.iterators.SerialIterator(test.dataset, batchsize, repeat=False,
+                                              shuffle=False)
+        clips, (scores, bboxes), (labels,) = apply_to_iterator(
+            _scorer(detector), it, n_input=2, comm=comm)
+        del clips  # ChainerCV would otherwise keep every clip to hand them out later
+        out = _frame_map(test, scores, bboxes, labels)
+    else:
+        apply_to_iterator(_scorer(detector), None, n_input=2, comm=comm)
+    if comm is not None:
+        out = comm.bcast_obj(out)
+    return out
+
+
+def _frame_map(test, scores, bboxes, labels):
+    """Ground truth and detections per frame key, then the metric (rank 0)."""
+    ground_truth, detections = {}, {}
+    class_ids = np.array(test.class_ids)
+    cols = class_ids - 1  # label column j is action id j + 1
+    for i, (s, boxes, label) in enumerate(zip(scores, bboxes, labels)):
+        key = test.keys[i]
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)  # pixels: one system for both
+        label = np.asarray(label).reshape(len(boxes), -1)
+        r, j = np.nonzero(label[:, cols])
+        ground_truth[key] = (boxes[r], class_ids[j])
+        s = np.asarray(s, np.float64).reshape(len(boxes), -1)[:, cols]
+        detections[key] = (np.repeat(boxes, len(cols), axis=0),
+                           np.tile(class_ids, len(boxes)), s.reshape(-1))
+    result = frame_map(ground_truth, detections, test.class_ids, test.excluded)
+    ap = {int(c): None if np.isnan(v) else float(v) for c, v in result['ap'].items()}
+    return {'map': result['map'], 'ap': ap, 'n_frames': result['n_frames']}
+
+
+class ActionEvaluator(chainer.training.Extension):
+    """Trainer extension: reports ``validation/main/map`` on every rank (collective).
+
+    Averages the batch-normalisation statistics across ranks first, so that every rank
+    predicts with the same model.
+    """
+
+    priority = chainer.training.PRIORITY_WRITER
+
+    def __init__(self, detector, test, comm=None, batchsize=4):
+        self.detector, self.test, self.comm, self.batchsize = detector, test, comm, batchsize
+        self.last_result = None
+        self.last_iteration = None
+
+    def __call__(self, trainer=None):
+        if self.comm is not None and self.comm.size > 1:
+            import chainermn
+            chainermn.extensions.AllreducePersistent(self.detector, self.comm)()
+        result = evaluate_actions(self.detector, self.test, self.comm, self.batchsize)
+        chainer.reporter.report({'validation/main/map': result['map']})
+        self.last_result = result
+        self.last_iteration = trainer.updater.iteration if trainer is not None else None
+        return result

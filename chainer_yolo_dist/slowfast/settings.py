@@ -1,0 +1,36 @@
+"""The SlowFast system's settings: the core's run settings plus what only action detection has."""
+import dataclasses
+
+from chainer_yolo_dist.core.settings import RunSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class SlowFastData:
+    """What action data a run loads (see :func:`chainer_yolo_dist.slowfast.data.load_data`).
+
+    ``dataset`` is 'synthetic_actions' (generated clips: ``n_train_clips``, ``n_test_clips``,
+    ``max_actors``, frames ``clip_frames`` of side ``clip_size``) or 'ava' (AVA v2.2 under
+    ``data_dir``: the file names of :mod:`chainer_yolo_dist.slowfast.ava`, clips of
+    ``clip_frames`` Fast-pathway frames at stride 2, short side ``clip_size``).
+    """
+
+    dataset: str
+    seed: int
+    n_class: int
+    on_bad_sample: str
+    clip_frames: int
+    clip_size: int
+    data_dir: str | None
+    n_train_clips: int
+    n_test_clips: int
+    max_actors: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SlowFastSettings(RunSettings):
+    """:class:`~chainer_yolo_dist.core.settings.RunSettings` plus: the augmentation switch
+    (AVA: PySlowFast's scale jitter, crop and flip; synthetic clips: none, since a flip would
+    swap move_left and move_right) and the head's dropout ratio (None: the paper's 0.5)."""
+
+    augment: bool
+    dropout: float | None
