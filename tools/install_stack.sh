@@ -47,3 +47,15 @@ if ! "$PY" -c "import chainercv.utils.bbox._nms_gpu_post" 2>/dev/null; then
 fi
 "${PIP[@]}" install -c "$C" -r requirements/runtime.txt
 "${PIP[@]}" install -c "$C" --no-build-isolation --no-deps -e .
+
+# Where the venv's NumPy lacks names Chainer needs (NumPy 2), the package restores them when it
+# is imported (chainer_yolo_dist/compat.py). Code that imports chainer first (the tests, the MPI
+# test scripts, a user's own script) needs them too: a .pth applies the same module at every
+# start of this venv's interpreter. Not written on the reference stack, where nothing is missing.
+site=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+pth=$site/zz_chainer_yolo_dist_compat.pth
+if "$PY" -c "import sys, chainer_yolo_dist.compat as c; sys.exit(0 if c.RESTORED else 1)"; then
+    echo "import importlib.util as u; u.find_spec('chainer_yolo_dist') and __import__('chainer_yolo_dist.compat')" > "$pth"
+else
+    rm -f "$pth"
+fi
