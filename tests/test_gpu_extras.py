@@ -5,17 +5,19 @@ deprecated alias of `gpu-cuda12`. The static checks always run; the resolution o
 install command against the pinned stack needs the package index and downloads about 1.9 GB,
 so it runs only when asked: `CHAINER_YOLO_DIST_NETWORK_TESTS=1` (and the index reachable).
 """
+import importlib.util
 import os
 import re
 import socket
-import sys
 
 import pytest
 
 from conftest import REPO, check, run_python
 
-sys.path.insert(0, os.path.join(REPO, 'tools'))
-import check_gpu_extras  # noqa: E402
+_spec = importlib.util.spec_from_file_location(
+    'check_gpu_extras', os.path.join(REPO, 'tools', 'check_gpu_extras.py'))
+check_gpu_extras = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(check_gpu_extras)
 
 
 def extras():
