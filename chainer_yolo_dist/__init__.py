@@ -10,4 +10,8 @@ Reproduces the studies described in docs/papers.md (see README.md and docs/archi
 - ``analysis``: published tables, figures, cost and scaling models (on top: nothing imports it).
 """
 
+# Before anything imports Chainer or ChainerCV: on NumPy 2 (Python 3.12) put back the NumPy
+# names they still use; on the reference stack (NumPy 1.23.5) this changes nothing.
+from chainer_yolo_dist import compat  # noqa: F401  (applied on import)
+
 __version__ = '0.1.0'
