@@ -181,7 +181,9 @@ def test_small_classifier_fits_a_random_batch(cls):
     x = images(64, n=8, seed=1)
     t = np.random.RandomState(2).randint(0, 4, size=8).astype(np.int32)
     losses = []
-    for _ in range(15):
+    # 30 steps: the stacks' summation orders differ in the last bits (NumPy 2), which moves
+    # the trajectory; every stack fits the batch well within 30.
+    for _ in range(30):
         loss = F.softmax_cross_entropy(model(x), t)
         model.cleargrads()
         loss.backward()
