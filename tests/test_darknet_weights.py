@@ -434,3 +434,17 @@ def test_narrow_classifiers_and_other_detectors_are_refused(darknet19_file):
     from chainer_yolo_dist.detection.models import YOLOv3Small
     with pytest.raises(ValueError, match='no Darknet weights layout for a YOLOv3Small'):
         load_darknet_weights(darknet19_file, YOLOv3Small(n_fg_class=N_FG))
+
+
+def test_pretrained_takes_darknets_own_file_for_the_paper_detector(tmp_path, nets):
+    # --pretrained darknet19_448.conv.23 works directly: checked before any data is read,
+    # loaded into the detector's trunk.
+    from chainer_yolo_dist.detection.transfer import check_pretrained, load_pretrained
+    spec = darknet19_trunk_spec('/extractor')
+    path = write_darknet_file(tmp_path / 'darknet19_448.conv.23', spec, 23)
+    assert check_pretrained(path, 'yolov2') is None
+    with pytest.raises(ValueError, match='Darknet weights load into the paper models'):
+        check_pretrained(path, 'yolov3_small')
+    model = nets('yolov2')
+    assert load_pretrained(path, model) == '18 Darknet layers'
+    assert_layer_holds(model, spec, 23, 17)

@@ -289,9 +289,10 @@ def check_pretrained(path, model):
     weights file (``darknet53.conv.74``, ...) is checked layer by layer when it is loaded."""
     from chainer_yolo_dist.detection.darknet_weights import is_darknet_weights_file
     if is_darknet_weights_file(path):
-        if model not in TRUNK_OF:
+        paper_models = ('yolov2', 'yolov3')  # Darknet's files hold the paper networks only
+        if model not in paper_models:
             raise ValueError('%s: Darknet weights load into the paper models (--model %s), '
-                             'not %s' % (path, ' or --model '.join(TRUNK_OF), model))
+                             'not %s' % (path, ' or --model '.join(paper_models), model))
         return None
     info = inspect_classifier_file(path)
     paper_pairs = ('a Darknet-19 classifier transfers into YOLOv2 (--model yolov2), a '
