@@ -59,6 +59,14 @@ def epoch_axis(iterations_per_epoch, ylabel):
     return postprocess
 
 
+def loss_plot(keys, settings, iterations_per_epoch):
+    """``loss.png``: the losses ``keys`` (mean over ranks) against the fractional epoch."""
+    return extensions.PlotReport(list(keys), 'iteration', filename='loss.png', marker=None,
+                                 trigger=(settings.log_interval, 'iteration'),
+                                 postprocess=epoch_axis(iterations_per_epoch,
+                                                        'loss (mean over ranks)'))
+
+
 def titled(title, ylabel, ylim=None):
     """PlotReport postprocess: a title, a y label and optionally fixed y limits."""
     def postprocess(figure, axes, summary):

@@ -98,34 +98,9 @@ class DataParallelUpdater(chainer.training.updaters.StandardUpdater):
         optimizer = self.get_optimizer('main')
         target = optimizer.target
         target.iteration = self.iteration + 1
-        if self.profile:
-            self._profiled_update(optimizer, target)
+        if self.virtual_ranks == 1 and not self.profile:
+            super().update_core()  # exactly Chainer's update
             return
-        if self.virtual_ranks == 1:
-            super().update_core()
-            return
-        names = ['main'] + ['worker%d' % v for v in range(1, self.virtual_ranks)]
-        target.cleargrads()
-        observations = []
-        for name in names:
-            batch = self._iterators[name].next()
-            in_arrays = convert._call_converter(self.converter, batch, self.device)
-            observation = {}
-            with reporter.report_scope(observation):
-                loss = target(*in_arrays)
-            loss.backward()  # gradients accumulate over the workers' batches
-            del loss
-            observations.append(observation)
-        for param in target.params():
-            if param.grad is not None:
-                param.grad /= self.virtual_ranks
-        optimizer.update()  # ChainerMN: the mean over the ranks, then the update
-        # What the workers reported, averaged as real ranks' values are.
-        reporter.report({key: sum(o[key] for o in observations) / len(observations)
-                         for key in observations[0]})
-
-    def _profiled_update(self, optimizer, target):
-        """The update of :meth:`update_core`, phase by phase under a :class:`PhaseClock`."""
         clock = PhaseClock(self.device if isinstance(self.device, int) else -1)
         names = ['main'] + ['worker%d' % v for v in range(1, self.virtual_ranks)]
         target.cleargrads()
@@ -141,7 +116,7 @@ class DataParallelUpdater(chainer.training.updaters.StandardUpdater):
                 with reporter.report_scope(observation):
                     loss = _call(target, in_arrays)
             clock.mark('forward')
-            loss.backward(loss_scale=optimizer._loss_scale)
+            loss.backward(loss_scale=optimizer._loss_scale)  # accumulates over the workers
             del loss
             observations.append(observation)
             clock.mark('backward')
@@ -149,9 +124,13 @@ class DataParallelUpdater(chainer.training.updaters.StandardUpdater):
             for param in target.params():
                 if param.grad is not None:
                     param.grad /= self.virtual_ranks
+            # What the workers reported, averaged as real ranks' values are.
             reporter.report({key: sum(o[key] for o in observations) / len(observations)
                              for key in observations[0]})
             clock.mark('backward')
+        if not self.profile:
+            optimizer.update()  # ChainerMN: the mean over the ranks, then the update
+            return
         timed_optimizer_update(optimizer, target, clock)
         times = {'time/' + phase: value for phase, value in clock.times.items()}
         times['time/step'] = sum(clock.times.values())

@@ -108,10 +108,7 @@ def train_detector(settings, comm, dataset, log=print):
                                                    (settings.eval_interval, 'epoch')),
                            name='best_model')
     reporting.add_rank0_reports(trainer, settings, comm, columns, plots=[
-        extensions.PlotReport(list(LOSS_KEYS), 'iteration', filename='loss.png', marker=None,
-                              trigger=(settings.log_interval, 'iteration'),
-                              postprocess=reporting.epoch_axis(
-                                  iterations_per_epoch, 'loss (mean over ranks)'))])
+        reporting.loss_plot(LOSS_KEYS, settings, iterations_per_epoch)])
     resume(trainer, settings, comm, log)
     record_config(settings, comm, n_padding=n_padding,
                   iterations_per_epoch=iterations_per_epoch,

@@ -11,7 +11,6 @@ are options of every run: ``--no-persistent-workers`` re-creates the loader proc
 epoch (Table 3's stall) and ``--profile`` times each update's phases (Table 4).
 """
 import numpy as np
-from chainer.training import extensions
 
 from chainer_yolo_dist.core import iterators, parallelism, presets, reporting, run
 from chainer_yolo_dist.core.sampling import ForwardRandomness
@@ -102,10 +101,7 @@ def train_slowfast(settings, comm, dataset, log=print):
         trainer.extend(evaluator, trigger=(settings.eval_interval, 'epoch'), name='validation')
         columns.append('validation/main/map')
     reporting.add_rank0_reports(trainer, settings, comm, columns, plots=[
-        extensions.PlotReport(list(LOSS_KEYS), 'iteration', filename='loss.png', marker=None,
-                              trigger=(settings.log_interval, 'iteration'),
-                              postprocess=reporting.epoch_axis(
-                                  iterations_per_epoch, 'loss (mean over ranks)'))])
+        reporting.loss_plot(LOSS_KEYS, settings, iterations_per_epoch)])
     resume(trainer, settings, comm, log)
     record_config(settings, comm, n_padding=n_padding,
                   iterations_per_epoch=iterations_per_epoch, initialisation=initialisation,
