@@ -9,9 +9,10 @@ directory, for
 - classification, :class:`~chainer_yolo_dist.classification.transforms.DarknetAugmentation` at 224
   (ImageNet's images are of the same order of size: about 400x350 on average).
 
-Each image is decoded with two readers: ``chainercv.utils.read_image`` (what the VOC and
-ImageNet datasets call today) and :func:`read_rgb_chw` (the same pixels, without ChainerCV's
-strided float conversion). Time is taken both as process CPU time, which is what one core
+Each image is decoded with three readers: ``chainercv.utils.read_image`` (its OpenCV backend),
+:func:`read_rgb_chw` (the same pixels, without ChainerCV's strided float conversion) and the
+datasets' own Pillow reader (:func:`chainer_yolo_dist.datasets.validation.read_image`, which
+refuses truncated files). Time is taken both as process CPU time, which is what one core
 delivers whatever else the machine runs, and as wall-clock time, which on a shared machine
 includes waiting for a core; the record keeps both with the load average before and after.
 
@@ -33,6 +34,7 @@ import numpy as np
 from chainer_yolo_dist.classification.transforms import DarknetAugmentation
 from chainer_yolo_dist.core import atomic
 from chainer_yolo_dist.datasets.synthetic import draw_detection_image
+from chainer_yolo_dist.datasets.validation import read_image
 from chainer_yolo_dist.detection.transforms import YOLOAugmentation, clip_and_filter_bbox
 
 #: (name, task, output side) of the measured cases.
@@ -74,12 +76,16 @@ def read_rgb_chw(path):
 
 
 def read_chainercv(path):
-    """``chainercv.utils.read_image(path, color=True)``: the datasets' reader today."""
+    """``chainercv.utils.read_image(path, color=True)``, ChainerCV's default (OpenCV) backend."""
     from chainercv.utils import read_image
     return read_image(path, color=True)
 
 
-READERS = (('chainercv', read_chainercv), ('opencv_planar', read_rgb_chw))
+#: (name, reader). ``datasets_pillow`` is what the VOC and ImageNet datasets call
+#: (:func:`chainer_yolo_dist.datasets.validation.read_image`); it comes last, so the
+#: augmentation is timed on its output, a C-contiguous array like ``opencv_planar``'s.
+READERS = (('chainercv', read_chainercv), ('opencv_planar', read_rgb_chw),
+           ('datasets_pillow', read_image))
 
 
 def write_jpegs(directory, n_images, shape=VOC_SHAPE, seed=0, quality=QUALITY):
