@@ -7,13 +7,25 @@ The model (chainer_yolo_dist.analysis.scaling, docs/scaling_model.md): per updat
 compute of n images on one V100 plus a ring AllReduce of the gradients over NVLink inside a
 node, EDR InfiniBand between nodes and a third of that between racks; updates per epoch fall
 as 1/k. With --json only {"gpus": [...], "speedup": [...], "epoch_seconds": [...]} is printed.
+
+CycleGAN (paper 002) and SlowFast (paper 004) have their own models
+(chainer_yolo_dist.analysis.scaling_cyclegan / scaling_slowfast): the 4-GPU / 1-node time
+calibrates the per-image / per-clip compute, and the comparison tables give Fig. 4's 512-GPU
+time and speed-up, and Table 4's shares and Fig. 3's times and speed-ups:
+
+    python scripts/simulate_scaling.py --preset cyclegan_synthia2bdd_2019 [--framework horovod]
+    python scripts/simulate_scaling.py --preset slowfast_ava_2021 [--overlap] [--loader compute]
 """
 import argparse
 import dataclasses
 import json
 
 from chainer_yolo_dist.core import presets
-from chainer_yolo_dist.analysis import scaling
+from chainer_yolo_dist.analysis import scaling, scaling_cyclegan, scaling_slowfast
+
+#: Presets with a system model of their own: the default GPU counts are the paper's.
+SYSTEM_MODELS = {scaling_cyclegan.PRESET: scaling_cyclegan,
+                 scaling_slowfast.PRESET: scaling_slowfast}
 
 
 def _gpu_list(text):
@@ -29,8 +41,9 @@ def _gpu_list(text):
 def _parser():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--preset', required=True, choices=presets.names())
-    parser.add_argument('--gpus', type=_gpu_list, default=[1, 16, 32, 64, 128],
-                        help='comma-separated GPU counts (default 1,16,32,64,128)')
+    parser.add_argument('--gpus', type=_gpu_list,
+                        help="comma-separated GPU counts (default 1,16,32,64,128; CycleGAN's "
+                             "and SlowFast's presets: the paper's 4,64,128,256,512)")
     parser.add_argument('--json', action='store_true', help='print only the predictions as JSON')
     parser.add_argument('--image-seconds', type=float,
                         help='compute seconds per image on one GPU, e.g. from a measured '
@@ -39,13 +52,53 @@ def _parser():
                         help="AllReduce precision (default: the preset's)")
     parser.add_argument('--ib-gbps', type=float, default=100.0,
                         help='InfiniBand bandwidth per node in Gb/s (default 100, one EDR port)')
+    parser.add_argument('--framework', choices=scaling_cyclegan.FRAMEWORKS,
+                        help='CycleGAN only: chainermn (default, four AllReduces per update) '
+                             "or horovod (the paper's: two optimizers, 64 MiB tensor fusion)")
+    parser.add_argument('--overlap', action='store_true',
+                        help='SlowFast only: the AllReduce overlaps backward (DDP buckets); '
+                             'default: it follows backward')
+    parser.add_argument('--loader', choices=scaling_slowfast.LOADERS,
+                        help="SlowFast only: table3 (default, the step time follows Table 3's "
+                             '10-iteration times per worker count) or compute (it does not)')
     return parser
 
 
+def _system_main(parser, args, topology):
+    """The CycleGAN / SlowFast models (their --image-seconds is per image pair / per clip)."""
+    module = SYSTEM_MODELS[args.preset]
+    gpus = args.gpus or list(presets.load(args.preset, 1).published_gpus)
+    model = dict(topology=topology,
+                 bytes_per_value=2 if args.grad_dtype == 'float16' else 4)
+    if module is scaling_cyclegan:
+        if args.overlap or args.loader:
+            parser.error('--overlap and --loader apply to SlowFast only')
+        model.update(image_seconds=args.image_seconds, framework=args.framework or 'chainermn')
+    else:
+        if args.framework:
+            parser.error('--framework applies to CycleGAN only')
+        if any(k % scaling_slowfast.GPUS_PER_NODE for k in gpus):
+            parser.error('SlowFast runs on whole nodes: GPU counts must be multiples of %d'
+                         % scaling_slowfast.GPUS_PER_NODE)
+        model.update(clip_seconds=args.image_seconds, overlap=args.overlap,
+                     loader=args.loader or 'table3')
+    if args.json:
+        print(json.dumps(module.as_json(gpus, **model)))
+    else:
+        print('\n'.join(module.report(gpus, **model)))
+
+
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     name = args.preset
     topology = dataclasses.replace(scaling.ABCI, ib_bandwidth=args.ib_gbps * 1e9 / 8)
+    if name in SYSTEM_MODELS:
+        _system_main(parser, args, topology)
+        return
+    if args.framework or args.overlap or args.loader:
+        parser.error('--framework, --overlap and --loader apply to CycleGAN / SlowFast only')
+    args.gpus = args.gpus or [1, 16, 32, 64, 128]
     preset = presets.load(name, 1)
     grad_bytes = None
     if args.grad_dtype:

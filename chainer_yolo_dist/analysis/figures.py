@@ -17,6 +17,8 @@ from matplotlib.figure import Figure
 from chainer_yolo_dist.analysis import published
 from chainer_yolo_dist.analysis import runs as runs_lib
 from chainer_yolo_dist.analysis.cost import cost
+from chainer_yolo_dist.analysis.scaling_system_figures import (p002_speedup_model,
+                                                               p004_scaling_model)
 from chainer_yolo_dist.core.atomic import save_figure
 
 BLUE = 'tab:blue'
@@ -233,6 +235,9 @@ PUBLISHED_FIGURES = {
     'p000_p001_speedup_vs_gpus.png': speedup_vs_gpus,
     'p000_cost_vs_gpus.png': cost_vs_gpus,
     'p004_stall_and_communication.png': p004_stall_and_communication,
+    # The scaling models of papers 002 and 004 beside the published numbers.
+    'p002_speedup_model.png': p002_speedup_model,
+    'p004_scaling_model.png': p004_scaling_model,
 }
 
 

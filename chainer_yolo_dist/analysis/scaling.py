@@ -31,7 +31,7 @@ from chainer_yolo_dist.core import presets
 #: (model, n_class) -> (parameters, forward FLOPs of all convolutions at a 64 x 64 input,
 #: FLOPs of fully connected layers). Convolution FLOPs scale exactly with the input area for
 #: sides that are multiples of 32. Other networks (the CPU demo's) are counted when asked.
-#: CycleGAN's and SlowFast's networks are not in the scaling model yet.
+#: CycleGAN's and SlowFast's networks have their own models (scaling_cyclegan, scaling_slowfast).
 MODEL_FACTS = {
     ('yolov2', 20): (50655389, 694919168, 0),
     ('yolov2', 5): (50578514, 694304768, 0),
