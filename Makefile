@@ -44,7 +44,7 @@ study: $(STAMP)
 
 # Paper 004's SlowFast against its Slow-only baseline on synthetic action clips, 2 ranks each,
 # profiled (Table 4's form); writes results/runs/demo-slowfast/{slowfast,slow}/ and summary.json
-# (estimated 7-13 minutes on 2 idle cores, docs/slowfast.md). SLOWFAST_DEMO_ARGS shortens a
+# (estimated 8-10 minutes on 2 idle cores, docs/slowfast.md). SLOWFAST_DEMO_ARGS shortens a
 # trial run, e.g. make demo-slowfast SLOWFAST_DEMO_OUT=/tmp/sf SLOWFAST_DEMO_ARGS="--iterations 20".
 SLOWFAST_DEMO_OUT ?= results/runs/demo-slowfast
 SLOWFAST_DEMO_ARGS ?=
