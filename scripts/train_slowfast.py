@@ -28,7 +28,9 @@ def parse_args(argv=None):
     p.add_argument('--preset', default='slowfast_demo',
                    help='settings to start from (default: %(default)s; see docs/slowfast.md)')
     g = p.add_argument_group('overrides of preset values (default: the preset\'s)')
-    g.add_argument('--model', help='slowfast_r50, slow_r50, slowfast_narrow or slow_narrow')
+    g.add_argument('--model', help='slowfast_r50, slowfast_r50_k7 (7x1x1 laterals, '
+                   'as PySlowFast\'s published weights), slow_r50, slowfast_narrow or '
+                   'slow_narrow')
     g.add_argument('--dataset', help='synthetic_actions or ava')
     cli.add_preset_overrides(
         g, lr_rules_help='custom (reference_batch from the preset: paper 004 0.05 per 32 '
@@ -51,7 +53,8 @@ def parse_args(argv=None):
     r = p.add_argument_group('run')
     cli.add_run_options(r, out=OUT_PARENT, eval_interval=0, eval_batchsize=4)
     r.add_argument('--pretrained', help='.npz holding a SlowFast trunk of this layout (e.g. '
-                   'Kinetics-600 weights, paper 004 sec. 3.3; or a model.npz of this script); '
+                   'Kinetics-600 weights, paper 004 sec. 3.3, converted by '
+                   'scripts/convert_slowfast_weights.py; or a model.npz of this script); '
                    'without it the network is trained from scratch')
     return p.parse_args(argv)
 

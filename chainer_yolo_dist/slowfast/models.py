@@ -4,6 +4,8 @@
 name               network
 =================  ==========================================================================
 slowfast_r50       SlowFast R50 (paper 004 sec. 3.3: tau 8, alpha 4, beta 8), AVA layout
+slowfast_r50_k7    the same with 7x1x1 laterals (PySlowFast ``FUSION_KERNEL_SZ: 7``: its 8x8 and
+                   AVA 32x2 configs, and the published SLOWFAST_8x8_R50 Kinetics weights)
 slow_r50           the Slow-only R50 of the same Slow pathway (the SlowFast paper's baseline)
 slowfast_narrow    the SlowFast layout at width 8, one bottleneck per stage (CPU demo)
 slow_narrow        its Slow-only twin (CPU demo)
@@ -21,6 +23,7 @@ from chainer_yolo_dist.slowfast.networks import SlowFast
 #: name -> keyword arguments of :class:`~chainer_yolo_dist.slowfast.networks.SlowFast`.
 MODELS = {
     'slowfast_r50': {},
+    'slowfast_r50_k7': {'fusion_kernel': 7},
     'slow_r50': {'slow_only': True},
     'slowfast_narrow': {'width': 8, 'blocks': (1, 1, 1, 1)},
     'slow_narrow': {'width': 8, 'blocks': (1, 1, 1, 1), 'slow_only': True},
