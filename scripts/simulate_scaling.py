@@ -15,17 +15,28 @@ time and speed-up, and Table 4's shares and Fig. 3's times and speed-ups:
 
     python scripts/simulate_scaling.py --preset cyclegan_synthia2bdd_2019 [--framework horovod]
     python scripts/simulate_scaling.py --preset slowfast_ava_2021 [--overlap] [--loader compute]
+
+Paper 003's modes (chainer_yolo_dist.analysis.scaling_modes): with --mode, or for the preset
+cnn11_imagenet_async_2015, the throughput ratio over one GPU of synchronous, periodic-averaging
+(--average-every H) and asynchronous (--servers, --push-every, --pull-every) training on
+TSUBAME 2.5, beside paper 003's "over 30x" at 48 GPUs, with a sensitivity table:
+
+    python scripts/simulate_scaling.py --preset cnn11_imagenet_async_2015 --gpus 1,3,12,48
 """
 import argparse
 import dataclasses
 import json
 
 from chainer_yolo_dist.core import presets
-from chainer_yolo_dist.analysis import scaling, scaling_cyclegan, scaling_slowfast
+from chainer_yolo_dist.analysis import (scaling, scaling_cyclegan, scaling_modes,
+                                        scaling_slowfast)
 
 #: Presets with a system model of their own: the default GPU counts are the paper's.
 SYSTEM_MODELS = {scaling_cyclegan.PRESET: scaling_cyclegan,
                  scaling_slowfast.PRESET: scaling_slowfast}
+
+#: Presets whose paper ran another mode than synchronous: their default --mode.
+PAPER_MODES = {'cnn11_imagenet_async_2015': 'async'}
 
 
 def _gpu_list(text):
@@ -61,6 +72,20 @@ def _parser():
     parser.add_argument('--loader', choices=scaling_slowfast.LOADERS,
                         help="SlowFast only: table3 (default, the step time follows Table 3's "
                              '10-iteration times per worker count) or compute (it does not)')
+    m = parser.add_argument_group('paper 003: data-parallel modes on TSUBAME 2.5 '
+                                  '(chainer_yolo_dist.analysis.scaling_modes)')
+    m.add_argument('--mode', choices=scaling_modes.MODES,
+                   help='throughput ratio of this mode on TSUBAME 2.5 (default: async for '
+                        'cnn11_imagenet_async_2015, else the ABCI epoch model above)')
+    m.add_argument('--servers', type=int, default=1, help='async: parameter servers S')
+    m.add_argument('--push-every', type=int, default=1, help='async: updates per push')
+    m.add_argument('--pull-every', type=int, default=1, help='async: updates per pull')
+    m.add_argument('--average-every', type=int, default=4,
+                   help='local: updates between two averagings H (Darknet: 4)')
+    m.add_argument('--sustained-tflops', type=float,
+                   default=scaling_modes.K20X_SUSTAINED_FLOPS / 1e12,
+                   help='assumed sustained single-precision TFLOP/s of one K20X on the '
+                        'network (default %(default)s: about a third of its 3.95 peak)')
     return parser
 
 
@@ -92,6 +117,9 @@ def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
     name = args.preset
+    if args.mode or name in PAPER_MODES:
+        args.gpus = args.gpus or list(presets.load(name, 1).published_gpus)
+        return _modes(args, args.mode or PAPER_MODES[name])
     topology = dataclasses.replace(scaling.ABCI, ib_bandwidth=args.ib_gbps * 1e9 / 8)
     if name in SYSTEM_MODELS:
         _system_main(parser, args, topology)
@@ -155,6 +183,72 @@ def main(argv=None):
             cells += ['%.2f' % r['epoch_seconds'], '%.2f' % p.epoch_seconds,
                       '%+.0f%%' % (100 * (p.epoch_seconds / r['epoch_seconds'] - 1))]
         print('| ' + ' | '.join(cells) + ' |')
+
+
+
+def _modes(args, mode):
+    """Paper 003's question on TSUBAME 2.5: each mode's images per second over one GPU."""
+    cluster = scaling_modes.TSUBAME25
+    preset = presets.load(args.preset, 1)
+    params = scaling.model_facts(preset.model, preset.n_class)[0]
+    param_bytes = 4 * params
+    rate = args.sustained_tflops * 1e12
+    t_img = scaling_modes.preset_image_seconds(preset, rate)
+    flops = scaling.forward_flops(preset.model, preset.n_class, preset.insize)
+    options = {'sync': {}, 'local': {'average_every': args.average_every},
+               'async': {'servers': args.servers, 'push_every': args.push_every,
+                         'pull_every': args.pull_every}}
+    predictions = [scaling_modes.predict_mode(m, k, preset.batchsize_per_gpu, t_img,
+                                              param_bytes, cluster, **options[m])
+                   for k in args.gpus for m in scaling_modes.MODES]
+    if args.json:
+        print(json.dumps({'gpus': args.gpus, 'mode': mode, 'ratio': [
+            p.ratio for p in predictions if p.mode == mode]}))
+        return
+    print('Preset %s: %s, n = %d per GPU, %.2f M parameters = %.1f MB of float32 gradients '
+          'per push, pull or AllReduce' % (args.preset, preset.model, preset.batchsize_per_gpu,
+                                           params / 1e6, param_bytes / 1e6))
+    print('Cluster: %s (a reading of its public facts): %d GPUs per node, GPU link %.1f GB/s, '
+          'node interconnect %.1f GB/s (dual-rail QDR InfiniBand), %g us per message, full '
+          'bisection' % (cluster.name, cluster.gpus_per_node, cluster.gpu_link_bandwidth / 1e9,
+                         cluster.node_bandwidth / 1e9, cluster.latency * 1e6))
+    print('Compute per image (assumed: paper 003 publishes none): %d x %.2f GFLOP forward at '
+          '%dx%d / %.2f TFLOP/s sustained = %.4f s'
+          % (scaling_modes.TRAINING_FLOPS_PER_FORWARD, flops / 1e9, preset.insize,
+             preset.insize, rate / 1e12, t_img))
+    print('Modes: sync (ring AllReduce after each update), local (weights averaged every %d '
+          'updates), async (%d server(s), push every %d, pull every %d, non-blocking)'
+          % (args.average_every, args.servers, args.push_every, args.pull_every))
+    print()
+    print('| GPUs | mode | compute s/update | s/update | images/s | ratio over 1 GPU | bound |')
+    print('| --- | --- | --- | --- | --- | --- | --- |')
+    for p in predictions:
+        print('| %d | %s | %.4f | %.4f | %.1f | %.1f | %s |' % (
+            p.gpus, p.mode, p.compute, p.update_seconds, p.images_per_second, p.ratio,
+            p.bound))
+    gpus, bound = scaling_modes.paper003_published()
+    (at,) = [scaling_modes.predict_mode(mode, gpus, preset.batchsize_per_gpu, t_img,
+                                        param_bytes, cluster, **options[mode])]
+    print()
+    print('Paper 003 (Results and discussion): over %gx one GPU\'s images per second at %d '
+          'GPUs; predicted (%s): %.1fx, bound by %s' % (bound, gpus, mode, at.ratio, at.bound))
+    columns = [('sync', {'mode': 'sync'}),
+               ('local H=%d' % args.average_every, dict(mode='local', **options['local']))]
+    columns += [('async S=%d, n=%d' % (s, n), dict(mode='async', servers=s, batchsize=n,
+                                                   push_every=args.push_every,
+                                                   pull_every=args.pull_every))
+                for s, n in ((1, preset.batchsize_per_gpu), (1, 4), (4, 4), (1, 1))]
+    rows = scaling_modes.sensitivity(preset, gpus, [0.5e12, 1.0e12, 1.3e12, 2.0e12, 3.0e12],
+                                     columns, cluster=cluster)
+    print()
+    print('Ratio at %d GPUs against the assumed sustained rate (n = %d unless given):'
+          % (gpus, preset.batchsize_per_gpu))
+    print()
+    print('| TFLOP/s | t_img s | ' + ' | '.join(label for label, _ in columns) + ' |')
+    print('| --- | --- | ' + ' | '.join('---' for _ in columns) + ' |')
+    for rate_, t, ratios in rows:
+        print('| %.1f | %.4f | ' % (rate_ / 1e12, t) + ' | '.join('%.1f' % r for r in ratios)
+              + ' |')
 
 
 if __name__ == '__main__':

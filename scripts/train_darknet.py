@@ -61,7 +61,7 @@ def parse_args(argv=None):
     p.add_argument('--preset', default='synthetic_classification_demo',
                    help='settings to start from (default: %(default)s; see docs/presets.md)')
     g = p.add_argument_group('overrides of preset values (default: the preset\'s)')
-    g.add_argument('--model', choices=['darknet19', 'darknet53', 'darknet_small'])
+    g.add_argument('--model', choices=['darknet19', 'darknet53', 'darknet_small', 'cnn11'])
     g.add_argument('--dataset', type=_dataset, help='synthetic or imagenet')
     cli.add_preset_overrides(
         g, lr_rules_help='kn_256_eta (lr = k*n/256*eta, paper 001), k_eta, literal_knEta, '

@@ -12,11 +12,13 @@ approx = pytest.approx
 PAPER_PRESETS = ('darknet19_imagenet_2019', 'darknet53_imagenet_2019', 'yolov2_filmrole_2018',
                  'yolov2_voc_2018', 'yolov2_voc_2019', 'yolov3_voc_2019')
 # Paper 002's presets are checked in tests/test_table2.py (their citations name paper 002),
-# the SlowFast presets (paper 004) in tests/test_slowfast_presets.py.
+# the SlowFast presets (paper 004) in tests/test_slowfast_presets.py, paper 003's preset and
+# the LARS variant in tests/test_scaling_modes.py.
 ALL = PAPER_PRESETS + ('synthetic_demo', 'synthetic_classification_demo',
                        'synthetic_darknet_small_demo', 'cyclegan_demo',
                        'cyclegan_synthia2bdd_2019', 'yolov3_person_bdd_2019',
-                       'yolov3_person_demo', 'slowfast_ava_2021', 'slowfast_demo')
+                       'yolov3_person_demo', 'slowfast_ava_2021', 'slowfast_demo',
+                       'cnn11_imagenet_async_2015', 'darknet53_imagenet_2019_lars')
 CITATION = r'paper 00[01] (sec\.|table|fig\.|title)|not printed in paper 00[01]'
 
 

@@ -39,6 +39,7 @@ MODEL_FACTS = {
     ('yolov3', 1): (61523734, 1545322496, 0),
     ('darknet19', 1000): (20842376, 455671808, 0),
     ('darknet53', 1000): (41609928, 1160511488, 2048000),
+    ('cnn11', 1000): (9920936, 1830191104, 0),  # paper 003's 11-convolution CNN (a reading)
 }
 FLOPS_REFERENCE_SIDE = 64
 

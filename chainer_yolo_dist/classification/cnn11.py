@@ -26,7 +26,7 @@ import chainer.functions as F
 import chainer.links as L
 from chainercv.links import Conv2DBNActiv
 
-from chainer_yolo_dist.classification.darknet import STRIDE, scaled_width
+from chainer_yolo_dist.classification.darknet import CLASSIFIERS, STRIDE, scaled_width
 
 #: Channels of the five stages at ``channels_scale=1`` (VGG, all configurations).
 CNN11_WIDTHS = (64, 128, 256, 512, 512)
@@ -108,3 +108,7 @@ class CNN11(chainer.Chain):
         """Class probabilities ``(N, n_class)`` (rows sum to 1), test mode, no graph."""
         with chainer.using_config('train', False), chainer.no_backprop_mode():
             return F.softmax(self.forward(x)).array
+
+
+# A preset or ``--model`` names it 'cnn11' (paper 003's preset cnn11_imagenet_async_2015).
+CLASSIFIERS['cnn11'] = CNN11

@@ -303,7 +303,7 @@ class SmallDarknet(_DarknetClassifier):
         return self.head(h)
 
 
-#: The classifiers a preset or ``--model`` may name.
+#: The classifiers a preset or ``--model`` may name; paper 003's ``'cnn11'`` adds itself below.
 CLASSIFIERS = {'darknet19': Darknet19, 'darknet53': Darknet53, 'darknet_small': SmallDarknet}
 
 
@@ -326,3 +326,8 @@ def build_classifier(name, n_class, channels_scale=1, seed=None):
         return cls(n_class=n_class, channels_scale=channels_scale)
     finally:
         np.random.set_state(state)
+
+
+# cnn11.py builds on this module's widths and registers CNN11 in CLASSIFIERS when it is
+# imported; importing it here makes the registry complete whichever module is imported first.
+import chainer_yolo_dist.classification.cnn11  # noqa: E402,F401

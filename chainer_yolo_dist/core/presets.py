@@ -69,6 +69,8 @@ class Preset:
     global_batchsize / n_train``. ``multiscale`` is ``(min_size, max_size, every_iterations)``
     in pixels / iterations, or None. ``clip_frames`` is the number of frames per example of a
     video model (the Fast pathway's frames for SlowFast, paper 004 sec. 3.2), 0 for images.
+    ``lars``: the optimizer takes ``GradientLARS`` (which applies ``weight_decay`` itself)
+    instead of ``WeightDecay``, as ``--lars`` does (``core/optimizers.py``).
     """
 
     name: str
@@ -106,6 +108,7 @@ class Preset:
     sampling_scale: float | None = None
     max_iterations: int | None = None
     clip_frames: int = 0
+    lars: bool = False
     global_batchsize: int = dataclasses.field(init=False)
     peak_lr: float = dataclasses.field(init=False)
     warmup_start_lr: float = dataclasses.field(init=False)
@@ -253,16 +256,17 @@ _CONVERT = {
     'linear_from': float,
     'max_iterations': lambda v: None if v in (None, 0, _NONE_STRING) else int(v),
     'sampling_scale': lambda v: None if v in (None, _NONE_STRING) else float(v),
-    'clip_frames': int,
+    'clip_frames': int, 'lars': _bool,
 }
 # Keys a file may leave out: the field's default applies. linear_from: epochs at the full rate
 # before decay = "linear" (paper 002 A.1.2: 100); sampling_scale: "none" reads a fixed share
 # per rank (papers 000, 001), a number draws ceil(scale * n_train / k) examples per rank and
 # epoch (paper 002 sec. 3.2: 4); max_iterations: a run that stops after this many updates
 # rather than after `epochs` (Darknet's max_batches; paper 002 sec. 3.3: 5,000);
-# clip_frames: frames read per clip (paper 004 sec. 3.2; 0: an image model).
+# clip_frames: frames read per clip (paper 004 sec. 3.2; 0: an image model); lars: LARS in
+# place of plain weight decay (papers 000 sec. 6 and 001 sec. 6 name it as future work).
 _OPTIONAL_KEYS = ('reference_batch', 'augmentation', 'linear_from', 'sampling_scale',
-                  'max_iterations', 'clip_frames')
+                  'max_iterations', 'clip_frames', 'lars')
 _DERIVED = tuple(f.name for f in dataclasses.fields(Preset) if not f.init)
 
 
@@ -372,7 +376,8 @@ def describe(name):
         'epochs': str(p.epochs),
         'input': str(p.insize),
         'multi-scale': ms,
-        'momentum / wd': '%s / %s' % (_fmt(p.momentum), _fmt(p.weight_decay)),
+        'momentum / wd': '%s / %s%s' % (_fmt(p.momentum), _fmt(p.weight_decay),
+                                        ' (LARS)' if p.lars else ''),
         'pretrained': pre,
         'allreduce': '%s, %s%s' % (p.communicator, p.allreduce_grad_dtype or 'float32',
                                    ', fast BN' if p.cudnn_fast_bn else ''),

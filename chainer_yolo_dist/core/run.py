@@ -188,6 +188,8 @@ def start_run(system, options, log=print):
     try:
         preset = preset.with_data(len(data.train), len(data.class_names))
         departures += departures_from_preset(preset, paper_preset, options)
+        # A preset with ``lars = true`` turns LARS on as --lars does (settings.lars records it).
+        options = dict(options, lars=bool(options.get('lars')) or preset.lars)
         if system.defaults is not None:
             options = dict(options)
             for key, value in system.defaults(preset, options).items():
