@@ -289,3 +289,19 @@ def test_docs_table_is_the_generated_one(repo):
     with open(os.path.join(repo, 'docs', 'presets.md'), encoding='utf-8') as f:
         doc = f.read()
     assert presets.table() in doc, 'regenerate the table in docs/presets.md with presets.table()'
+
+
+def test_paper_003_preset_records_its_asynchronous_mode_and_a_sync_run_says_it_departs():
+    from chainer_yolo_dist.core.run import departures_from_preset
+    paper = presets.load('cnn11_imagenet_async_2015', 48)
+    assert paper.parallelism == 'async'
+    assert presets.load('darknet53_imagenet_2019', 64).parallelism == 'sync'
+    said = departures_from_preset(paper, paper, {'parallelism': 'sync'})
+    assert "parallelism sync instead of the paper's async (--parallelism async)" in said
+    assert not any('parallelism' in d
+                   for d in departures_from_preset(paper, paper, {'parallelism': 'async'}))
+
+
+def test_unknown_parallelism_mode_is_refused():
+    with pytest.raises(ValueError, match="parallelism must be one of"):
+        presets.load('synthetic_demo', 1, parallelism='gossip')

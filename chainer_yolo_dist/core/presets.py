@@ -69,7 +69,9 @@ class Preset:
     global_batchsize / n_train``. ``multiscale`` is ``(min_size, max_size, every_iterations)``
     in pixels / iterations, or None. ``clip_frames`` is the number of frames per example of a
     video model (the Fast pathway's frames for SlowFast, paper 004 sec. 3.2), 0 for images.
-    ``lars``: the optimizer takes ``GradientLARS`` (which applies ``weight_decay`` itself)
+    ``parallelism``: how the paper combined its workers' gradients (``sync``, ``async``,
+    ``local``, ``stale``: ``core/parallelism.py``); a run in another mode says so among its
+    departures. ``lars``: the optimizer takes ``GradientLARS`` (which applies ``weight_decay`` itself)
     instead of ``WeightDecay``, as ``--lars`` does (``core/optimizers.py``).
     """
 
@@ -109,6 +111,7 @@ class Preset:
     max_iterations: int | None = None
     clip_frames: int = 0
     lars: bool = False
+    parallelism: str = 'sync'
     global_batchsize: int = dataclasses.field(init=False)
     peak_lr: float = dataclasses.field(init=False)
     warmup_start_lr: float = dataclasses.field(init=False)
@@ -119,6 +122,7 @@ class Preset:
         _check_choice(where, 'augmentation', self.augmentation, AUGMENTATIONS)
         _check_choice(where, 'lr_rule', self.lr_rule, tuple(LR_RULES))
         _check_choice(where, 'decay', self.decay, DECAYS)
+        _check_choice(where, 'parallelism', self.parallelism, PARALLELISM_MODES)
         _check_choice(where, 'poly_from', self.poly_from, POLY_FROM)
         _check_choice(where, 'communicator', self.communicator, COMMUNICATORS)
         _check_choice(where, 'allreduce_grad_dtype', self.allreduce_grad_dtype,
@@ -212,6 +216,10 @@ class Preset:
         return fraction, None if self.lr_rule in UNSCALED_RULES else warning
 
 
+#: The modes of data parallelism a preset may record (``core/parallelism.py``).
+PARALLELISM_MODES = ('sync', 'async', 'local', 'stale')
+
+
 def _check_choice(where, key, value, choices):
     if value not in choices:
         raise ValueError('%s: %s must be one of %s, got %r' % (where, key, choices, value))
@@ -256,7 +264,7 @@ _CONVERT = {
     'linear_from': float,
     'max_iterations': lambda v: None if v in (None, 0, _NONE_STRING) else int(v),
     'sampling_scale': lambda v: None if v in (None, _NONE_STRING) else float(v),
-    'clip_frames': int, 'lars': _bool,
+    'clip_frames': int, 'lars': _bool, 'parallelism': str,
 }
 # Keys a file may leave out: the field's default applies. linear_from: epochs at the full rate
 # before decay = "linear" (paper 002 A.1.2: 100); sampling_scale: "none" reads a fixed share
@@ -264,9 +272,10 @@ _CONVERT = {
 # epoch (paper 002 sec. 3.2: 4); max_iterations: a run that stops after this many updates
 # rather than after `epochs` (Darknet's max_batches; paper 002 sec. 3.3: 5,000);
 # clip_frames: frames read per clip (paper 004 sec. 3.2; 0: an image model); lars: LARS in
-# place of plain weight decay (papers 000 sec. 6 and 001 sec. 6 name it as future work).
+# place of plain weight decay (papers 000 sec. 6 and 001 sec. 6 name it as future work);
+# parallelism: the paper's mode of data parallelism (paper 003: asynchronous).
 _OPTIONAL_KEYS = ('reference_batch', 'augmentation', 'linear_from', 'sampling_scale',
-                  'max_iterations', 'clip_frames', 'lars')
+                  'max_iterations', 'clip_frames', 'lars', 'parallelism')
 _DERIVED = tuple(f.name for f in dataclasses.fields(Preset) if not f.init)
 
 

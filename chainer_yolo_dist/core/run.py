@@ -93,6 +93,10 @@ def departures_from_preset(preset, paper_preset, options):
     if paper_preset.pretrained and not options.get('pretrained'):
         out.append('trained from scratch: the preset starts from %s weights'
                    % paper_preset.pretrained)
+    mode = options.get('parallelism') or 'sync'
+    if mode != paper_preset.parallelism:
+        out.append('parallelism %s instead of the paper\'s %s (--parallelism %s)'
+                   % (mode, paper_preset.parallelism, paper_preset.parallelism))
     if preset.n_train != paper_preset.n_train:
         out.append('%d training examples instead of the preset\'s %d' % (preset.n_train,
                                                                           paper_preset.n_train))
