@@ -79,13 +79,13 @@ def titled(title, ylabel, ylim=None):
     return postprocess
 
 
-def add_rank0_reports(trainer, settings, comm, columns, plots=()):
-    """On rank 0: ``log`` every ``settings.log_interval`` iterations, the printed table of
-    ``columns`` (with the elapsed time), the given ``PlotReport`` extensions, and a progress
-    bar where someone watches a terminal."""
+def add_rank0_reports(trainer, settings, comm, columns, plots=(), trigger=None):
+    """On rank 0: ``log`` every ``settings.log_interval`` iterations (or at ``trigger``, any
+    Chainer trigger), the printed table of ``columns`` (with the elapsed time), the given
+    ``PlotReport`` extensions, and a progress bar where someone watches a terminal."""
     if comm.rank != 0:
         return
-    trigger = (settings.log_interval, 'iteration')
+    trigger = trigger or (settings.log_interval, 'iteration')
     trainer.extend(extensions.LogReport(trigger=trigger))
     trainer.extend(extensions.PrintReport(list(columns) + ['elapsed_time'],
                                          out=_PlainOutput()), trigger=trigger)
