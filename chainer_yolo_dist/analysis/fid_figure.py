@@ -124,8 +124,8 @@ def _published_panel(ax):
     ax.minorticks_off()
     ax.set_ylim(0, max(r['fid'] for r in rows) * 1.2)
     ax.set_title('Paper 002 Fig. 6, published: FID after 200 epochs\nInception-v3 on '
-                 'SYNTHIA -> DeepDrive: ANOTHER extractor and data set, not comparable',
-                 fontsize=9)
+                 'SYNTHIA -> DeepDrive: another extractor\nand data set, not comparable with '
+                 'the measured panel', fontsize=9)
     ax.set_xlabel('Number of GPUs')
     ax.set_ylabel('FID (Inception-v3), paper 002')
     ax.legend(loc='lower right', fontsize=8)

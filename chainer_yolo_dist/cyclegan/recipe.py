@@ -90,8 +90,8 @@ def train_cyclegan(settings, comm, dataset, log=print):
     columns = ['epoch', 'iteration', 'lr'] + list(LOSS_KEYS) + (['fid'] if frechet else [])
     per_epoch = settings.iterations_per_epoch
     # The log also at the last update: the end's Frechet distance is the curve's last point.
-    log_trigger = _every_and_at_end(settings.log_interval, settings, 'iteration')
-    reporting.add_rank0_reports(trainer, settings, comm, columns, trigger=log_trigger, plots=[
+    reporting.add_rank0_reports(trainer, settings, comm, columns, make_trigger=lambda: (
+        _every_and_at_end(settings.log_interval, settings, 'iteration')), plots=[
         extensions.PlotReport(list(LOSS_KEYS), 'iteration', filename='loss.png', marker=None,
                               trigger=(settings.log_interval, 'iteration'),
                               postprocess=reporting.epoch_axis(
