@@ -31,13 +31,22 @@ demo-results: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) scripts/demo.py --out results/runs/demo --overwrite
 
 # Paper 002 at CPU scale (docs/cyclegan.md): CycleGAN at 64 px on the synthetic domains on two
-# processes, then Table 2's detectors on "real" only (a) and on "real" + translated "CG" (c),
-# both evaluated on "real" only. Outputs in runs/demo-cyclegan/.
+# processes (a Frechet distance every half epoch: paper 002 Fig. 6's curve), then Table 2's
+# detectors on "real" only (a) and on "real" + translated "CG" (c), both evaluated on "real"
+# only; ends with Table 2's columns, the distances and summary.json. Committed outputs in
+# results/runs/demo-cyclegan/ (its .gitignore keeps snapshots and the image sets out).
+# CG_DEMO_GAN / CG_DEMO_SETS / CG_DEMO_DET add options to the three steps (a shortened check:
+# make demo-cyclegan CG_DEMO=/tmp/cg CG_DEMO_GAN="--iterations 16" CG_DEMO_DET="--iterations 4").
+CG_DEMO ?= results/runs/demo-cyclegan
+CG_DEMO_GAN ?=
+CG_DEMO_SETS ?=
+CG_DEMO_DET ?=
 demo-cyclegan: $(STAMP)
-	OMP_NUM_THREADS=1 $(MPIEXEC) -n 2 $(PY) scripts/train_cyclegan.py --out runs/demo-cyclegan/cyclegan --overwrite
-	OMP_NUM_THREADS=1 $(PY) scripts/make_synthetic_detection_sets.py runs/demo-cyclegan/detection_data --generator runs/demo-cyclegan/cyclegan/model.npz
-	for set in a c; do OMP_NUM_THREADS=1 $(MPIEXEC) -n 2 $(PY) scripts/train_yolo.py --preset yolov3_person_demo --data-dir runs/demo-cyclegan/detection_data --class-names object --train-split $$set --out runs/demo-cyclegan/detector_$$set --overwrite --loaderjob 0 || exit 1; done
-	$(PY) scripts/compare_map.py runs/demo-cyclegan/detector_a runs/demo-cyclegan/detector_c
+	OMP_NUM_THREADS=1 $(MPIEXEC) -n 2 $(PY) scripts/train_cyclegan.py --out $(CG_DEMO)/cyclegan --overwrite --fid-interval 0.5 --no-progress $(CG_DEMO_GAN)
+	OMP_NUM_THREADS=1 $(PY) scripts/make_synthetic_detection_sets.py $(CG_DEMO)/detection_data --generator $(CG_DEMO)/cyclegan/model.npz $(CG_DEMO_SETS)
+	for set in a c; do OMP_NUM_THREADS=1 $(MPIEXEC) -n 2 $(PY) scripts/train_yolo.py --preset yolov3_person_demo --data-dir $(CG_DEMO)/detection_data --class-names object --train-split $$set --out $(CG_DEMO)/detector_$$set --overwrite --loaderjob 0 --no-progress $(CG_DEMO_DET) || exit 1; done
+	$(PY) scripts/reproduce_figures.py --runs $(CG_DEMO)/cyclegan --no-published --out $(CG_DEMO)/figures
+	$(PY) scripts/summarize_cyclegan_demo.py $(CG_DEMO)
 
 study: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) scripts/study.py --out results/runs/study --overwrite

@@ -6,7 +6,9 @@
 Without --runs: the published-data figures (mAP, speed-up, cost against GPUs; paper 004's
 stall and communication shares). With --runs: also, per group of runs, loss against epoch
 (1 process beside k processes, as paper 000 Figs. 2/3), accuracy curves for classification
-runs (paper 001 Fig. 3) and the measured speed-up. RUN_DIR is a run directory or a directory
+runs (paper 001 Fig. 3), the Frechet distance against epoch for CycleGAN runs (paper 002
+Fig. 6, one curve per process count, the published FIDs in a panel apart) and the measured
+speed-up. RUN_DIR is a run directory or a directory
 of them.
 """
 import argparse

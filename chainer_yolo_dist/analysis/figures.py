@@ -14,7 +14,7 @@ import string
 
 from matplotlib.figure import Figure
 
-from chainer_yolo_dist.analysis import published
+from chainer_yolo_dist.analysis import fid_figure, published
 from chainer_yolo_dist.analysis import runs as runs_lib
 from chainer_yolo_dist.analysis.cost import cost
 from chainer_yolo_dist.analysis.scaling_system_figures import (p002_speedup_model,
@@ -412,8 +412,10 @@ def draw_measured(runs, out_dir, dpi=100):
     """Draws the measured-run figures into ``out_dir``.
 
     Per group of runs (same preset, else same model and dataset): ``measured_loss_GROUP.png``,
-    and ``measured_accuracy_GROUP.png`` for classification runs (``main/accuracy`` logged);
-    for all groups with a 1-process run: ``measured_speedup.png``.
+    ``measured_accuracy_GROUP.png`` for classification runs (``main/accuracy`` logged) and
+    ``measured_fid_GROUP.png`` for CycleGAN runs (``fid`` logged: paper 002 Fig. 6's form,
+    :func:`~chainer_yolo_dist.analysis.fid_figure.fid_against_epoch`); for all groups with a
+    1-process run: ``measured_speedup.png``.
 
     Returns:
         (paths written, notes on figures skipped and why).
@@ -429,6 +431,10 @@ def draw_measured(runs, out_dir, dpi=100):
             paths.append(save(accuracy_figure(members),
                               os.path.join(out_dir, 'measured_accuracy_%s.png'
                                            % _safe(group)), dpi))
+        with_fid = [r for r in members if fid_figure.has_fid(r)]
+        if with_fid:
+            paths.append(save(fid_figure.fid_against_epoch(with_fid),
+                              os.path.join(out_dir, 'measured_fid_%s.png' % _safe(group)), dpi))
     try:
         fig = measured_speedup_figure(runs)
     except ValueError as e:

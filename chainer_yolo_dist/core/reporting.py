@@ -79,16 +79,18 @@ def titled(title, ylabel, ylim=None):
     return postprocess
 
 
-def add_rank0_reports(trainer, settings, comm, columns, plots=()):
-    """On rank 0: ``log`` every ``settings.log_interval`` iterations, the printed table of
-    ``columns`` (with the elapsed time), the given ``PlotReport`` extensions, and a progress
-    bar where someone watches a terminal."""
+def add_rank0_reports(trainer, settings, comm, columns, plots=(), make_trigger=None):
+    """On rank 0: ``log`` every ``settings.log_interval`` iterations (or when the trigger
+    ``make_trigger()`` returns fires), the printed table of ``columns`` (with the elapsed time),
+    the given ``PlotReport`` extensions, and a progress bar where someone watches a terminal.
+    ``make_trigger`` is called once per extension: Chainer's ``IntervalTrigger`` keeps the
+    iteration it last saw, so one instance shared by two extensions fires for the first only."""
     if comm.rank != 0:
         return
-    trigger = (settings.log_interval, 'iteration')
-    trainer.extend(extensions.LogReport(trigger=trigger))
+    make_trigger = make_trigger or (lambda: (settings.log_interval, 'iteration'))
+    trainer.extend(extensions.LogReport(trigger=make_trigger()))
     trainer.extend(extensions.PrintReport(list(columns) + ['elapsed_time'],
-                                         out=_PlainOutput()), trigger=trigger)
+                                         out=_PlainOutput()), trigger=make_trigger())
     for plot in plots:
         trainer.extend(plot)
     if settings.progress:

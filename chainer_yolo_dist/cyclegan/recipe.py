@@ -10,6 +10,8 @@ generators' (appendix A.1.2). The history pools and the draws are per rank: each
 its own beside rank 0's snapshot (:func:`~chainer_yolo_dist.core.snapshots.add_rank_snapshots`,
 :class:`RankState`).
 """
+import os
+
 import numpy as np
 from chainer.training import extensions
 
@@ -87,15 +89,13 @@ def train_cyclegan(settings, comm, dataset, log=print):
         frechet = _rank0_extensions(trainer, settings, dataset, nets, log)
     columns = ['epoch', 'iteration', 'lr'] + list(LOSS_KEYS) + (['fid'] if frechet else [])
     per_epoch = settings.iterations_per_epoch
-    title = 'CycleGAN, k = %d, alpha = %g' % (settings.workers, preset.peak_lr)
-    reporting.add_rank0_reports(trainer, settings, comm, columns, plots=[
+    # The log also at the last update: the end's Frechet distance is the curve's last point.
+    reporting.add_rank0_reports(trainer, settings, comm, columns, make_trigger=lambda: (
+        _every_and_at_end(settings.log_interval, settings, 'iteration')), plots=[
         extensions.PlotReport(list(LOSS_KEYS), 'iteration', filename='loss.png', marker=None,
                               trigger=(settings.log_interval, 'iteration'),
                               postprocess=reporting.epoch_axis(
-                                  per_epoch, 'loss (mean over ranks)')),
-        extensions.PlotReport(['fid'], 'epoch', filename='fid.png',
-                              trigger=(settings.fid_interval or preset.epochs, 'epoch'),
-                              postprocess=reporting.titled(title, 'Frechet distance'))])
+                                  per_epoch, 'loss (mean over ranks)'))])
     resume(trainer, settings, comm, log, rank_state=RankState(updater))
     record_config(settings, comm, draws_per_epoch=draws, iterations_per_epoch=per_epoch,
                   fid_extractor=_extractor_name(settings),
@@ -111,6 +111,7 @@ def train_cyclegan(settings, comm, dataset, log=print):
         window = max(1, min(settings.log_interval, len(trace.values) // 2))
         metrics.update({
             'fid': last, 'fid_baseline': frechet.baseline if frechet else None,
+            'fid_history': [list(p) for p in frechet.history] if frechet else [],
             'fid_extractor': _extractor_name(settings),
             'cycle_loss_first': float(np.mean(trace.values[:window])) if trace.values else None,
             'cycle_loss_last': float(np.mean(trace.values[-window:])) if trace.values else None,
@@ -127,10 +128,11 @@ def _extractor_name(settings):
             'published FIDs' % settings.fid_extractor)
 
 
-def _every_and_at_end(epochs, settings):
-    """A trigger firing every ``epochs`` epochs (never if 0) and at the last update."""
+def _every_and_at_end(period, settings, unit='epoch'):
+    """A trigger firing every ``period`` epochs (or ``unit``s; never if 0) and at the last
+    update."""
     from chainer.training.triggers import IntervalTrigger
-    every = IntervalTrigger(epochs, 'epoch') if epochs else None
+    every = IntervalTrigger(period, unit) if period else None
     end = IntervalTrigger(*settings.stop_trigger)
     return lambda trainer: bool((every is not None and every(trainer)) | end(trainer))
 
@@ -142,7 +144,11 @@ def _rank0_extensions(trainer, settings, dataset, nets, log):
     images_b = evaluation.stack(test.domain_b, settings.fid_images)
     extract = (evaluation.inception_extractor(settings.fid_weights) if settings.fid_weights
                else evaluation.default_extractor(settings.fid_extractor, log))
-    frechet = evaluation.FrechetExtension(nets.gen_ab, images_a, images_b, extract)
+    title = ('CycleGAN, k = %d, alpha = %g: Frechet distance (%s extractor)'
+             % (settings.workers, settings.preset.peak_lr,
+                'Inception-v3' if settings.fid_weights else 'default'))
+    frechet = evaluation.FrechetExtension(nets.gen_ab, images_a, images_b, extract,
+                                          os.path.join(settings.out, 'fid.png'), title)
     trainer.extend(frechet, trigger=_every_and_at_end(settings.fid_interval, settings))
     grid = evaluation.SampleGrid(nets.gen_ab, nets.gen_ba, images_a[:settings.n_samples],
                                  settings.out)
