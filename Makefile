@@ -43,7 +43,7 @@ study: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) scripts/study.py --out results/runs/study --overwrite
 
 # Paper 003 / issue 14: sync, sync + LARS, async, local and stale side by side at k = 1, 2, 4
-# on the synthetic classification crops (docs/parallelism.md; estimated at about 13 minutes
+# on the synthetic classification crops (docs/parallelism.md; estimated at about 8-10 minutes
 # on 2 idle cores). Outputs in results/runs/parallelism/.
 study-parallelism: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) scripts/study_parallelism.py --out results/runs/parallelism --overwrite

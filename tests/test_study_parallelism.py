@@ -38,17 +38,20 @@ def test_command_gives_each_mode_its_options(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_study_writes_every_output(tmp_path):
+    """One mode of each way of reading its statistics (the profile's AllReduce and the
+    computed bytes; the servers' files; the gathered per-rank stats): about 40 s idle."""
     out = tmp_path / 'study'
     proc = check(run_python([
-        'scripts/study_parallelism.py', '--workers', '2', '--epochs', '2', '--warmup-epochs',
-        '1', '--warmup-hold-epochs', '0.5', '--n-train-images', '128', '--n-test-images', '32',
-        '--target', '0.3', '--out', str(out)], timeout=600))
-    assert 'study: 5 runs' in proc.stdout
+        'scripts/study_parallelism.py', '--workers', '2', '--variants', 'sync', 'async',
+        'stale', '--epochs', '2', '--warmup-epochs', '1', '--warmup-hold-epochs', '0.5',
+        '--n-train-images', '128', '--n-test-images', '32', '--target', '0.3',
+        '--out', str(out)], timeout=600))
+    assert 'study: 3 runs' in proc.stdout
     record = json.loads((out / 'parallelism.json').read_text())
-    assert [r['status'] for r in record['runs']] == ['finished'] * 5
+    assert [r['status'] for r in record['runs']] == ['finished'] * 3
     with open(out / 'parallelism.csv') as f:
         rows = {r['run']: r for r in csv.DictReader(f)}
-    assert set(rows) == {'sync-k2', 'sync-lars-k2', 'async-k2', 'local-k2', 'stale-k2'}
+    assert set(rows) == {'sync-k2', 'async-k2', 'stale-k2'}
     for name, row in rows.items():
         assert float(row['images_per_second']) > 0 and 0 <= float(row['final_top1']) <= 1
         assert float(row['bytes_per_worker']) > 0 and float(row['wait_max_s']) >= 0, name

@@ -3,8 +3,8 @@
 - ``parallelism_accuracy.png``: validation top-1 against the trainer's elapsed seconds, one
   panel per k, one curve per variant, the target as a dotted line.
 - ``parallelism_throughput.png``: images/s against k, one line per variant; filled markers
-  where k workers are virtual ranks of at most the machine's ranks, hollow where they are
-  real ranks (oversubscribed beyond the cores).
+  where the run's processes fit the study's ranks (one core each), hollow where they
+  oversubscribe them.
 - ``parallelism_staleness.png``: share of the applied gradients against their staleness (in
   server versions) for every ``async`` run, with ``stale``'s constant 1 for reference.
 """
@@ -21,11 +21,12 @@ COLORS = {'sync': 'tab:blue', 'sync-lars': 'tab:purple', 'async': 'tab:red',
           'local': 'tab:green', 'stale': 'tab:orange'}
 
 
-def draw(out, pairs, rows, target, dpi=100):
+def draw(out, pairs, rows, target, max_ranks, dpi=100):
     """Draws the three figures into ``out``; returns their paths."""
     return [save(accuracy_figure(pairs, target), os.path.join(out, 'parallelism_accuracy.png'),
                  dpi),
-            save(throughput_figure(rows), os.path.join(out, 'parallelism_throughput.png'), dpi),
+            save(throughput_figure(rows, max_ranks),
+                 os.path.join(out, 'parallelism_throughput.png'), dpi),
             save(staleness_figure(pairs), os.path.join(out, 'parallelism_staleness.png'), dpi)]
 
 
@@ -61,7 +62,7 @@ def accuracy_figure(pairs, target):
     return fig
 
 
-def throughput_figure(rows):
+def throughput_figure(rows, max_ranks):
     fig = Figure(figsize=(6.4, 4.4), layout='constrained')
     ax = fig.subplots()
     variants = []
@@ -69,23 +70,24 @@ def throughput_figure(rows):
         if r['variant'] not in variants:
             variants.append(r['variant'])
     for variant in variants:
-        points = sorted((r['workers'], r['images_per_second'], r['how']) for r in rows
+        points = sorted((r['workers'], r['images_per_second'], r['processes']) for r in rows
                         if r['variant'] == variant and r['images_per_second'])
         if not points:
             continue
         color = _color(variant)
         ax.plot([p[0] for p in points], [p[1] for p in points], '-', color=color,
                 label=variant)
-        for k, ips, how in points:
+        for k, ips, processes in points:
             ax.plot(k, ips, 'o', color=color,
-                    markerfacecolor=color if 'virtual' in how or k == 1 else 'white')
+                    markerfacecolor=color if processes <= max_ranks else 'white')
     ks = sorted({r['workers'] for r in rows})
     if ks:
         ax.set_xscale('log', base=2)
         ax.set_xticks(ks)
         ax.set_xticklabels([str(k) for k in ks])
         ax.minorticks_off()
-    ax.set_xlabel('workers k (filled: virtual ranks or one process; hollow: real ranks)')
+    ax.set_xlabel('workers k (filled: at most %d processes; hollow: more, sharing the cores)'
+                  % max_ranks)
     ax.set_ylabel('images per second (all workers)')
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)

@@ -25,7 +25,7 @@ import os
 from chainer_yolo_dist.analysis import compare
 from chainer_yolo_dist.analysis import runs as runs_lib
 
-COLUMNS = ('run', 'variant', 'mode', 'workers', 'how', 'images_per_second', 'speedup',
+COLUMNS = ('run', 'variant', 'mode', 'workers', 'processes', 'how', 'images_per_second', 'speedup',
            'time_to_target_s', 'final_top1', 'train_seconds', 'updates', 'staleness_mean',
            'staleness_max', 'bytes_per_worker', 'wait_mean_s', 'wait_max_s', 'status')
 HEADERS = ('run', 'k', 'how', 'images/s', 'speed-up', 'time to target [s]', 'final top-1',
@@ -123,7 +123,8 @@ def table_row(entry, run, target, base_ips=None):
     """One row (:data:`COLUMNS`) for a ``parallelism.json`` entry and its Run (or None)."""
     row = dict.fromkeys(COLUMNS)
     row.update(run=entry['name'], variant=entry['variant'], mode=entry['mode'],
-               workers=entry['workers'], how=entry['how'], status=entry['status'])
+               workers=entry['workers'], processes=entry['processes'], how=entry['how'],
+               status=entry['status'])
     if run is None:
         return row
     metrics = run.metrics or {}
@@ -158,7 +159,7 @@ def to_markdown(rows):
         stale = ('' if r['staleness_mean'] is None
                  else '%.2f / %d' % (r['staleness_mean'], r['staleness_max']))
         wait = ('' if r['wait_mean_s'] is None
-                else '%.1f / %.1f' % (r['wait_mean_s'], r['wait_max_s']))
+                else '%.3g / %.3g' % (r['wait_mean_s'], r['wait_max_s']))
         lines.append('| ' + ' | '.join([
             r['run'], str(r['workers']), r['how'], _fmt(r['images_per_second'], '%.1f'),
             _fmt(r['speedup'], '%.2fx'), _fmt(r['time_to_target_s'], '%.0f'),
@@ -208,4 +209,5 @@ def write_report(out, dpi=100):
         path = os.path.join(out, name)
         atomic.write_text(path, text)
         written.append(path)
-    return written + parallelism_figures.draw(out, pairs, rows, record['target_top1'], dpi)
+    return written + parallelism_figures.draw(out, pairs, rows, record['target_top1'],
+                                              record['max_ranks'], dpi)

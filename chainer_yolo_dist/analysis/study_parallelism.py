@@ -49,7 +49,7 @@ VARIANTS = {
 #: Modes whose k workers may be virtual ranks of fewer processes.
 VIRTUAL_MODES = ('sync',)
 
-#: The default study (``make study-parallelism``), sized for about 12 minutes on 2 idle cores
+#: The default study (``make study-parallelism``), sized for about 8-10 minutes on 2 idle cores
 #: (docs/parallelism.md says how it was estimated): the demo preset's 1,024 training images
 #: for 6 epochs (the first at eta, the peak at epoch 2), 256 validation images every epoch,
 #: k = 1 (sync only), 2 and 4; a run is ended after 10 minutes.
@@ -152,7 +152,8 @@ def _n_train(args):
 
 def run_study(out, workers=DEFAULT_WORKERS, variants=tuple(VARIANTS), max_ranks=DEFAULT_RANKS,
               epochs=DEFAULT_EPOCHS, warmup_epochs=DEFAULT_WARMUP_EPOCHS,
-              warmup_hold_epochs=DEFAULT_WARMUP_HOLD_EPOCHS, n_train=DEFAULT_N_TRAIN, n_test=DEFAULT_N_TEST, target=DEFAULT_TARGET,
+              warmup_hold_epochs=DEFAULT_WARMUP_HOLD_EPOCHS, n_train=DEFAULT_N_TRAIN,
+              n_test=DEFAULT_N_TEST, target=DEFAULT_TARGET,
               extra=(), run_timeout=DEFAULT_RUN_TIMEOUT, overwrite=False, log=print):
     """Runs the plan, then writes the table and figures
     (:func:`chainer_yolo_dist.analysis.parallelism_report.write_report`).
