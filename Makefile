@@ -13,7 +13,7 @@ PY312 := $(VENV312)/bin/python
 # `make test-py312 TESTS="tests/test_losses.py"` runs a part of the suite.
 TESTS ?=
 
-.PHONY: setup demo demo-results demo-cyclegan demo-slowfast study test test-fast clean-venv \
+.PHONY: setup demo demo-results demo-cyclegan demo-slowfast study study-parallelism test test-fast clean-venv \
 	setup-py312 test-py312
 
 setup: $(STAMP)
@@ -50,6 +50,12 @@ demo-cyclegan: $(STAMP)
 
 study: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) scripts/study.py --out results/runs/study --overwrite
+
+# Paper 003 / issue 14: sync, sync + LARS, async, local and stale side by side at k = 1, 2, 4
+# on the synthetic classification crops (docs/parallelism.md; estimated at about 8-10 minutes
+# on 2 idle cores). Outputs in results/runs/parallelism/.
+study-parallelism: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) scripts/study_parallelism.py --out results/runs/parallelism --overwrite
 
 # Paper 004's SlowFast against its Slow-only baseline on synthetic action clips, 2 ranks each,
 # profiled (Table 4's form); writes results/runs/demo-slowfast/{slowfast,slow}/ and summary.json

@@ -267,9 +267,7 @@ def run_study(out, preset=DEFAULT_PRESET, workers=DEFAULT_WORKERS, max_ranks=DEF
     prepare_out(out, overwrite)
     shared = train_args(preset, epochs, steps, n_train, extra)
     batchsize = _option(extra, '--batchsize', int)
-    env = dict(os.environ, OMP_NUM_THREADS='1', MPLBACKEND='Agg', PYTHONUNBUFFERED='1',
-               CHAINERMN_FORCE_ABORT_ON_EXCEPTION='1',
-               PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    env = run_env()
     record = {'preset': preset, 'workers': sorted(int(k) for k in workers),
               'max_ranks': max_ranks, 'epochs': epochs, 'steps': list(steps or ()),
               'n_train': n_train, 'train_args': shared, 'runs': []}
@@ -284,7 +282,7 @@ def run_study(out, preset=DEFAULT_PRESET, workers=DEFAULT_WORKERS, max_ranks=DEF
         code, seconds = execute(cmd, log_path, run_timeout, env)
         run_dir = os.path.join(out, 'runs', run.name)
         status, at = outcome(run_dir, code, log_path)
-        _drop_snapshots(run_dir, status)
+        drop_snapshots(run_dir, status)
         log('[%s] %s%s in %.0f s (log: %s)' % (run.name, status,
                                               ' at iteration %d' % at if at else '', seconds,
                                               log_path))
@@ -300,7 +298,15 @@ def run_study(out, preset=DEFAULT_PRESET, workers=DEFAULT_WORKERS, max_ranks=DEF
     return record
 
 
-def _drop_snapshots(run_dir, status):
+def run_env():
+    """The environment of a study's runs: one thread per rank, no display, unbuffered output,
+    a rank that raises ends the job, and this checkout first on the path."""
+    return dict(os.environ, OMP_NUM_THREADS='1', MPLBACKEND='Agg', PYTHONUNBUFFERED='1',
+                CHAINERMN_FORCE_ABORT_ON_EXCEPTION='1',
+                PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+
+
+def drop_snapshots(run_dir, status):
     """A finished run's trainer snapshot is removed (the study never resumes; model.npz, the
     trained network, stays): it would double the size of every run directory."""
     if status == 'finished':

@@ -103,7 +103,8 @@ def train_classifier(settings, comm, dataset, log=print):
 
     trainer.run()
     metrics = reporting.run_metrics(trainer, settings)
-    metrics['parallelism'] = dict(parallelism.finish(optimizer), mode=settings.parallelism)
+    metrics['parallelism'] = dict(parallelism.finish(optimizer, comm),  # every rank's stats
+                                  mode=settings.parallelism)
     reporting.write_profile(trainer, settings, comm, log)  # profile.json with --profile
 
     # Final accuracy with the trained model; collective, so every rank takes the same branch.

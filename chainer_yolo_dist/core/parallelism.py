@@ -164,9 +164,19 @@ def serve_run(par, settings, log=print):
     return None
 
 
-def finish(optimizer):
-    """Completes the mode's last communication; returns its stats dict (``{}`` for sync)."""
+def finish(optimizer, comm=None):
+    """Completes the mode's last communication; returns its stats dict (``{}`` for sync).
+
+    With ``comm`` (the communicator over the ranks that train; a collective then), rank 0's
+    dict also holds ``per_rank``: every training rank's stats, in rank order, so the time each
+    worker waited for communication is known, not only rank 0's.
+    """
     finalize = getattr(type(optimizer), 'finalize', None)
     if finalize is None:  # ChainerMN's synchronous optimizer has nothing left to do
         return {}
-    return dict(optimizer.finalize())
+    stats = dict(optimizer.finalize())
+    if comm is not None:  # every training rank of a mode with stats gets here
+        per_rank = comm.gather_obj(stats)
+        if comm.rank == 0:
+            stats['per_rank'] = per_rank
+    return stats

@@ -116,7 +116,8 @@ def train_detector(settings, comm, dataset, log=print):
 
     trainer.run()
     metrics = reporting.run_metrics(trainer, settings)
-    metrics['parallelism'] = dict(parallelism.finish(optimizer), mode=settings.parallelism)
+    metrics['parallelism'] = dict(parallelism.finish(optimizer, comm),  # every rank's stats
+                                  mode=settings.parallelism)
     reporting.write_profile(trainer, settings, comm, log)  # profile.json with --profile
 
     result = evaluator()  # with the trained model, on every rank (collective)
