@@ -94,3 +94,26 @@ def test_ensemble_of_real_networks_is_the_mean_of_their_predictions():
     assert result['n'] == 3 and 0 <= result['top1'] <= result['top5'] <= 1
     with pytest.raises(ValueError, match='at least one'):
         ensemble_probabilities([], x)
+
+
+@pytest.mark.parametrize('head', ['conv', 'linear'])
+def test_saved_cnn11_is_recognised_and_reloads_equal(tmp_path, head):
+    # eval_darknet.py's ensembles of paper 003's network read their members through this.
+    import chainer
+    from chainer_yolo_dist.classification.model_files import (inspect_classifier_file,
+                                                              load_classifier)
+    net = CNN11(n_class=5, channels_scale=0.125, head=head)
+    x = np.random.RandomState(0).rand(2, 3, 32, 32).astype(np.float32)
+    with chainer.using_config('train', False):
+        expected = net(x).array
+    path = str(tmp_path / 'model.npz')
+    chainer.serializers.save_npz(path, net)
+    info = inspect_classifier_file(path)
+    assert (info.kind, info.n_class, info.channels_scale, info.head) == ('cnn11', 5, 0.125, head)
+    loaded, _ = load_classifier(path)
+    assert isinstance(loaded, CNN11) and loaded.head_kind == head
+    with chainer.using_config('train', False):
+        np.testing.assert_array_equal(loaded(x).array, expected)
+    other = CNN11(n_class=5, channels_scale=0.125, head='linear' if head == 'conv' else 'conv')
+    with pytest.raises(ValueError, match='cannot be loaded into a CNN11'):
+        load_classifier(path, other)

@@ -19,29 +19,34 @@ class ClassifierFile(object):
         path (str): the file.
         prefix (str): where the classifier's arrays start: ``''`` in a ``model.npz``,
             ``'updater/model:main/predictor/'`` in a trainer snapshot of ``train_darknet.py``.
-        kind (str): ``'darknet19'`` or ``'darknet53'``.
+        kind (str): ``'darknet19'``, ``'darknet53'``, ``'darknet_small'`` or ``'cnn11'``.
         n_class (int): classes of the head.
         channels_scale (float): width factor (1 for the paper models).
+        head (str or None): CNN11's head, ``'conv'`` or ``'linear'``; None for Darknet.
     """
 
-    def __init__(self, path, prefix, kind, n_class, channels_scale):
+    def __init__(self, path, prefix, kind, n_class, channels_scale, head=None):
         self.path, self.prefix, self.kind = path, prefix, kind
         self.n_class, self.channels_scale = n_class, channels_scale
+        self.head = head
 
     @property
     def description(self):
         return '%s classifier (channels_scale %g, %d classes)' % (
             {'darknet19': 'Darknet-19', 'darknet53': 'Darknet-53',
-             'darknet_small': 'small Darknet'}[self.kind],
+             'darknet_small': 'small Darknet',
+             'cnn11': 'CNN11 (%s head)' % self.head}[self.kind],
             self.channels_scale, self.n_class)
 
     def build(self):
         """A classifier of this file's architecture, with random weights."""
-        return CLASSIFIERS[self.kind](n_class=self.n_class, channels_scale=self.channels_scale)
+        extra = {'head': self.head} if self.kind == 'cnn11' else {}
+        return CLASSIFIERS[self.kind](n_class=self.n_class, channels_scale=self.channels_scale,
+                                      **extra)
 
 
 def _not_a_classifier(path, reason):
-    return ValueError('%s: not a Darknet-19/Darknet-53 classifier file (model.npz or trainer '
+    return ValueError('%s: not a Darknet-19/Darknet-53/CNN11 classifier file (model.npz or trainer '
                       'snapshot of train_darknet.py): %s' % (path, reason))
 
 
@@ -52,8 +57,10 @@ def inspect_classifier_file(path):
     alone, ``chainer.serializers.save_npz(path, classifier)``), and its trainer snapshots
     (``snapshot_iter_N``: the classifier sits under ``updater/model:main/predictor/``).
     Darknet-19 and Darknet-53 are told apart by their trunk (Darknet-53's has residual
-    blocks, ``trunk/2/0/...``); ``n_class`` comes from the head's bias, ``channels_scale``
-    from the first convolution's width (``BASE_WIDTH`` at scale 1).
+    blocks, ``trunk/2/0/...``), CNN11 (paper 003) by its flat trunk of 10 (1x1 convolution
+    head) or 11 (linear head) layers; ``n_class`` comes from the head's bias,
+    ``channels_scale`` from the first convolution's width (``BASE_WIDTH``, or CNN11's 64, at
+    scale 1).
 
     Returns:
         :class:`ClassifierFile`.
@@ -62,6 +69,7 @@ def inspect_classifier_file(path):
             names the file.
     """
     import numpy as np
+    from chainer_yolo_dist.classification.cnn11 import CNN11_WIDTHS
     from chainer_yolo_dist.classification.darknet import BASE_WIDTH, SMALL_WIDTHS
     try:
         npz = np.load(path)
@@ -82,15 +90,24 @@ def inspect_classifier_file(path):
             kind = 'darknet53'
         elif prefix + 'trunk/%d/conv/W' % (N_DARKNET19_TRUNK - 1) in names:
             kind = 'darknet19'
+        elif (prefix + 'trunk/9/conv/W' in names and prefix + 'trunk/11/conv/W' not in names):
+            kind = 'cnn11'
         else:
             raise _not_a_classifier(path, 'the trunk under "%s" is neither Darknet-19 (18 '
-                                    'convolutions) nor Darknet-53 (residual blocks)' % prefix)
+                                    'convolutions), Darknet-53 (residual blocks) nor CNN11 (10 '
+                                    'or 11 convolutions)' % prefix)
         if prefix + 'head/b' not in names:
             raise _not_a_classifier(path, 'no classifier head "%shead/b"' % prefix)
         n_class = npz[prefix + 'head/b'].shape[0]
         width = npz[prefix + _FIRST_CONV].shape[0]
-    base = SMALL_WIDTHS[0] if kind == 'darknet_small' else BASE_WIDTH
-    return ClassifierFile(path, prefix, kind, int(n_class), width / base)
+        head = None
+        if kind == 'cnn11':
+            head = 'conv' if npz[prefix + 'head/W'].ndim == 4 else 'linear'
+            if (prefix + 'trunk/10/conv/W' in names) != (head == 'linear'):
+                raise _not_a_classifier(path, 'a CNN11 trunk of %d layers with a %s head'
+                                        % (11 if head == 'conv' else 10, head))
+    base = {'darknet_small': SMALL_WIDTHS[0], 'cnn11': CNN11_WIDTHS[0]}.get(kind, BASE_WIDTH)
+    return ClassifierFile(path, prefix, kind, int(n_class), width / base, head)
 
 
 def load_classifier(path, classifier=None):
@@ -110,7 +127,8 @@ def load_classifier(path, classifier=None):
     if classifier is None:
         classifier = info.build()
     elif (type(classifier) is not CLASSIFIERS[info.kind] or classifier.n_class != info.n_class
-          or classifier.channels_scale != info.channels_scale):
+          or classifier.channels_scale != info.channels_scale
+          or getattr(classifier, 'head_kind', None) != info.head):
         raise ValueError('%s holds a %s, which cannot be loaded into a %s (channels_scale %g, '
                          '%d classes): give the same --model, --channels-scale and classes'
                          % (path, info.description, type(classifier).__name__,
