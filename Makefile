@@ -13,7 +13,7 @@ PY312 := $(VENV312)/bin/python
 # `make test-py312 TESTS="tests/test_losses.py"` runs a part of the suite.
 TESTS ?=
 
-.PHONY: setup demo demo-results demo-cyclegan demo-slowfast study test test-fast clean-venv \
+.PHONY: setup demo demo-results demo-cyclegan demo-slowfast study rehearse test test-fast clean-venv \
 	setup-py312 test-py312
 
 setup: $(STAMP)
@@ -49,6 +49,11 @@ demo-slowfast: $(STAMP)
 	$(SLOWFAST_DEMO) --model slowfast_narrow --out runs/demo-slowfast/slowfast
 	$(SLOWFAST_DEMO) --model slow_narrow --out runs/demo-slowfast/slow
 	$(PY) -c "import json; m = {n: json.load(open('runs/demo-slowfast/%s/metrics.json' % n))['map'] for n in ('slowfast', 'slow')}; print('frame mAP@0.5 on held-out clips: SlowFast %.3f, Slow-only %.3f' % (m['slowfast'], m['slow']))"
+
+# The papers' data sizes on disk (VOC 21,503 images, ImageNet 1,331,167 entries) and the real
+# training scripts under mpiexec -n 4 (docs/rehearsal.md): results/bench/rehearsal_*.json.
+rehearse: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) scripts/rehearse.py --out results/bench
 
 test: $(STAMP)
 	$(PY) -m pytest -q
