@@ -55,6 +55,8 @@ MB = 1e6
 START_TARGETS = {('voc', 'first'): 60.0, ('voc', 'second'): 20.0, ('imagenet', 'first'): 60.0}
 MEMORY_TARGETS = {'voc': 200 * MB, 'imagenet': 500 * MB}
 STARTS = ('first', 'second', 'one_image')
+#: A snapshot interval no rehearsal reaches: no snapshot is written.
+NO_SNAPSHOT = 10 ** 9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,13 +102,16 @@ def data_args(kind, root):
 def command(job, repo, ranks, data_root, iterations, out, extra=()):
     """The argv of one start: ``mpiexec -n RANKS python scripts/SCRIPT --preset ...``.
 
-    Evaluation during training is off (``--eval-interval 0``) and every update is logged."""
+    Evaluation during training is off (``--eval-interval 0``), no snapshot is written (its
+    interval, :data:`NO_SNAPSHOT`, lies beyond the run: the final one of a paper network and
+    its momentum is hundreds of MB, compressed on one core) and every update is logged."""
     python = sys.executable
     mpiexec = os.path.join(os.path.dirname(python), 'mpiexec')
     return ([mpiexec, '-n', str(ranks), python, os.path.join(repo, 'scripts', job.script),
              '--preset', job.preset] + data_args(job.data, data_root)
             + ['--batchsize', str(job.batchsize), '--iterations', str(iterations),
-               '--eval-interval', '0', '--log-interval', '1', '--no-progress',
+               '--eval-interval', '0', '--snapshot-interval', str(NO_SNAPSHOT),
+               '--log-interval', '1', '--no-progress',
                '--out', out, '--overwrite'] + list(job.args) + list(extra))
 
 
@@ -237,9 +242,9 @@ def departures(job, iterations, preset_batchsize=None):
     """In words, how the rehearsal's run departs from the paper preset's."""
     out = ['%d images per rank%s' % (job.batchsize, ' instead of the preset\'s %d'
                                       % preset_batchsize if preset_batchsize else ''),
-           '%d iterations (--iterations), evaluation off (--eval-interval 0); each start is '
-           'stopped once every rank has recorded its timing (the final evaluation is not '
-           'run)' % iterations]
+           '%d iterations (--iterations), evaluation off (--eval-interval 0), no snapshot '
+           '(--snapshot-interval %d); each start is stopped once every rank has recorded '
+           'its timing (the final evaluation is not run)' % (iterations, NO_SNAPSHOT)]
     if '--from-scratch' in job.args:
         out.append('random initial weights (--from-scratch) instead of the preset\'s '
                    'pretrained trunk')

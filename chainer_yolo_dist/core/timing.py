@@ -51,16 +51,17 @@ def phase(name):
 
 
 def process_start_time():
-    """When this process started (seconds since the epoch): from ``/proc`` on Linux (field 22
-    of ``/proc/self/stat``, clock ticks after boot, plus the boot time), else the time this
-    module was first imported."""
+    """When this process started (seconds since the epoch, to 10 ms): on Linux, now less the
+    process's age (``/proc/uptime`` less field 22 of ``/proc/self/stat``, the start in clock
+    ticks after boot; ``/proc/stat``'s boot time is whole seconds, too coarse), elsewhere the
+    time this module was first imported."""
     try:
         with open('/proc/self/stat') as f:
             ticks = int(f.read().rsplit(')', 1)[1].split()[19])  # field 22; comm may hold spaces
-        with open('/proc/stat') as f:
-            boot = next(int(line.split()[1]) for line in f if line.startswith('btime '))
-        return boot + ticks / os.sysconf('SC_CLK_TCK')
-    except (OSError, ValueError, IndexError, StopIteration):
+        with open('/proc/uptime') as f:
+            uptime = float(f.read().split()[0])
+        return time.time() - (uptime - ticks / os.sysconf('SC_CLK_TCK'))
+    except (OSError, ValueError, IndexError):
         return _IMPORTED
 
 
