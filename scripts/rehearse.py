@@ -16,6 +16,7 @@ memory. Writes ``rehearsal_<job>.json`` to ``--out`` and prints a markdown table
 The work directory (data, runs, caches, logs) is removed afterwards unless ``--keep``.
 """
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -60,14 +61,15 @@ def main(argv=None):
     os.makedirs(workdir, exist_ok=True)
     jobs = [JOBS[name] for name in args.jobs]
     if args.batchsize:
-        jobs = [rehearsal.dataclasses.replace(j, batchsize=args.batchsize) for j in jobs]
+        jobs = [dataclasses.replace(j, batchsize=args.batchsize) for j in jobs]
     results = []
     try:
         data = {}
         for kind in sorted({j.data for j in jobs}):
             root = os.path.join(workdir, 'data', kind)
             data[kind] = rehearsal.build_data(kind, root, args.scale, args.imagenet_classes)
-            rehearsal.one_image_data(kind, os.path.join(workdir, 'data', kind + '_one_image'))
+            rehearsal.one_image_data(kind, os.path.join(workdir, 'data', kind + '_one_image'),
+                                     args.ranks)
             print('%s data: %s, built in %.1f s (%.1f s CPU), %.1f MB on disk'
                   % (kind, data[kind]['counts'], data[kind]['build_seconds'],
                      data[kind]['build_cpu_seconds'], data[kind]['disk_bytes'] / 1e6),

@@ -82,6 +82,9 @@ def test_imagenet_builder_writes_list_files_of_distinct_links_to_a_pool(tmp_path
     # The by-directory layout reads the same entries.
     assert len(ImageNetDataset(root, 'train', check_images=False)) == 60
     assert RD.disk_bytes(root) < 4 * 64 * 1024 + 64 * 1024
+    # The footprint's dataset: one training entry, one validation entry per rank.
+    one = RD.build_one_image(str(tmp_path / 'one'), 'imagenet', ranks=3)
+    assert (one['train'], one['val']) == (1, 3)
 
 
 def _record(rank, launch, updates, peak, check_images=(1.0, 3.0)):
@@ -159,3 +162,22 @@ def test_a_tiny_rehearsal_runs_the_real_script_and_writes_its_record(tmp_path):
             for s in ('first', 'second')}
     assert 'image checks: 0 images unchanged since a previous start (cached), 22' in logs['first']
     assert 'image checks: 22 images unchanged since a previous start (cached), 0' in logs['second']
+
+
+@pytest.mark.slow  # three starts of a 2-rank job: about a minute on an idle 2-core machine
+def test_a_tiny_imagenet_rehearsal_runs_train_darknet_on_the_list_files(tmp_path):
+    out = tmp_path / 'bench'
+    check(run_python(
+        ['scripts/rehearse.py', '--jobs', 'darknet53_imagenet_2019', '--ranks', '2',
+         '--iterations', '2', '--scale', '0.0001', '--imagenet-classes', '10', '--extra',
+         '--model darknet_small --insize 64 --channels-scale 1/8 --loaderjob 0', '--out',
+         str(out), '--workdir', str(tmp_path / 'work'), '--timeout', '240'], timeout=900))
+    assert not (tmp_path / 'work').exists()  # removed without --keep
+    record = json.loads((out / 'rehearsal_darknet53_imagenet_2019.json').read_text())
+    assert (record['data']['counts']['train'], record['data']['counts']['val']) == (128, 10)
+    assert '--train-list' in record['commands']['first']
+    for start in rehearsal.STARTS:
+        assert [r['iterations'] for r in record['starts'][start]] == [2, 2]
+    assert [t['target'] for t in record['targets']] == [
+        'launch to first update, first start (s)',
+        'memory beyond the network\'s footprint (MB)']

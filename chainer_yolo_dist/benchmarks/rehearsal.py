@@ -306,9 +306,9 @@ def build_data(kind, root, scale=1.0, n_class=rehearsal_data.IMAGENET_CLASSES):
         counts = rehearsal_data.build_voc(os.path.join(root, 'VOCdevkit'), splits)
     else:
         n_val = max(1, int(round(rehearsal_data.IMAGENET_VAL * scale / n_class))) * n_class
-        counts = rehearsal_data.build_imagenet(
-            root, n_train=max(n_class, int(round(rehearsal_data.IMAGENET_TRAIN * scale))),
-            n_val=n_val, n_class=n_class)
+        n_train = max(n_class, int(round(rehearsal_data.IMAGENET_TRAIN * scale)))
+        counts = rehearsal_data.build_imagenet(root, n_train=n_train, n_val=n_val,
+                                               n_class=n_class, pool_size=min(1000, n_train))
     seconds, cpu = time.time() - start, _cpu_seconds() - cpu
     return {'counts': counts, 'build_seconds': seconds, 'build_cpu_seconds': cpu,
             'disk_bytes': rehearsal_data.disk_bytes(root)}
@@ -321,11 +321,13 @@ def _cpu_seconds():
         resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
-def one_image_data(kind, root):
-    """The one-image-per-split dataset of ``kind`` at ``root`` (the footprint's run)."""
+def one_image_data(kind, root, ranks):
+    """The one-image-per-split dataset of ``kind`` at ``root`` (the footprint's run; ImageNet's
+    validation split holds one entry per rank, see
+    :func:`~.rehearsal_data.build_one_image`)."""
     if kind == 'voc':
         return rehearsal_data.build_one_image(os.path.join(root, 'VOCdevkit'), 'voc')
-    return rehearsal_data.build_one_image(root, 'imagenet')
+    return rehearsal_data.build_one_image(root, 'imagenet', ranks)
 
 
 def rehearse_job(job, repo, workdir, data_root, one_image_root, ranks=4, iterations=4,

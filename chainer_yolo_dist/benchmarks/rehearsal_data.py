@@ -260,14 +260,14 @@ def build_imagenet(root, n_train=IMAGENET_TRAIN, n_val=IMAGENET_VAL, n_class=IMA
             'pool': pool_size, 'train_list': lists['train'], 'val_list': lists['val']}
 
 
-def build_one_image(root, kind, seed=0):
+def build_one_image(root, kind, ranks=1, seed=0):
     """The smallest dataset of the same kind, for the network's own training footprint:
     ``kind='voc'``, one image in each of VOC2007 trainval, VOC2012 trainval and VOC2007 test;
-    ``kind='imagenet'``, one training and one validation entry (list files). Returns the
-    builder's counts."""
+    ``kind='imagenet'``, one training entry and ``ranks`` validation entries (list files; the
+    classifier's evaluation needs one per rank). Returns the builder's counts."""
     if kind == 'voc':
         return build_voc(root, {split: 1 for split in VOC_SPLITS}, pool_size=1, seed=seed)
-    return build_imagenet(root, n_train=1, n_val=1, n_class=1, pool_size=1, seed=seed,
+    return build_imagenet(root, n_train=1, n_val=ranks, n_class=1, pool_size=1, seed=seed,
                           workers=1)
 
 
