@@ -13,8 +13,8 @@ PY312 := $(VENV312)/bin/python
 # `make test-py312 TESTS="tests/test_losses.py"` runs a part of the suite.
 TESTS ?=
 
-.PHONY: setup demo demo-results demo-cyclegan demo-slowfast study study-parallelism test test-fast clean-venv \
-	setup-py312 test-py312
+.PHONY: setup demo demo-results demo-cyclegan demo-slowfast study study-parallelism rehearse test \
+	test-fast clean-venv setup-py312 test-py312
 
 setup: $(STAMP)
 
@@ -68,6 +68,11 @@ demo-slowfast: $(STAMP)
 	$(SLOWFAST_DEMO) --model slowfast_narrow --out $(SLOWFAST_DEMO_OUT)/slowfast
 	$(SLOWFAST_DEMO) --model slow_narrow --out $(SLOWFAST_DEMO_OUT)/slow
 	OMP_NUM_THREADS=1 $(PY) scripts/summarize_slowfast_demo.py $(SLOWFAST_DEMO_OUT)
+
+# The papers' data sizes on disk (VOC 21,503 images, ImageNet 1,331,167 entries) and the real
+# training scripts under mpiexec -n 4 (docs/rehearsal.md): results/bench/rehearsal_*.json.
+rehearse: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) scripts/rehearse.py --out results/bench
 
 test: $(STAMP)
 	$(PY) -m pytest -q

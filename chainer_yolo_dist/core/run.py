@@ -14,7 +14,7 @@ import time
 
 import chainer
 
-from chainer_yolo_dist.core import mpi, presets, rundir, snapshots
+from chainer_yolo_dist.core import mpi, presets, rundir, snapshots, timing
 from chainer_yolo_dist.core.cli import PARALLELISM_DEFAULTS, PRESET_OPTIONS
 from chainer_yolo_dist.core.schedules import LRScheduleExtension
 from chainer_yolo_dist.core.settings import pick
@@ -184,10 +184,12 @@ def start_run(system, options, log=print):
 
     if system.check_images is not None:
         try:
-            system.check_images(request, comm, log)
+            with timing.phase('check_images'):
+                system.check_images(request, comm, log)
         except SETUP_ERRORS as e:
             raise mpi.SetupError(_message(e)) from e
-    removed, data = on_rank0(comm, prepare)
+    with timing.phase('load_data'):
+        removed, data = on_rank0(comm, prepare)
     mpi.ERROR_FILE = os.path.join(out, rundir.ERROR_NAME)
     try:
         preset = preset.with_data(len(data.train), len(data.class_names))
@@ -248,7 +250,9 @@ def build_trainer(settings, comm, updater, chain, model, aggregated_keys, schedu
     """Chainer's trainer with what every run has: the learning-rate schedule, observations
     averaged over ranks, snapshots, and with ``settings.profile`` the per-update phase times
     (the updater must be built with ``profile=settings.profile``; see
-    :func:`~chainer_yolo_dist.core.reporting.write_profile`).
+    :func:`~chainer_yolo_dist.core.reporting.write_profile`); with
+    ``$CHAINER_YOLO_DIST_TIMING_DIR`` set, each rank's start-up and update times
+    (:mod:`~chainer_yolo_dist.core.timing`).
 
     Args:
         updater: the run's updater (its 'main' optimizer gets the schedule).
@@ -269,6 +273,9 @@ def build_trainer(settings, comm, updater, chain, model, aggregated_keys, schedu
     if settings.profile:  # the updater's time/<phase> of every update, for profile.json
         trainer.extend(reporting.ProfileRecorder(), name=reporting.PROFILE_EXTENSION)
     snapshots.add_snapshots(trainer, settings, comm, chain, model)
+    if timing.enabled():  # per-rank start-up and update times, for the rehearsal
+        trainer.extend(timing.TimingRecorder(comm.rank, os.environ[timing.ENV]),
+                       name='timing')
     return trainer
 
 
