@@ -142,7 +142,7 @@ def test_files_that_hold_no_classifier_are_named(tmp_path):
         detector(np.zeros((1, 3, 64, 64), np.float32))  # creates the lazy weights
     detector_file = tmp_path / 'yolo.npz'
     chainer.serializers.save_npz(str(detector_file), detector)
-    with pytest.raises(ValueError, match='yolo.npz: not a Darknet-19/Darknet-53 classifier'):
+    with pytest.raises(ValueError, match='yolo.npz: not a Darknet-19/Darknet-53/CNN11 classifier'):
         transfer_pretrained(str(detector_file), build_model('yolov2', 4))
 
 
