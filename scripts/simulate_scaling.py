@@ -27,7 +27,7 @@ import argparse
 import dataclasses
 import json
 
-from chainer_yolo_dist.core import presets
+from chainer_yolo_dist.core import cli, presets
 from chainer_yolo_dist.analysis import (scaling, scaling_cyclegan, scaling_modes,
                                         scaling_slowfast)
 
@@ -39,20 +39,10 @@ SYSTEM_MODELS = {scaling_cyclegan.PRESET: scaling_cyclegan,
 PAPER_MODES = {'cnn11_imagenet_async_2015': 'async'}
 
 
-def _gpu_list(text):
-    try:
-        gpus = [int(g) for g in text.split(',') if g.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError('expected comma-separated integers, got %r' % text)
-    if not gpus or min(gpus) < 1:
-        raise argparse.ArgumentTypeError('GPU counts must be positive, got %r' % text)
-    return gpus
-
-
 def _parser():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--preset', required=True, choices=presets.names())
-    parser.add_argument('--gpus', type=_gpu_list,
+    parser.add_argument('--gpus', type=cli.positive_int_list,
                         help="comma-separated GPU counts (default 1,16,32,64,128; CycleGAN's "
                              "and SlowFast's presets: the paper's 4,64,128,256,512)")
     parser.add_argument('--json', action='store_true', help='print only the predictions as JSON')
@@ -183,7 +173,6 @@ def main(argv=None):
             cells += ['%.2f' % r['epoch_seconds'], '%.2f' % p.epoch_seconds,
                       '%+.0f%%' % (100 * (p.epoch_seconds / r['epoch_seconds'] - 1))]
         print('| ' + ' | '.join(cells) + ' |')
-
 
 
 def _modes(args, mode):

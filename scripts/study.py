@@ -19,20 +19,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from chainer_yolo_dist.analysis import study  # noqa: E402
-
-
-def _workers(text):
-    try:
-        return [int(k) for k in text.split(',') if k.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError('expected comma-separated integers, got %r' % text)
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--preset', default=study.DEFAULT_PRESET)
-    p.add_argument('--workers', type=_workers,
+    p.add_argument('--workers', type=cli.positive_int_list,
                    default=list(study.DEFAULT_WORKERS), help='the values of k (default '
                    '%s)' % ','.join(str(k) for k in study.DEFAULT_WORKERS))
     p.add_argument('--ranks', type=int, default=study.DEFAULT_RANKS,

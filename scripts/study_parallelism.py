@@ -21,19 +21,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from chainer_yolo_dist.analysis import study_parallelism as sp  # noqa: E402
-
-
-def _workers(text):
-    try:
-        return [int(k) for k in text.split(',') if k.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError('expected comma-separated integers, got %r' % text)
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--workers', type=_workers, default=list(sp.DEFAULT_WORKERS),
+    p.add_argument('--workers', type=cli.positive_int_list, default=list(sp.DEFAULT_WORKERS),
                    help='the values of k (default %s)'
                    % ','.join(str(k) for k in sp.DEFAULT_WORKERS))
     p.add_argument('--variants', nargs='+', default=list(sp.VARIANTS),

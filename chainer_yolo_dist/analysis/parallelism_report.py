@@ -23,7 +23,7 @@ import json
 import os
 
 from chainer_yolo_dist.analysis import compare
-from chainer_yolo_dist.analysis import runs as runs_lib
+from chainer_yolo_dist.analysis import study_report
 
 COLUMNS = ('run', 'variant', 'mode', 'workers', 'processes', 'how', 'images_per_second', 'speedup',
            'time_to_target_s', 'final_top1', 'train_seconds', 'updates', 'staleness_mean',
@@ -37,15 +37,7 @@ ACCURACY_KEY = 'validation/main/accuracy'
 def read_study(out):
     """``(record, [(entry, Run or None)])`` from ``out/parallelism.json`` and the run
     directories."""
-    with open(os.path.join(out, 'parallelism.json'), encoding='utf-8') as f:
-        record = json.load(f)
-    pairs = []
-    for entry in record['runs']:
-        run_dir = os.path.join(out, 'runs', entry['name'])
-        run = (runs_lib.load_run(run_dir)
-               if os.path.isfile(os.path.join(run_dir, 'config.json')) else None)
-        pairs.append((entry, run))
-    return record, pairs
+    return study_report.read_study(out, 'parallelism.json')
 
 
 def accuracy_curve(run):

@@ -44,10 +44,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BENCH_FILE = os.path.join(REPO, 'results', 'bench', 'train_step_yolov3_small_128.json')
 
 
-def read_study(out):
-    """``(record, [(entry, Run or None)])``: ``out/study.json`` and each planned run's
-    directory (None where the run left no ``config.json``, e.g. refused at set-up)."""
-    path = os.path.join(out, 'study.json')
+def read_study(out, record_file='study.json'):
+    """``(record, [(entry, Run or None)])``: ``out/record_file`` (``study.json``, or
+    ``parallelism.json`` of the parallelism study) and each planned run's directory under
+    ``out/runs/`` (None where the run left no ``config.json``, e.g. refused at set-up)."""
+    path = os.path.join(out, record_file)
     with open(path, encoding='utf-8') as f:
         record = json.load(f)
     pairs = []

@@ -9,6 +9,17 @@ import os
 import sys
 
 
+def positive_int_list(text):
+    """argparse type of options such as ``--workers 1,2,4``: comma-separated positive ints."""
+    try:
+        values = [int(v) for v in text.split(',') if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected comma-separated integers, got %r' % text)
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError('expected positive integers, got %r' % text)
+    return values
+
+
 def launcher_rank():
     """This process's MPI rank as the launcher set it (MPICH, Open MPI, Slurm), without
     initialising MPI: 0 for a process started alone."""
