@@ -50,3 +50,14 @@ def check(proc):
 @pytest.fixture
 def repo():
     return REPO
+
+
+def simulate_scaling(capsys, *args):
+    """``scripts/simulate_scaling.py ARGS`` run in-process (its ``main``); returns stdout."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'simulate_scaling', os.path.join(REPO, 'scripts', 'simulate_scaling.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(list(args))
+    return capsys.readouterr().out

@@ -11,7 +11,7 @@ import pytest
 from chainer_yolo_dist.analysis import published
 from chainer_yolo_dist.core import presets
 from chainer_yolo_dist.analysis import scaling
-from conftest import REPO, check, run_python
+from conftest import REPO, check, run_python, simulate_scaling
 
 MB = 1e6
 
@@ -26,8 +26,7 @@ def _script():
 
 
 def _simulate(capsys, *args):
-    _script().main(list(args))
-    return capsys.readouterr().out
+    return simulate_scaling(capsys, *args)
 
 
 def test_cached_model_facts_are_those_of_the_real_networks():

@@ -1,6 +1,5 @@
 """Paper 003's modes in the scaling model (analysis/scaling_modes.py), its preset, and the
 48-GPU prediction of scripts/simulate_scaling.py."""
-import importlib.util
 import json
 import math
 import os
@@ -10,7 +9,7 @@ import pytest
 
 from chainer_yolo_dist.analysis import scaling, scaling_modes as sm
 from chainer_yolo_dist.core import presets
-from conftest import REPO
+from conftest import REPO, simulate_scaling
 
 # A cluster whose numbers make the hand computations exact: one GPU per node, a GPU link that
 # costs nothing, 1 GB/s per node and direction, no latency.
@@ -119,17 +118,8 @@ def test_lars_variant_carries_gradient_lars_without_weight_decay_twice():
     assert hook_names(optimizer) == ['GradientLARS']
 
 
-def _simulate(capsys, *args):
-    spec = importlib.util.spec_from_file_location(
-        'simulate_scaling', os.path.join(REPO, 'scripts', 'simulate_scaling.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(list(args))
-    return capsys.readouterr().out
-
-
 def test_simulate_scaling_predicts_paper003_and_the_doc_quotes_it(capsys):
-    out = _simulate(capsys, '--preset', 'cnn11_imagenet_async_2015', '--gpus', '1,3,12,48')
+    out = simulate_scaling(capsys, '--preset', 'cnn11_imagenet_async_2015', '--gpus', '1,3,12,48')
     line = [l for l in out.splitlines() if l.startswith('Paper 003')][0]
     assert 'over 30x' in line and 'predicted (async): 48.0x' in line
     assert '| 48 | sync | 0.8278 |' in out
@@ -139,11 +129,11 @@ def test_simulate_scaling_predicts_paper003_and_the_doc_quotes_it(capsys):
         assert row in doc, row
     # The options reach the model: at a (hypothetical) 1,000 TFLOP/s one server is the
     # bottleneck, four servers less so.
-    fast = _simulate(capsys, '--preset', 'cnn11_imagenet_async_2015', '--gpus', '48',
+    fast = simulate_scaling(capsys, '--preset', 'cnn11_imagenet_async_2015', '--gpus', '48',
                      '--json', '--sustained-tflops', '1000')
-    slow = _simulate(capsys, '--preset', 'cnn11_imagenet_async_2015', '--gpus', '48',
+    slow = simulate_scaling(capsys, '--preset', 'cnn11_imagenet_async_2015', '--gpus', '48',
                      '--json', '--sustained-tflops', '1000', '--servers', '4')
     assert json.loads(fast)['ratio'][0] < json.loads(slow)['ratio'][0] < 48
-    sync = json.loads(_simulate(capsys, '--preset', 'cnn11_imagenet_async_2015', '--gpus', '48',
+    sync = json.loads(simulate_scaling(capsys, '--preset', 'cnn11_imagenet_async_2015', '--gpus', '48',
                                 '--json', '--mode', 'sync'))
     assert sync['mode'] == 'sync' and 47 < sync['ratio'][0] < 48

@@ -1,6 +1,5 @@
 """The CycleGAN (paper 002) and SlowFast (paper 004) scaling models: their counted facts, their
 calibration, their predictions, the script and the figures around them."""
-import importlib.util
 import json
 import os
 
@@ -10,18 +9,9 @@ import pytest
 from chainer_yolo_dist.analysis import (figures, scaling_cyclegan, scaling_slowfast,
                                         scaling_system_figures)
 from chainer_yolo_dist.analysis.flop_count import count_forward_flops
-from conftest import REPO
+from conftest import REPO, simulate_scaling
 
 PAPER_GPUS = [4, 64, 128, 256, 512]
-
-
-def _simulate(capsys, *args):
-    spec = importlib.util.spec_from_file_location(
-        'simulate_scaling', os.path.join(REPO, 'scripts', 'simulate_scaling.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(list(args))
-    return capsys.readouterr().out
 
 
 # ---- CycleGAN --------------------------------------------------------------------------------
@@ -167,15 +157,15 @@ def test_slowfast_comparisons_cover_every_published_number():
 # ---- the script and the figures --------------------------------------------------------------
 
 def test_simulate_scaling_prints_both_system_models(capsys):
-    out = _simulate(capsys, '--preset', 'cyclegan_synthia2bdd_2019')
+    out = simulate_scaling(capsys, '--preset', 'cyclegan_synthia2bdd_2019')
     assert '| chainermn | hours on 4 GPUs | 68.77 | 68.77 | +0.0% |' in out
     assert 'speed-up of 512 GPUs over 4 | 93.80 |' in out
-    out = _simulate(capsys, '--preset', 'slowfast_ava_2021')
+    out = simulate_scaling(capsys, '--preset', 'slowfast_ava_2021')
     assert '| before | 1 | 544.0 | 544.0 | +0.0% |' in out
     assert '| 32 | 43.8% |' in out and '(printed 34.5)' in out
-    data = json.loads(_simulate(capsys, '--preset', 'slowfast_ava_2021', '--json'))
+    data = json.loads(simulate_scaling(capsys, '--preset', 'slowfast_ava_2021', '--json'))
     assert data['gpus'] == PAPER_GPUS
-    data = json.loads(_simulate(capsys, '--preset', 'cyclegan_synthia2bdd_2019', '--json',
+    data = json.loads(simulate_scaling(capsys, '--preset', 'cyclegan_synthia2bdd_2019', '--json',
                                 '--framework', 'horovod'))
     assert data['hours'][0] == pytest.approx(68.77)
 
@@ -186,14 +176,14 @@ def test_simulate_scaling_rejects_options_of_the_other_system(capsys):
                  ['--preset', 'slowfast_ava_2021', '--gpus', '6'],
                  ['--preset', 'yolov2_voc_2018', '--loader', 'compute']):
         with pytest.raises(SystemExit):
-            _simulate(capsys, *args)
+            simulate_scaling(capsys, *args)
 
 
 def test_docs_quote_the_system_tables(capsys):
     with open(os.path.join(REPO, 'docs', 'scaling_model.md'), encoding='utf-8') as f:
         doc = f.read()
     for preset in (scaling_cyclegan.PRESET, scaling_slowfast.PRESET):
-        out = _simulate(capsys, '--preset', preset)
+        out = simulate_scaling(capsys, '--preset', preset)
         for line in out.splitlines():
             if line.startswith('| ') and not line.startswith('| ---'):
                 assert line in doc, (preset, line)
