@@ -1,6 +1,5 @@
 """The ring-AllReduce scaling model: its parts, its calibration, and the script around it."""
 import dataclasses
-import importlib.util
 import json
 import math
 import os
@@ -14,19 +13,6 @@ from chainer_yolo_dist.analysis import scaling
 from conftest import REPO, check, run_python, simulate_scaling
 
 MB = 1e6
-
-
-def _script():
-    """scripts/simulate_scaling.py as a module, to call its main() in-process."""
-    spec = importlib.util.spec_from_file_location(
-        'simulate_scaling', os.path.join(REPO, 'scripts', 'simulate_scaling.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _simulate(capsys, *args):
-    return simulate_scaling(capsys, *args)
 
 
 def test_cached_model_facts_are_those_of_the_real_networks():
@@ -164,7 +150,7 @@ def test_simulate_scaling_json():
 
 def test_simulate_scaling_options_change_the_prediction(capsys):
     def speedup(*extra):
-        out = _simulate(capsys, '--preset', 'yolov3_voc_2019', '--gpus', '96', '--json', *extra)
+        out = simulate_scaling(capsys, '--preset', 'yolov3_voc_2019', '--gpus', '96', '--json', *extra)
         return json.loads(out)['speedup'][0]
     base = speedup()
     assert speedup('--grad-dtype', 'float32') < base
@@ -179,10 +165,10 @@ def test_simulate_scaling_rejects_bad_gpu_lists():
 
 
 def test_table_output_compares_with_the_papers(capsys):
-    out = _simulate(capsys, '--preset', 'darknet53_imagenet_2019', '--gpus', '1,256,512')
+    out = simulate_scaling(capsys, '--preset', 'darknet53_imagenet_2019', '--gpus', '1,256,512')
     assert '| 256 | paper 001 Fig. 5 | 109.5 |' in out
     assert 'yolov2_voc_2018 calibration x FLOP ratio' in out
-    out = _simulate(capsys, '--preset', 'yolov2_voc_2019', '--gpus', '8')
+    out = simulate_scaling(capsys, '--preset', 'yolov2_voc_2019', '--gpus', '8')
     assert 'publish no timing' in out
 
 
@@ -193,7 +179,7 @@ def test_docs_quote_the_errors_the_model_gives(capsys):
         doc = f.read()
     for name in ('yolov2_voc_2018', 'yolov2_filmrole_2018', 'darknet53_imagenet_2019',
                  'yolov3_voc_2019'):
-        out = _simulate(capsys, '--preset', name, '--gpus', '1')
+        out = simulate_scaling(capsys, '--preset', name, '--gpus', '1')
         table = out.split('Against the published numbers')[1]
         rows = [line for line in table.splitlines() if re.match(r'\| \d', line)]
         assert rows, name
