@@ -34,12 +34,6 @@ HEADERS = ('run', 'k', 'how', 'images/s', 'speed-up', 'time to target [s]', 'fin
 ACCURACY_KEY = 'validation/main/accuracy'
 
 
-def read_study(out):
-    """``(record, [(entry, Run or None)])`` from ``out/parallelism.json`` and the run
-    directories."""
-    return study_report.read_study(out, 'parallelism.json')
-
-
 def accuracy_curve(run):
     """``(seconds, top-1)`` of every logged validation, in order."""
     points = [(float(e['elapsed_time']), float(e[ACCURACY_KEY])) for e in run.log
@@ -68,8 +62,16 @@ def staleness_histogram(entry, run):
 
 
 def _parameters(run):
+    """Parameters of the run's classifier: from its ``model.npz``, or, in a run directory
+    committed without weights, from the network its ``config.json`` names (same count)."""
+    from chainer_yolo_dist.classification.darknet import build_classifier
     from chainer_yolo_dist.classification.model_files import load_classifier
-    model, _ = load_classifier(os.path.join(run.path, 'model.npz'))
+    path = os.path.join(run.path, 'model.npz')
+    if os.path.isfile(path):
+        model, _ = load_classifier(path)
+    else:
+        model = build_classifier(run.config['preset']['model'], len(run.config['class_names']),
+                                 run.config['channels_scale'])
     return sum(p.size for p in model.params())
 
 
@@ -85,8 +87,7 @@ def communication(entry, run):
                 ranks = json.load(f)['ranks']
             waits = [sum(row['allreduce'] for row in rows) for rows in ranks]
         nbytes = None
-        if metrics.get('iterations') is not None and entry['workers'] > 1 and os.path.isfile(
-                os.path.join(run.path, 'model.npz')):
+        if metrics.get('iterations') is not None and entry['workers'] > 1:
             nbytes = 4 * _parameters(run) * metrics['iterations']
         if entry['workers'] == 1:  # one process reduces nothing
             nbytes, waits = 0, [0.0]
@@ -193,7 +194,7 @@ def write_report(out, dpi=100):
     returns the paths written."""
     from chainer_yolo_dist.analysis import parallelism_figures
     from chainer_yolo_dist.core import atomic
-    record, pairs = read_study(out)
+    record, pairs = study_report.read_study(out, 'parallelism.json')
     rows = table_rows(pairs, record['target_top1'])
     written = []
     for name, text in (('parallelism.csv', compare.to_csv(rows, COLUMNS)),
