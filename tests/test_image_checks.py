@@ -49,3 +49,58 @@ def test_a_cached_check_still_finds_a_file_truncated_since(tmp_path):
                                                str(tmp_path / 'run2')],
                    timeout=180, env={'CHAINER_YOLO_DIST_CACHE': str(cache)})
     assert proc.returncode == 2 and 'img2.jpg: unreadable image' in proc.stderr
+
+
+def _imagenet_lists(tmp_path):
+    """A list-file ImageNet layout: 2 classes x 5 training entries, 2 validation entries,
+    every entry a path of its own (hard links to 3 JPEGs, as the rehearsal makes them)."""
+    from PIL import Image
+    import numpy as np
+    root = tmp_path / 'ILSVRC'
+    (root / 'pool').mkdir(parents=True)
+    pool = []
+    for k in range(3):
+        pixels = np.random.RandomState(k).randint(0, 256, size=(40 + 8 * k, 56, 3))
+        pool.append(root / 'pool' / ('%d.JPEG' % k))
+        Image.fromarray(pixels.astype(np.uint8)).save(str(pool[-1]), format='JPEG')
+    lines = {'train': [], 'val': []}
+    for split, per_class in (('train', 5), ('val', 1)):
+        for label in range(2):
+            (root / split / str(label)).mkdir(parents=True)
+            for j in range(per_class):
+                rel = '%s/%d/%d.JPEG' % (split, label, j)
+                os.link(pool[(label + j) % 3], root / rel)
+                lines[split].append('%s %d\n' % (rel, label))
+    for split in lines:
+        (root / (split + '.txt')).write_text(''.join(lines[split]))
+    return root
+
+
+def _darknet_start(root, out, cache, extra=()):
+    return run_mpi(2, ['scripts/train_darknet.py', '--dataset', 'imagenet', '--data-dir',
+                       str(root), '--train-list', str(root / 'train.txt'), '--val-list',
+                       str(root / 'val.txt'), '--channels-scale', '1/8', '--insize', '32',
+                       '--batchsize', '2', '--iterations', '1', '--loaderjob', '0',
+                       '--no-progress', '--out', str(out)] + list(extra),
+                   timeout=180, env={'CHAINER_YOLO_DIST_CACHE': str(cache)})
+
+
+def test_imagenet_headers_are_checked_once_across_ranks_and_a_bad_header_is_named(tmp_path):
+    root = _imagenet_lists(tmp_path)
+    cache = tmp_path / 'cache'
+    first = check(_darknet_start(root, tmp_path / 'run1', cache))
+    assert ('image checks (headers only, --decode-images to decode): 0 images unchanged since '
+            'a previous start (cached), 12 checked now across 2 ranks') in first.stdout
+    second = check(_darknet_start(root, tmp_path / 'run2', cache))
+    assert '12 images unchanged since a previous start (cached), 0 checked now' in second.stdout
+    # A decode is not vouched for by header checks: all 12 are decoded now.
+    third = check(_darknet_start(root, tmp_path / 'run3', cache, ['--decode-images']))
+    assert '0 images unchanged since a previous start (cached), 12 checked now' in third.stdout
+    bad = root / 'train' / '1' / '3.JPEG'
+    os.unlink(bad)
+    bad.write_bytes(b'\xff\xd8\xff\xe0 not a JPEG header')
+    proc = _darknet_start(root, tmp_path / 'run4', cache)
+    assert proc.returncode == 2 and '%s: unreadable image' % bad in proc.stderr
+    skipped = check(_darknet_start(root, tmp_path / 'run5', cache, ['--on-bad-sample', 'skip']))
+    assert '11 images unchanged since a previous start (cached), 1 checked now' in skipped.stdout
+    assert 'train data: 10 samples checked, 9 kept, 1 dropped' in skipped.stdout

@@ -1,7 +1,8 @@
 """The classification datasets of a run, chosen by name (the registry of classification
 datasets)."""
 from chainer_yolo_dist.datasets import ImageNetDataset, SyntheticShapesClassificationDataset
-from chainer_yolo_dist.datasets import imagenet, validation
+from chainer_yolo_dist.datasets import image_checks, imagenet
+from chainer_yolo_dist.datasets.paths import PathTable, RootedPaths
 
 #: The classification datasets a preset or ``--dataset`` may name.
 DATASETS = ('synthetic_classification', 'imagenet')
@@ -9,15 +10,16 @@ DATASETS = ('synthetic_classification', 'imagenet')
 
 def check_images(request, comm, log):
     """Checks every ImageNet image once, split across the ranks, and remembers the results
-    (:func:`~chainer_yolo_dist.datasets.validation.check_images_across_ranks`). By default
+    (:func:`~chainer_yolo_dist.datasets.image_checks.check_images_across_ranks`). By default
     only the headers are read (a decode of 1.28M images takes hours); ``--decode-images``
     decodes them."""
     if request.dataset != 'imagenet' or not request.data_dir:
         return
-    paths = (imagenet.image_files(request.data_dir, 'train', request.train_list)
-             + imagenet.image_files(request.data_dir, 'val', request.val_list))
-    cached, checked = validation.check_images_across_ranks(
-        paths, comm, request.check_images, validation.default_cache_path(request.data_dir))
+    paths = RootedPaths(request.data_dir, PathTable.concatenate(
+        imagenet.image_files(request.data_dir, split, list_file).table
+        for split, list_file in (('train', request.train_list), ('val', request.val_list))))
+    cached, checked = image_checks.check_images_across_ranks(
+        paths, comm, request.check_images, image_checks.default_cache_path(request.data_dir))
     if comm.rank == 0 and paths:
         log('image checks (%s): %d images unchanged since a previous start (cached), %d '
             'checked now across %d ranks'

@@ -8,6 +8,7 @@ Two usual layouts:
 * a list file of ``path label`` lines, ``path`` relative to ``root``, as ChainerMN's ImageNet
   example feeds ``chainer.datasets.LabeledImageDataset``.
 """
+import array
 import os
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from chainercv.chainer_experimental.datasets.sliceable import GetterDataset
 
 from chainer_yolo_dist.datasets import validation as V
+from chainer_yolo_dist.datasets.paths import PathTable, RootedPaths
 
 IMAGE_EXTENSIONS = ('.jpeg', '.jpg', '.png')
 IMAGENET_N_CLASS = 1000
@@ -25,7 +27,7 @@ def _subdirs(path):
 
 
 def _directory_entries(root, split):
-    """``(wnids, [(relative path, label)])`` for the by-directory layout."""
+    """``(wnids, PathTable of relative paths, int64 labels)`` for the by-directory layout."""
     split_dir = os.path.join(root, split)
     if not os.path.isdir(split_dir):
         raise FileNotFoundError('%s: no such directory (expected %s/<wnid>/*.JPEG; '
@@ -33,66 +35,86 @@ def _directory_entries(root, split):
     train_dir = os.path.join(root, 'train')
     wnids = _subdirs(train_dir if os.path.isdir(train_dir) else split_dir)
     index = {w: i for i, w in enumerate(wnids)}
-    entries = []
-    for wnid in _subdirs(split_dir):
-        for name in sorted(os.listdir(os.path.join(split_dir, wnid))):
-            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                # A wnid unknown to the class list gets label -1 so validation reports it.
-                entries.append((os.path.join(split, wnid, name), index.get(wnid, -1)))
-    return tuple(wnids), entries
+    labels = array.array('q')
+
+    def paths():
+        for wnid in _subdirs(split_dir):
+            for name in sorted(os.listdir(os.path.join(split_dir, wnid))):
+                if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                    # A wnid unknown to the class list gets label -1 so validation reports it.
+                    labels.append(index.get(wnid, -1))
+                    yield os.path.join(split, wnid, name)
+
+    table = PathTable.build(paths())
+    return tuple(wnids), table, np.frombuffer(labels, np.int64)
 
 
 def _list_entries(list_file, report):
-    """``[(relative path, label)]`` from a ``path label`` list; malformed lines are recorded."""
+    """``(PathTable of relative paths, int64 labels)`` from a ``path label`` list, read line by
+    line into arrays (1.28 M lines would take some 200 MB as Python tuples); malformed lines
+    are recorded in ``report``."""
     if not os.path.isfile(list_file):
         raise FileNotFoundError('%s: list file not found' % list_file)
-    entries = []
-    with open(list_file) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            fields = line.split()
-            try:
-                if len(fields) != 2:
-                    raise ValueError('expected "path label", got %d fields' % len(fields))
-                entries.append((fields[0], int(fields[1])))
-            except ValueError as e:
-                report.n_checked += 1
-                report.record(V.MALFORMED_ENTRY, '%s:%d' % (list_file, n), str(e))
-    return entries
+    labels = array.array('q')
+
+    def paths():
+        with open(list_file) as f:
+            for n, line in enumerate(f, 1):
+                fields = line.split()
+                if not fields:
+                    continue
+                try:
+                    if len(fields) != 2:
+                        raise ValueError('expected "path label", got %d fields' % len(fields))
+                    label = int(fields[1])
+                except ValueError as e:
+                    report.n_checked += 1
+                    report.record(V.MALFORMED_ENTRY, '%s:%d' % (list_file, n), str(e))
+                    continue
+                labels.append(label)
+                yield fields[0]
+
+    table = PathTable.build(paths())
+    return table, np.frombuffer(labels, np.int64)
 
 
 def image_files(root, split='train', list_file=None):
     """The image paths an :class:`ImageNetDataset` of these arguments reads (for checking
-    them across ranks before it is built); ``[]`` where the layout is missing (the dataset
-    then names what is missing)."""
+    them across ranks before it is built), as a :class:`~.paths.RootedPaths`; empty where the
+    layout is missing (the dataset then names what is missing)."""
     try:
         if list_file is None:
-            entries = _directory_entries(root, split)[1]
+            table = _directory_entries(root, split)[1]
         else:
-            entries = _list_entries(list_file, V.BadSampleReport('skip'))
+            table = _list_entries(list_file, V.BadSampleReport('skip'))[0]
     except FileNotFoundError:
-        return []
-    return [os.path.join(root, rel) for rel, _ in entries]
+        table = PathTable.build([])
+    return RootedPaths(root, table)
 
 
 class ImageNetDataset(GetterDataset):
     """ImageNet classification samples (sliceable): ``ds[i] -> (img, label)``.
 
     img float32 ``(3, H, W)`` RGB [0, 255]; label int32 scalar in ``[0, n_class)``.
+    The kept entries are held as a :class:`~.paths.PathTable` and an int32 array (about 45
+    bytes an entry: 60 MB for ImageNet's training set, pickled to the ranks as two arrays).
 
     Args:
         root (str): dataset root; list-file paths are relative to it.
         split ('train' | 'val'): subdirectory for the by-directory layout.
         list_file (str): a ``path label`` list; when given, the directory layout is not used.
         on_bad_sample ('error' | 'skip'): see :mod:`chainer_yolo_dist.datasets.validation`.
-            Checked at construction: missing file, unreadable image (if ``check_images``),
-            label out of range, malformed list line.
+            Checked at construction: missing file, unreadable image, label out of range,
+            malformed list line.
         n_class (int): number of classes; defaults to the number of wnid directories, or
             1000 with a list file.
-        check_images (bool): decode every image now (JPEGs at 1/8 scale, about 0.1-1 ms each).
-            For the full 1.28M-image set consider False: then an unreadable image raises
+        check_images (bool): decode every image now (JPEGs at 1/8 scale, about 0.1-1 ms each);
+            False reads each image's header only (about 13 us a JPEG), and an image that is
+            unreadable past its header raises
             :class:`~chainer_yolo_dist.datasets.validation.BadSampleError` when it is read.
+            Files the start-up checks covered
+            (:func:`~chainer_yolo_dist.datasets.image_checks.check_images_across_ranks`) are
+            not opened again.
     """
 
     def __init__(self, root, split='train', list_file=None, on_bad_sample='error',
@@ -101,28 +123,50 @@ class ImageNetDataset(GetterDataset):
         self.root, self.split = root, split
         self.report = V.BadSampleReport(on_bad_sample)
         if list_file is None:
-            wnids, entries = _directory_entries(root, split)
+            wnids, table, labels = _directory_entries(root, split)
             self.n_class = len(wnids) if n_class is None else int(n_class)
             self.class_names = wnids
         else:
-            entries = _list_entries(list_file, self.report)
+            table, labels = _list_entries(list_file, self.report)
             self.n_class = IMAGENET_N_CLASS if n_class is None else int(n_class)
             self.class_names = tuple(str(i) for i in range(self.n_class))
-        self._pairs = []
-        for rel, label in entries:
-            self.report.n_checked += 1
-            path = os.path.join(root, rel)
-            if not V.check_label(self.report, path, label, self.n_class):
-                continue
-            if V.check_image(self.report, path, decode=check_images) is None:
-                continue
-            self._pairs.append((path, np.int32(label)))
-        self.report.n_kept = len(self._pairs)
+        paths = RootedPaths(root, table)
+        label_ok = (labels >= 0) & (labels < self.n_class)
+        status, problems = _image_status(paths, label_ok, check_images)
+        # Problems in file order, a label's before its image's (an entry with a bad label is
+        # not opened), as the policy reports them.
+        for i in np.flatnonzero(~label_ok | (status != 0)):
+            if not label_ok[i]:
+                V.check_label(self.report, paths[i], int(labels[i]), self.n_class)
+            else:
+                self.report.record(problems[i][0], paths[i], problems[i][1])
+        keep = label_ok & (status == 0)
+        self.report.n_checked += len(table)
+        self.report.n_kept = int(keep.sum())
+        self._paths = table if keep.all() else table.select(keep)
+        self._labels = labels[keep].astype(np.int32)
         self.add_getter(('img', 'label'), self._get)
 
     def __len__(self):
-        return len(self._pairs)
+        return len(self._labels)
 
     def _get(self, i):
-        path, label = self._pairs[i]
-        return V.read_image(path), label
+        return V.read_image(os.path.join(self.root, self._paths[i])), self._labels[i]
+
+
+def _image_status(paths, wanted, decode):
+    """int8 status ``(n,)`` (0 readable) of the files where ``wanted``, and
+    ``{position: (kind, message)}`` for the bad: from the start-up checks where they cover a
+    file, else by opening it."""
+    checks = V.installed_checks()
+    if checks is not None:
+        status, _, _, problems = checks.results(paths, decode)
+    else:
+        status, problems = np.full(len(paths), -1, np.int8), {}
+    for i in np.flatnonzero(wanted & (status < 0)):
+        result = V.inspect_image(paths[i], decode)
+        status[i] = 0 if result[0] == 'ok' else 1
+        if result[0] != 'ok':
+            problems[int(i)] = result
+    status[~wanted] = 0
+    return status, problems

@@ -9,9 +9,8 @@ script to print and save.
 Boxes use ChainerCV's ``(y_min, x_min, y_max, x_max)`` order; a box is valid only if
 ``0 <= y_min < y_max <= H`` and ``0 <= x_min < x_max <= W`` with all four values finite.
 """
-import hashlib
-import json
 import os
+import struct
 
 import numpy as np
 from PIL import Image
@@ -111,13 +110,53 @@ class BadSampleReport(object):
         return '<BadSampleReport %s: %s>' % (self.on_bad_sample, self.summary())
 
 
+def jpeg_header_size(path):
+    """``(H, W)`` from a JPEG file's frame header, or ``None`` if the file does not start as a
+    JPEG or its markers up to the frame header cannot be followed (the caller then asks PIL).
+
+    Reads the markers from SOI to the first SOF (the frame header holds the size), at most
+    the first 64 KiB (EXIF blocks are smaller). About 13 us a file where ``PIL.Image.open``
+    takes 60-90 us: at ImageNet's 1.33 M files that is the difference between a quarter of a
+    minute and two minutes of start-up (``docs/rehearsal.md``).
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        head = os.read(fd, 65536)
+    finally:
+        os.close(fd)
+    if head[:2] != b'\xff\xd8':
+        return None
+    i = 2
+    while i + 9 <= len(head):
+        if head[i] != 0xff:
+            return None
+        marker = head[i + 1]
+        if marker == 0xff:  # fill byte before a marker
+            i += 1
+            continue
+        # SOF0-SOF15 but DHT (C4), JPG (C8) and DAC (CC): precision, height, width.
+        if 0xc0 <= marker <= 0xcf and marker not in (0xc4, 0xc8, 0xcc):
+            height, width = struct.unpack('>HH', head[i + 5:i + 9])
+            return (height, width) if height and width else None
+        if marker == 0xda or 0xd0 <= marker <= 0xd9:  # a scan or a lone marker before any SOF
+            return None
+        i += 2 + struct.unpack('>H', head[i + 2:i + 4])[0]
+    return None
+
+
 def image_size(path, decode=True):
     """``(H, W)`` of an image file; with ``decode`` the whole file is decoded to prove it readable.
 
     JPEGs are decoded in PIL's draft mode (DCT scaling to 1/8), which still consumes the whole
     entropy-coded stream, so truncation is caught at a fraction of a full decode's cost.
+    Without ``decode``, a JPEG's size is read from its frame header (:func:`jpeg_header_size`),
+    any other file's by ``PIL.Image.open`` (which reads the header only).
     Raises whatever PIL raises (``OSError`` for a truncated or unidentifiable file).
     """
+    if not decode:
+        size = jpeg_header_size(path)
+        if size is not None:
+            return size
     with Image.open(path) as im:
         width, height = im.size
         if decode:
@@ -139,104 +178,36 @@ def inspect_image(path, decode=True):
     return 'ok', height, width
 
 
+#: What the start-up checks found (:func:`install_checks`), consulted by :func:`check_image`.
+_CHECKS = None
+
+
+def install_checks(checks):
+    """Makes :func:`check_image` answer from ``checks``
+    (:class:`~chainer_yolo_dist.datasets.image_checks.ImageChecks`; None: inspect every file)."""
+    global _CHECKS
+    _CHECKS = checks
+
+
+def installed_checks():
+    """The :class:`~chainer_yolo_dist.datasets.image_checks.ImageChecks` in use, or None."""
+    return _CHECKS
+
+
 def check_image(report, path, decode=True):
     """``(H, W)`` of a readable image, or ``None`` after recording why it is missing/unreadable.
 
-    With a cache in use (:func:`check_images_across_ranks`), an unchanged file is not opened
-    again."""
-    result = _CACHE.get(path, decode) if _CACHE is not None else None
+    After the start-up checks (:func:`~chainer_yolo_dist.datasets.image_checks.check_images_across_ranks`)
+    a file they covered is not opened again."""
+    result = _CHECKS.result(path, decode) if _CHECKS is not None else None
     if result is None:
         result = inspect_image(path, decode)
-        if _CACHE is not None:
-            _CACHE.put(path, decode, result)
     if result[0] != 'ok':
         report.record(result[0], path, result[1])
         return None
     return result[1], result[2]
 
 
-class ImageCheckCache(object):
-    """What :func:`inspect_image` found for each image file, keyed by the file's path, size and
-    modification time, kept in a JSON file: a second start on unchanged data opens no image.
-
-    An entry holds whether the image was decoded; a header-only entry does not answer a
-    request for a full decode. Missing files are never cached.
-    """
-
-    VERSION = 1
-
-    def __init__(self, path):
-        self.path = path
-        self.entries = {}
-        try:
-            with open(path) as f:
-                stored = json.load(f)
-            if stored.get('version') == self.VERSION:
-                self.entries = stored['entries']
-        except (OSError, ValueError, KeyError, AttributeError):
-            pass  # no cache yet, or an unreadable one: start afresh (it is only a cache)
-
-    @staticmethod
-    def _key(path):
-        st = os.stat(path)
-        return os.path.abspath(path), st.st_size, st.st_mtime_ns
-
-    def get(self, path, decode):
-        try:
-            name, size, mtime = self._key(path)
-        except OSError:
-            return None
-        entry = self.entries.get(name)
-        if entry is None or entry[0] != size or entry[1] != mtime or (decode and not entry[2]):
-            return None
-        return tuple(entry[3])
-
-    def put(self, path, decode, result):
-        try:
-            name, size, mtime = self._key(path)
-        except OSError:
-            return
-        self.entries[name] = [size, mtime, bool(decode), list(result)]
-
-    def save(self):
-        write_json(self.path, {'version': self.VERSION, 'entries': self.entries})
-
-
-#: The cache :func:`check_image` consults (set by :func:`check_images_across_ranks`).
-_CACHE = None
-
-
-def default_cache_path(data_root):
-    """Where the image checks of the data under ``data_root`` are remembered:
-    ``$CHAINER_YOLO_DIST_CACHE`` or ``~/.cache/chainer_yolo_dist``, one file per data root."""
-    base = os.environ.get('CHAINER_YOLO_DIST_CACHE') or os.path.join(
-        os.path.expanduser('~'), '.cache', 'chainer_yolo_dist')
-    digest = hashlib.sha1(os.path.abspath(data_root).encode()).hexdigest()[:16]
-    return os.path.join(base, 'image_checks-%s.json' % digest)
-
-
-def check_images_across_ranks(paths, comm, decode, cache_path):
-    """Checks the image files ``paths`` split across the ranks of ``comm``, remembering the
-    results; afterwards :func:`check_image` on rank 0 answers from the cache (the datasets
-    apply the bad-input policy to the whole set there, as before).
-
-    Every rank checks its share of the files the cache does not already vouch for; rank 0
-    gathers the results and saves the cache. Returns ``(from_cache, checked_now)`` counts
-    (on every rank).
-    """
-    global _CACHE
-    cache = ImageCheckCache(cache_path) if comm.rank == 0 else None
-    todo = comm.bcast_obj([p for p in paths if cache.get(p, decode) is None]
-                          if comm.rank == 0 else None)
-    mine = [(p, inspect_image(p, decode)) for p in todo[comm.rank::comm.size]]
-    gathered = comm.gather_obj(mine)
-    if comm.rank == 0:
-        for results in gathered:
-            for path, result in results:
-                cache.put(path, decode, result)
-        cache.save()
-        _CACHE = cache
-    return len(paths) - len(todo), len(todo)
 def box_problem(box, height, width, indices=False):
     """``(kind, text)`` saying what is wrong with one box, or ``None`` if it is valid.
 

@@ -1,5 +1,5 @@
 """The detection datasets of a run, chosen by name (the registry of detection datasets)."""
-from chainer_yolo_dist.datasets import validation
+from chainer_yolo_dist.datasets import image_checks
 from chainer_yolo_dist.datasets.synthetic import SyntheticShapesDataset
 from chainer_yolo_dist.datasets.voc import (VOCFormatDataset, default_devkit_dir, image_files,
                                             voc07_test, voc0712_image_files, voc0712_train)
@@ -10,7 +10,7 @@ DATASETS = ('synthetic', 'voc0712', 'vocformat')
 
 def check_images(request, comm, log):
     """Decodes every image of the run's data once, split across the ranks, and remembers the
-    results (:func:`~chainer_yolo_dist.datasets.validation.check_images_across_ranks`): rank 0
+    results (:func:`~chainer_yolo_dist.datasets.image_checks.check_images_across_ranks`): rank 0
     then builds the datasets without opening an unchanged image again."""
     if request.dataset == 'voc0712':
         root = request.data_dir or default_devkit_dir()
@@ -20,8 +20,8 @@ def check_images(request, comm, log):
         paths = image_files(root, request.train_split) + image_files(root, request.test_split)
     else:
         return  # generated data: nothing on disk
-    cached, checked = validation.check_images_across_ranks(
-        paths, comm, True, validation.default_cache_path(root))
+    cached, checked = image_checks.check_images_across_ranks(
+        paths, comm, True, image_checks.default_cache_path(root))
     if comm.rank == 0 and paths:
         log('image checks: %d images unchanged since a previous start (cached), %d decoded '
             'now across %d ranks' % (cached, checked, comm.size))
