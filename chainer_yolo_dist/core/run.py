@@ -123,6 +123,7 @@ def on_rank0(comm, work):
             outcome = (None, work())
         except SETUP_ERRORS as e:
             outcome = (_message(e), None)
+    mpi.wait_idle(comm)  # the other ranks wait without taking rank 0's cores
     error, result = comm.bcast_obj(outcome)
     if error is not None:
         raise mpi.SetupError(error)
