@@ -140,12 +140,17 @@ class ImageChecks(object):
         return status, height, width, problems
 
     def result(self, path, decode=True):
-        status, height, width, problems = self.results([path], decode)
-        if status[0] < 0:
+        # One file at a time (VOC's datasets ask for each image): no arrays made per call.
+        if not len(self.keys) or (decode and not self.decoded):
             return None
-        if status[0] > 0:
-            return problems[0]
-        return 'ok', int(height[0]), int(width[0])
+        key = path_key(os.path.abspath(path))
+        at = int(np.searchsorted(self.keys, np.uint64(key)))
+        if at == len(self.keys) or int(self.keys[at]) != key:
+            return None
+        status = int(self.status[at])
+        if status != OK:
+            return _KIND[status], self.messages[key]
+        return 'ok', int(self.height[at]), int(self.width[at])
 
 
 def _check_share(paths, indices, cache, decode):

@@ -9,6 +9,7 @@ script to print and save.
 Boxes use ChainerCV's ``(y_min, x_min, y_max, x_max)`` order; a box is valid only if
 ``0 <= y_min < y_max <= H`` and ``0 <= x_min < x_max <= W`` with all four values finite.
 """
+import math
 import os
 import struct
 
@@ -218,7 +219,7 @@ def box_problem(box, height, width, indices=False):
     """
     top = 1 if indices else 0
     y_min, x_min, y_max, x_max = (float(c) for c in box)
-    if not all(np.isfinite([y_min, x_min, y_max, x_max])):
+    if not all(math.isfinite(c) for c in (y_min, x_min, y_max, x_max)):
         return MALFORMED_BOX, 'has non-finite coordinates %r' % ((y_min, x_min, y_max, x_max),)
     for lo_name, lo, hi_name, hi in (('y_min', y_min, 'y_max', y_max),
                                      ('x_min', x_min, 'x_max', x_max)):
