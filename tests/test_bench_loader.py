@@ -38,6 +38,22 @@ def test_reader_gives_chainercv_pixels(jpegs, backend):
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize('backend', ['PIL', 'cv2'])
+def test_every_reader_gives_chainercv_pixels_and_the_last_is_the_datasets(jpegs, backend):
+    from chainer_yolo_dist.datasets.validation import read_image as datasets_read_image
+    assert [name for name, _ in bench_loader.READERS] == ['chainercv', 'opencv_planar',
+                                                          'datasets']
+    # The augmentation is timed on the last reader's output: the datasets' own.
+    assert bench_loader.READERS[-1][1] is datasets_read_image
+    for path, _, _ in jpegs:
+        with chainer.using_config('cv_read_image_backend', backend):
+            expected = read_image(path, color=True)
+        for name, reader in bench_loader.READERS:
+            got = reader(path)
+            assert got.dtype == np.float32, name
+            np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
 def test_reader_keeps_the_stored_pixel_grid_despite_exif_orientation(tmp_path):
     # Orientation 6 ("rotate 90 degrees to display"): annotations refer to the stored grid,
     # which ChainerCV's PIL backend returns and its cv2 backend (cv2.IMREAD_COLOR) rotates.
@@ -90,6 +106,7 @@ def test_script_writes_json_and_figure_to_a_new_run_folder(tmp_path):
     assert set(record['cases']) == {'detection_416', 'detection_608', 'classification_224'}
     for case in record['cases'].values():
         assert case['n_images_timed'] == 2 and case['augment_ms'] > 0
+        assert set(case['readers']) == {'chainercv', 'opencv_planar', 'datasets'}
         for entry in case['readers'].values():
             assert entry['images_per_s_per_core'] > 0
             assert set(entry['workers_per_gpu']) == {'200', '1000'}

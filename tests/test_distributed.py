@@ -54,6 +54,29 @@ def test_gathered_evaluation_equals_single_process(tmp_path):
     assert 0.2 < results['oracle']['single']['map'] < 0.95
 
 
+def test_scattered_evaluation_images_travel_interleaved_without_a_copy():
+    # The datasets' images are (3, H, W) views of (H, W, 3) memory: they are scattered as that
+    # memory (pickled with one copy, not gathered element by element) and predicted on as
+    # (3, H, W) again.
+    import pickle
+    from chainer_yolo_dist.detection.evaluation import _InterleavedImages, _predict_chw
+    hwc = np.random.RandomState(0).uniform(0, 255, (6, 5, 3)).astype(np.float32)
+    img = hwc.transpose(2, 0, 1)
+    bbox, label = np.zeros((1, 4), np.float32), np.zeros(1, np.int32)
+    sent, sent_bbox, sent_label = _InterleavedImages([(img, bbox, label)])[0]
+    assert sent.flags.c_contiguous and np.shares_memory(sent, hwc)
+    assert sent_bbox is bbox and sent_label is label
+    received = pickle.loads(pickle.dumps(sent, protocol=pickle.HIGHEST_PROTOCOL))
+
+    class Echo(object):
+        def predict(self, imgs):
+            return imgs
+
+    np.testing.assert_array_equal(_predict_chw(Echo())([received])[0], img)
+    planar = np.ascontiguousarray(img)  # other datasets' planar images are interleaved once
+    np.testing.assert_array_equal(_InterleavedImages([(planar,)])[0][0], hwc)
+
+
 @pytest.mark.parametrize('ranks, virtual', [(2, 2), (1, 4)])
 def test_virtual_ranks_equal_real_ranks(tmp_path, ranks, virtual):
     """k = 4 workers: 2 ranks x 2 virtual and 1 process x 4 virtual update as 4 real ranks."""

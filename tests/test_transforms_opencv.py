@@ -16,6 +16,10 @@ levels of [0, 255]:
   sampling positions to 1/32 pixel): mean |diff| <= 0.15, 99th percentile <= 1, at most 12.
 - Validation centre crop (a 1.67x reduction: PIL triangle against area average): mean |diff|
   <= 1, 99th percentile <= 5, image mean within 0.05.
+
+The images here are C-contiguous ``(3, H, W)``; the datasets' reader returns ``(3, H, W)`` views
+of interleaved memory, on which every transform gives the same outputs bit for bit (the last
+tests), so these tolerances hold for them too.
 """
 import math
 import threading
@@ -273,3 +277,64 @@ def test_scratch_arrays_are_per_thread():
     worker.join()
     assert not np.shares_memory(mine, theirs[0])
     assert np.shares_memory(mine, imageops.scratch('test', (2, 3, 3)))
+
+
+# ------------------------------------------------- the datasets' interleaved (3, H, W) images
+
+
+def _interleaved(img):
+    """``img``'s pixels as :func:`~chainer_yolo_dist.datasets.validation.read_image` returns
+    them: a ``(3, H, W)`` view of C-contiguous ``(H, W, 3)`` memory."""
+    view = np.ascontiguousarray(img.transpose(1, 2, 0)).transpose(2, 0, 1)
+    assert not view.flags.c_contiguous
+    return view
+
+
+def test_hwc_takes_an_interleaved_view_as_it_is_and_copies_planes(voc_like):
+    planar = voc_like[0]
+    view = _interleaved(planar)
+    out = imageops.scratch('test_hwc', (375, 500, 3))
+    out[...] = -1
+    got = imageops.hwc(view, out=out)
+    assert got.shape == (375, 500, 3) and got.flags.c_contiguous
+    assert np.shares_memory(got, view) and not np.shares_memory(got, out)
+    assert (out == -1).all()  # out is not used when no copy is needed
+    assert not got.flags.writeable and view.flags.writeable  # the caller's image stays writable
+    with pytest.raises(ValueError):
+        got[0, 0, 0] = 1  # the dataset's image cannot be altered through it
+    # A C-contiguous (3, H, W) array is interleaved into out; other dtypes are converted.
+    copied = imageops.hwc(planar, out=out)
+    assert np.shares_memory(copied, out) and not np.shares_memory(copied, planar)
+    assert copied.flags.writeable
+    np.testing.assert_array_equal(copied, got)
+    as_uint8 = imageops.hwc(np.ascontiguousarray(view.astype(np.uint8).transpose(1, 2, 0))
+                            .transpose(2, 0, 1))
+    assert as_uint8.dtype == np.float32 and as_uint8.flags.writeable
+
+
+def test_transforms_give_the_same_outputs_on_interleaved_images(voc_like):
+    # So the tolerances above, measured on C-contiguous images, hold for the datasets' images.
+    img, bbox, label = voc_like
+    view = _interleaved(img)
+    kept = view.copy()
+    cases = [
+        ('yolo', lambda im, seed: det_transforms.YOLOAugmentation(608)(
+            (im, bbox, label), np.random.RandomState(seed))),
+        ('yolo paper', lambda im, seed: det_transforms.for_reading('paper', 416)(
+            (im, bbox, label), np.random.RandomState(seed))),
+        ('darknet', lambda im, seed: cls_transforms.DarknetAugmentation(224)(
+            (im, np.int32(0)), np.random.RandomState(seed))),
+        ('center', lambda im, seed: cls_transforms.CenterCrop(224)((im, np.int32(0)))),
+        ('resize', lambda im, seed: det_transforms.ResizeTransform(416)((im, bbox, label))),
+        ('hsv', lambda im, seed: (imageops.distort_hsv(im, 0.1, 1.5, 1.5,
+                                                       np.random.RandomState(seed)),)),
+        ('warp', lambda im, seed: (cls_transforms.rotate_scale_crop(
+            im, 224, 0.1, 1.3, 4.0, -3.0, 1.1),)),
+    ]
+    for name, run in cases:
+        for seed in range(4):
+            new, ref = run(view, seed), run(img, seed)
+            assert new[0].flags.c_contiguous, name
+            for a, b in zip(new, ref):
+                np.testing.assert_array_equal(a, b, err_msg=name)
+    np.testing.assert_array_equal(view, kept)  # only read

@@ -10,11 +10,19 @@ directory, for
   (ImageNet's images are of the same order of size: about 400x350 on average).
 
 Each image is decoded with three readers: ``chainercv.utils.read_image`` (its OpenCV backend),
-:func:`read_rgb_chw` (the same pixels, without ChainerCV's strided float conversion) and the
-datasets' own Pillow reader (:func:`chainer_yolo_dist.datasets.validation.read_image`, which
-refuses truncated files). Time is taken both as process CPU time, which is what one core
-delivers whatever else the machine runs, and as wall-clock time, which on a shared machine
-includes waiting for a core; the record keeps both with the load average before and after.
+:func:`read_rgb_chw` (the same pixels as a C-contiguous ``(3, H, W)`` array, without ChainerCV's
+strided float conversion) and the datasets' own reader
+(:func:`chainer_yolo_dist.datasets.validation.read_image`: a check that a JPEG reaches its
+end-of-image marker, so that truncated files are refused, then OpenCV's decode, returned as a
+``(3, H, W)`` view of interleaved memory). The augmentation is timed once per image, on the
+datasets' reader's output, as in training, and each reader's rate adds that time to its
+decode. The augmentations take an interleaved view without a copy
+(:func:`chainer_yolo_dist.datasets.imageops.hwc`); ChainerCV's output is one too (its float
+conversion keeps the strided layout), while :func:`read_rgb_chw`'s planes are interleaved first,
+about 0.1 ms per 500x375 image that its rate leaves out.
+
+Time is taken both as process CPU time, which is what one core delivers whatever else the
+machine runs, and as wall-clock time, which on a shared machine includes waiting for a core; the record keeps both with the load average before and after.
 
 Workers per GPU: one worker process per core at the measured CPU-time rate, so feeding ``R``
 images/s takes ``ceil(R / rate)`` cores. This assumes the workers scale linearly (no shared
@@ -81,11 +89,11 @@ def read_chainercv(path):
     return read_image(path, color=True)
 
 
-#: (name, reader). ``datasets_pillow`` is what the VOC and ImageNet datasets call
+#: (name, reader). ``datasets`` is what the VOC and ImageNet datasets call
 #: (:func:`chainer_yolo_dist.datasets.validation.read_image`); it comes last, so the
-#: augmentation is timed on its output, a C-contiguous array like ``opencv_planar``'s.
+#: augmentation is timed on its output, an interleaved ``(3, H, W)`` view, as in training.
 READERS = (('chainercv', read_chainercv), ('opencv_planar', read_rgb_chw),
-           ('datasets_pillow', read_image))
+           ('datasets', read_image))
 
 
 def write_jpegs(directory, n_images, shape=VOC_SHAPE, seed=0, quality=QUALITY):
@@ -126,15 +134,15 @@ def time_case(task, size, examples, repeat=1, seed=0):
     """Decode + augment every example ``repeat`` times; returns seconds per image.
 
     Each decode is timed for every reader in :data:`READERS`; the augmentation runs on the
-    last reader's output (both readers give the same pixels). Returns a dict:
-    ``decode_cpu_s`` / ``decode_wall_s`` {reader: s per image}, ``augment_cpu_s``,
+    last reader's output (all readers give the same pixels, in different memory layouts).
+    Returns a dict: ``decode_cpu_s`` / ``decode_wall_s`` {reader: s per image}, ``augment_cpu_s``,
     ``augment_wall_s`` (s per image) and ``n`` (images timed).
     """
     aug = make_augmentation(task, size)
     rng = np.random.RandomState(seed)
     # One untimed pass over a few images: imports, first-call set-up, scratch arrays.
     for path, bbox, label in examples[:2]:
-        img = read_rgb_chw(path)
+        img = READERS[-1][1](path)
         aug((img, bbox, label) if task == 'detection' else (img, np.int32(0)), rng)
     decode_cpu = dict.fromkeys((name for name, _ in READERS), 0.0)
     decode_wall = dict(decode_cpu)

@@ -1,9 +1,10 @@
 """Image operations shared by the systems' augmentations, on OpenCV.
 
 Conventions: ChainerCV's ``(C, H, W)`` float32 RGB in [0, 255] at the interfaces, OpenCV's
-C-contiguous ``(H, W, C)`` float32 inside (:func:`hwc` and :func:`chw` convert). Every resize
-picks its OpenCV interpolation explicitly, so that no output depends on whether ChainerCV would
-choose cv2 or PIL. Intermediate images go to per-thread reusable arrays (:func:`scratch`):
+C-contiguous ``(H, W, C)`` float32 inside (:func:`hwc` and :func:`chw` convert; the datasets'
+images are ``(C, H, W)`` views of interleaved memory, which :func:`hwc` takes without a copy).
+Every resize picks its OpenCV interpolation explicitly, so that no output depends on whether
+ChainerCV would choose cv2 or PIL. Intermediate images go to per-thread reusable arrays (:func:`scratch`):
 measured in ``docs/loader.md``, fresh multi-megabyte arrays cost more in page faults than the
 arithmetic.
 """
@@ -108,9 +109,19 @@ def scratch(name, shape):
 def hwc(img, out=None):
     """float32 ``(C, H, W)`` -> C-contiguous float32 ``(H, W, C)`` (OpenCV's layout).
 
-    ``out``: optional float32 ``(H, W, C)`` to write to (see :func:`scratch`).
+    When ``img`` is already a ``(C, H, W)`` view of C-contiguous float32 ``(H, W, C)`` memory
+    (what :func:`chainer_yolo_dist.datasets.validation.read_image` returns), the result is that
+    memory, ``img.transpose(1, 2, 0)``, made read-only: no copy, and ``out`` is not used. It
+    shares memory with ``img``, so callers only read it (every augmentation here reads its
+    source and writes into other arrays; the read-only flag makes a write raise instead of
+    altering the dataset's image). Otherwise the planes are interleaved into ``out``
+    (optional float32 ``(H, W, C)``, see :func:`scratch`) or a new array.
     """
     C, H, W = img.shape
+    interleaved = img.transpose(1, 2, 0)
+    if interleaved.dtype == np.float32 and interleaved.flags.c_contiguous:
+        interleaved.flags.writeable = False
+        return interleaved
     planes = [np.ascontiguousarray(plane, dtype=np.float32) for plane in img]
     # cv2.merge interleaves contiguous planes several times faster than a transposed copy.
     return cv2.merge(planes, dst=out).reshape(H, W, C)

@@ -41,7 +41,10 @@ class NoisyOracle(object):
 
 def main(out):
     comm = chainermn.create_communicator('naive')
-    test = SyntheticShapesDataset('test', 13, size=64, seed=1)
+    shapes = SyntheticShapesDataset('test', 13, size=64, seed=1)
+    # Images laid out as the datasets' reader returns them: (3, H, W) views of (H, W, 3).
+    test = chainer.datasets.TransformDataset(shapes, lambda example: (
+        np.ascontiguousarray(example[0].transpose(1, 2, 0)).transpose(2, 0, 1),) + example[1:])
     np.random.seed(0)
     model = build_model('yolov3_small', 4)
     chain = YOLOTrainChain(model, build_loss(model))
@@ -56,9 +59,9 @@ def main(out):
     results = {}
     for name, detector in (('yolov3_small', model), ('oracle', NoisyOracle(test))):
         distributed = evaluate_detection(detector, test, comm, batchsize=3,
-                                         class_names=test.class_names)
+                                         class_names=shapes.class_names)
         single = (evaluate_detection(detector, test, None, batchsize=5,
-                                     class_names=test.class_names) if comm.rank == 0 else None)
+                                     class_names=shapes.class_names) if comm.rank == 0 else None)
         results[name] = {'distributed': distributed, 'single': single}
     if comm.rank == 0:
         with open(out, 'w') as f:
