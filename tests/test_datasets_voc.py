@@ -294,3 +294,29 @@ def test_one_pixel_past_any_edge_is_outside_on_every_side():
     # Pixel-edge coordinates (synthetic data): valid up to the size itself.
     assert V.box_problem([0, 0, 40, 60], 40, 60) is None
     assert V.box_problem([0, 0, 41, 60], 40, 60)[0] == V.BOX_OUTSIDE_IMAGE
+
+
+def test_read_objects_keeps_every_object_as_written_and_says_what_is_malformed(tmp_path):
+    from chainer_yolo_dist.datasets.voc import read_objects
+    path = str(tmp_path / 'a.xml')
+    write_xml(path, [('Dog ', (10, 12, 30, 33), 1), ('zebra', (1, 2, 3, 4), None),
+                     ('cat', ('x', 2, 3, 4), 0)])
+    objects = read_objects(path)
+    assert objects[0] == ('Dog ', True, [11.0, 9.0, 32.0, 29.0])  # (y, x) order, minus 1
+    assert objects[1] == ('zebra', False, [1.0, 0.0, 3.0, 2.0])  # no <difficult>: 0
+    assert objects[2][:2] == ('cat', None) and 'x' in objects[2][2]
+
+
+def test_datasets_use_the_annotations_read_across_the_ranks(devkit, monkeypatch):
+    """What rank 0 gathered at start-up is what the dataset checks: the XML is not read again
+    (here the file changed after the read, and the dataset keeps what was read)."""
+    from chainer_yolo_dist.datasets import voc
+    root = os.path.join(devkit, 'VOC2007')
+    xml = os.path.join(root, 'Annotations', '000007.xml')
+    read = voc.read_objects(xml)
+    write_xml(xml, [('car', (1, 1, 60, 40), 0), ('dog', (2, 2, 9, 9), 0)])
+    monkeypatch.setattr(voc, '_READ', {os.path.abspath(xml): read})
+    ds = VOCFormatDataset(root, 'trainval', voc_bbox_label_names)
+    assert len(ds[1][1]) == 1  # the one car that was read, not the two boxes written since
+    voc.forget_read_annotations()
+    assert len(VOCFormatDataset(root, 'trainval', voc_bbox_label_names)[1][1]) == 2

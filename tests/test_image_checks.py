@@ -26,7 +26,7 @@ def test_images_are_checked_once_across_ranks_and_again_when_they_change(tmp_pat
     cache = tmp_path / 'cache'
     first = _start(root, tmp_path / 'run1', cache)
     assert 'image checks: 0 images unchanged since a previous start (cached), 8 decoded now ' \
-           'across 2 ranks' in first.stdout
+           'across 2 ranks; 8 annotations read across the ranks' in first.stdout
     second = _start(root, tmp_path / 'run2', cache)
     assert 'image checks: 8 images unchanged since a previous start (cached), 0 decoded now' \
            in second.stdout

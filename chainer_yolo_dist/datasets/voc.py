@@ -28,30 +28,84 @@ def _canonical(name):
     return name.lower().strip()
 
 
+def read_objects(xml_path):
+    """The objects of one VOC XML as written, before any check against classes or the image.
+
+    Returns a list, one ``(name, difficult, box)`` per ``<object>`` in file order: ``name`` the
+    ``<name>`` text (None if absent); ``difficult`` bool (a missing tag counts as 0, as many
+    non-VOC tools omit it); ``box`` ``[y_min, x_min, y_max, x_max]`` floats, VOC's 1-based
+    inclusive pixel indices minus 1 (ChainerCV's convention), or, for a malformed object, the
+    text of what is wrong with it (``difficult`` is then None). Raises ``ET.ParseError`` or
+    ``OSError`` when the file cannot be read as XML.
+    """
+    root = ET.parse(xml_path).getroot()
+    objects = []
+    for obj in root.findall('object'):
+        name = obj.findtext('name')
+        try:
+            difficult = bool(int(obj.findtext('difficult', default='0').strip() or 0))
+            bndbox = obj.find('bndbox')
+            box = [float(bndbox.find(tag).text) - 1 for tag in ('ymin', 'xmin', 'ymax', 'xmax')]
+        except (AttributeError, TypeError, ValueError) as e:
+            objects.append((name, None, str(e)))
+            continue
+        objects.append((name, difficult, box))
+    return objects
+
+
+def _read_or_error(xml_path):
+    try:
+        return read_objects(xml_path)
+    except (ET.ParseError, OSError) as e:
+        return 'unreadable annotation (%s)' % e
+
+
+#: Annotations read across the ranks at start-up (:func:`read_annotations_across_ranks`),
+#: by absolute path: what :func:`read_objects` returned, or the text of why it failed.
+_READ = {}
+
+
+def read_annotations_across_ranks(xml_paths, comm):
+    """Reads the VOC XML files ``xml_paths`` (the same list on every rank) split across the
+    ranks of ``comm``: rank ``r`` parses every ``size``-th file, rank 0 gathers what they read
+    and keeps it for the datasets it builds next (which then open no XML file that was read
+    here; the checks against classes and image sizes stay theirs). Returns the number read.
+    """
+    mine = [(os.path.abspath(p), _read_or_error(p)) for p in xml_paths[comm.rank::comm.size]
+            if os.path.isfile(p)]  # a missing file is the dataset's to report
+    gathered = comm.gather_obj(mine)
+    _READ.clear()
+    if comm.rank == 0:
+        for share in gathered:
+            _READ.update(share)
+    return sum(len(share) for share in gathered) if comm.rank == 0 else None
+
+
+def forget_read_annotations():
+    """Drops what :func:`read_annotations_across_ranks` read (once the datasets are built)."""
+    _READ.clear()
+
+
 def _parse_objects(xml_path, class_index, height, width, report):
-    """Parses one VOC XML; returns ``(bbox, label, difficult)`` of its valid objects, or None.
+    """Checks one VOC XML's objects; returns ``(bbox, label, difficult)`` of its valid objects,
+    or None if the file cannot be read.
 
     Coordinates are VOC's 1-based inclusive pixel indices minus 1 (ChainerCV's convention).
-    A missing ``<difficult>`` tag counts as 0 (many non-VOC tools omit it).
     """
-    try:
-        root = ET.parse(xml_path).getroot()
-    except (ET.ParseError, OSError) as e:
-        report.record(V.UNREADABLE_ANNOTATION, xml_path, 'unreadable annotation (%s)' % e)
+    objects = _READ.get(os.path.abspath(xml_path)) if _READ else None
+    if objects is None:
+        objects = _read_or_error(xml_path)
+    if isinstance(objects, str):
+        report.record(V.UNREADABLE_ANNOTATION, xml_path, objects)
         return None
     bbox, label, difficult = [], [], []
-    for k, obj in enumerate(root.findall('object')):
-        name = obj.findtext('name')
+    for k, (name, diff, box) in enumerate(objects):
         if name is None or _canonical(name) not in class_index:
             report.record(V.UNKNOWN_CLASS, xml_path, 'box %d has unknown class name %r'
                           % (k, name))
             continue
-        try:
-            diff = int(obj.findtext('difficult', default='0').strip() or 0)
-            bndbox = obj.find('bndbox')
-            box = [float(bndbox.find(tag).text) - 1 for tag in ('ymin', 'xmin', 'ymax', 'xmax')]
-        except (AttributeError, TypeError, ValueError) as e:
-            report.record(V.MALFORMED_BOX, xml_path, 'box %d is malformed (%s)' % (k, e))
+        if diff is None:
+            report.record(V.MALFORMED_BOX, xml_path, 'box %d is malformed (%s)' % (k, box))
             continue
         problem = V.box_problem(box, height, width, indices=True)
         if problem is not None:
@@ -59,7 +113,7 @@ def _parse_objects(xml_path, class_index, height, width, report):
             continue
         bbox.append(box)
         label.append(class_index[_canonical(name)])
-        difficult.append(bool(diff))
+        difficult.append(diff)
     return (np.asarray(bbox, np.float32).reshape(-1, 4), np.asarray(label, np.int32),
             np.asarray(difficult, bool))
 
@@ -190,20 +244,39 @@ def require_voc(devkit_dir, parts):
 def image_files(root, split):
     """The image paths of split ``split`` of the VOC-layout dataset at ``root`` (for checking
     them across ranks before the dataset is built); ``[]`` where the split list is missing."""
+    return _split_files(root, split, 'JPEGImages', '.jpg')
+
+
+def annotation_files(root, split):
+    """The annotation (XML) paths of split ``split`` of the VOC-layout dataset at ``root``."""
+    return _split_files(root, split, 'Annotations', '.xml')
+
+
+def _split_files(root, split, folder, extension):
     id_file = os.path.join(root, 'ImageSets', 'Main', split + '.txt')
     if not os.path.isfile(id_file):
         return []
     with open(id_file) as f:
-        return [os.path.join(root, 'JPEGImages', line.split()[0] + '.jpg')
+        return [os.path.join(root, folder, line.split()[0] + extension)
                 for line in f if line.strip()]
+
+
+#: VOC2007+2012 trainval (training) and VOC2007 test (evaluation), the papers' splits.
+VOC0712_SPLITS = (('2007', 'trainval'), ('2012', 'trainval'), ('2007', 'test'))
 
 
 def voc0712_image_files(data_dir=None):
     """The image paths of VOC2007+2012 trainval and VOC2007 test."""
     devkit = data_dir if data_dir is not None else default_devkit_dir()
-    return [path for year, split in (('2007', 'trainval'), ('2012', 'trainval'),
-                                     ('2007', 'test'))
+    return [path for year, split in VOC0712_SPLITS
             for path in image_files(os.path.join(devkit, 'VOC' + year), split)]
+
+
+def voc0712_annotation_files(data_dir=None):
+    """The annotation paths of VOC2007+2012 trainval and VOC2007 test."""
+    devkit = data_dir if data_dir is not None else default_devkit_dir()
+    return [path for year, split in VOC0712_SPLITS
+            for path in annotation_files(os.path.join(devkit, 'VOC' + year), split)]
 
 
 def voc0712_train(data_dir=None, on_bad_sample='error', check_images=True):

@@ -1,8 +1,10 @@
 """The detection datasets of a run, chosen by name (the registry of detection datasets)."""
 from chainer_yolo_dist.datasets import image_checks
 from chainer_yolo_dist.datasets.synthetic import SyntheticShapesDataset
-from chainer_yolo_dist.datasets.voc import (VOCFormatDataset, default_devkit_dir, image_files,
-                                            voc07_test, voc0712_image_files, voc0712_train)
+from chainer_yolo_dist.datasets.voc import (
+    VOCFormatDataset, annotation_files, default_devkit_dir, forget_read_annotations, image_files,
+    read_annotations_across_ranks, voc07_test, voc0712_annotation_files, voc0712_image_files,
+    voc0712_train)
 
 #: The detection datasets a preset or ``--dataset`` may name.
 DATASETS = ('synthetic', 'voc0712', 'vocformat')
@@ -10,21 +12,27 @@ DATASETS = ('synthetic', 'voc0712', 'vocformat')
 
 def check_images(request, comm, log):
     """Decodes every image of the run's data once, split across the ranks, and remembers the
-    results (:func:`~chainer_yolo_dist.datasets.image_checks.check_images_across_ranks`): rank 0
-    then builds the datasets without opening an unchanged image again."""
+    results (:func:`~chainer_yolo_dist.datasets.image_checks.check_images_across_ranks`);
+    reads the annotations split across the ranks too
+    (:func:`~chainer_yolo_dist.datasets.voc.read_annotations_across_ranks`): rank 0 then builds
+    the datasets without opening an unchanged image or any annotation again."""
     if request.dataset == 'voc0712':
         root = request.data_dir or default_devkit_dir()
-        paths = voc0712_image_files(root)
+        paths, xml_paths = voc0712_image_files(root), voc0712_annotation_files(root)
     elif request.dataset == 'vocformat' and request.data_dir:
         root = request.data_dir
-        paths = image_files(root, request.train_split) + image_files(root, request.test_split)
+        splits = (request.train_split, request.test_split)
+        paths = [p for split in splits for p in image_files(root, split)]
+        xml_paths = [p for split in splits for p in annotation_files(root, split)]
     else:
         return  # generated data: nothing on disk
     cached, checked = image_checks.check_images_across_ranks(
         paths, comm, True, image_checks.default_cache_path(root))
+    n_read = read_annotations_across_ranks(xml_paths, comm)
     if comm.rank == 0 and paths:
         log('image checks: %d images unchanged since a previous start (cached), %d decoded '
-            'now across %d ranks' % (cached, checked, comm.size))
+            'now across %d ranks; %d annotations read across the ranks'
+            % (cached, checked, comm.size, n_read))
 
 
 def load_data(request):
@@ -43,6 +51,7 @@ def load_data(request):
     """
     train, class_names, train_report = load_split(request, 'train')
     test, _, test_report = load_split(request, 'test')
+    forget_read_annotations()  # the datasets hold what they need
     return train, test, class_names, {'train': train_report, 'test': test_report}
 
 
