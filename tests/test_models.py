@@ -135,3 +135,22 @@ def test_a_bare_model_file_is_evaluated_from_its_options(tmp_path):
     chainer.serializers.save_npz(str(path), build_classifier('darknet19', 4, 1 / 8))
     with pytest.raises(ValueError, match='this is a classifier, not a detector'):
         detector_prefix(str(path))
+
+
+@pytest.mark.parametrize('name', ['yolov2', 'yolov2_tiny', 'yolov3_small'])
+def test_parameters_initialised_at_the_init_side_are_those_of_the_training_size(name):
+    """The recipe creates the lazy parameters with one forward at INIT_SIDE, not at 416/608:
+    the same shapes and the same random draws, in the same order."""
+    from chainer_yolo_dist.detection.models import INIT_SIDE
+
+    def initialised(side):
+        np.random.seed(3)
+        model = build_model(name, 20)
+        with chainer.using_config('train', False), chainer.no_backprop_mode():
+            model(np.zeros((1, 3, side, side), np.float32))
+        return {k: p.array for k, p in model.namedparams()}
+
+    small, full = initialised(INIT_SIDE), initialised(416)
+    assert small.keys() == full.keys() and all(v is not None for v in small.values())
+    for key in full:
+        np.testing.assert_array_equal(small[key], full[key], err_msg=key)

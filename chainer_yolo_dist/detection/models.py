@@ -121,6 +121,10 @@ class YOLOv3Small(YOLOv3):
 
 #: Networks selectable with ``--model``: name -> constructor (the loss follows the head:
 #: :func:`build_loss`).
+#: The smallest input side every network here accepts (their stride): a forward pass at it
+#: creates their lazily initialised parameters as one at the training size would.
+INIT_SIDE = 32
+
 MODELS = {
     'yolov2': YOLOv2,
     'yolov2_tiny': YOLOv2Tiny,
