@@ -181,3 +181,24 @@ def test_a_tiny_imagenet_rehearsal_runs_train_darknet_on_the_list_files(tmp_path
     assert [t['target'] for t in record['targets']] == [
         'launch to first update, first start (s)',
         'memory beyond the network\'s footprint (MB)']
+
+
+def test_stop_ends_every_process_below_the_job_even_in_other_process_groups(tmp_path):
+    """MPICH's proxy starts each rank in a process group of its own, and the ranks start
+    forkserver and loader processes: stopping a start must leave none of them running."""
+    import signal
+    import subprocess
+    import sys
+    from chainer_yolo_dist.benchmarks.rehearsal import _alive, stop
+    script = ('import subprocess, sys, time\n'
+              'child = subprocess.Popen([sys.executable, "-c", "import signal, time; '
+              'signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"], '
+              'start_new_session=True)\n'
+              'print(child.pid, flush=True)\n'
+              'time.sleep(60)\n')
+    proc = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    grandchild = int(proc.stdout.readline())
+    stop(proc, grace=1)
+    assert proc.returncode == -signal.SIGTERM
+    assert _alive([grandchild]) == []  # gone, or a zombie waiting for init to reap it

@@ -136,24 +136,65 @@ def _records(timing_dir, ranks):
     return out
 
 
+def descendants(pid):
+    """The pids of every process below ``pid`` (Linux ``/proc``; empty elsewhere)."""
+    children = {}
+    for entry in os.listdir('/proc') if os.path.isdir('/proc') else ():
+        if entry.isdigit():
+            try:
+                with open('/proc/%s/stat' % entry) as f:
+                    ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # exited meanwhile
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _alive(pids):
+    alive = []
+    for pid in pids:
+        try:
+            with open('/proc/%d/stat' % pid) as f:
+                if f.read().rsplit(')', 1)[1].split()[0] != 'Z':
+                    alive.append(pid)
+        except OSError:
+            pass
+    return alive
+
+
 def stop(proc, grace=30):
-    """Ends the job ``proc`` started in its own session: SIGTERM to its process group (mpiexec,
-    the ranks, their loader workers), SIGKILL after ``grace`` seconds."""
+    """Ends the job ``proc`` started in its own session: SIGTERM to its process group and to
+    every process below it (MPICH's proxy puts each rank in a process group of its own; the
+    ranks' forkserver and loader workers), SIGKILL after ``grace`` seconds; returns once all
+    of them have exited, so that the next start does not share the cores with this one's
+    leftovers."""
+    family = descendants(proc.pid)
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
-        if proc.poll() is not None:
+        family = _alive(set(family) | set(descendants(proc.pid)))
+        if proc.poll() is not None and not family:
             break
+        for pid in family:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
-            break
-        try:
-            proc.wait(wait)
-        except subprocess.TimeoutExpired:
             pass
+        deadline = time.time() + wait
+        while time.time() < deadline and (proc.poll() is None or _alive(family)):
+            time.sleep(0.1)
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # stragglers of a group whose leader has exited
     except ProcessLookupError:
         pass
+    proc.wait()
 
 
 def run_start(argv, env, ranks, log_path, timeout):
