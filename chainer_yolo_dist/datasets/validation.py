@@ -12,7 +12,6 @@ Boxes use ChainerCV's ``(y_min, x_min, y_max, x_max)`` order; a box is valid onl
 import io
 import math
 import os
-import struct
 
 import numpy as np
 from PIL import Image
@@ -114,37 +113,17 @@ class BadSampleReport(object):
 
 
 def jpeg_header_size(path):
-    """``(H, W)`` from a JPEG file's frame header, or ``None`` if the file does not start as a
-    JPEG or its markers up to the frame header cannot be followed (the caller then asks PIL).
-
-    Reads the markers from SOI to the first SOF (the frame header holds the size), at most
-    the first 64 KiB (EXIF blocks are smaller). About 13 us a file where ``PIL.Image.open``
-    takes 60-90 us: at ImageNet's 1.33 M files that is the difference between a quarter of a
-    minute and two minutes of start-up (``docs/rehearsal.md``).
+    """``(H, W)`` from a JPEG file's frame header (:func:`~.jpeg.frame_size` on its first
+    64 KiB; EXIF blocks are smaller), or ``None`` if it is not a JPEG or the header cannot be
+    followed (the caller then asks PIL). About 13 us a file where ``PIL.Image.open`` takes
+    60-90 us: at ImageNet's 1.33 M files that is the difference between a quarter of a minute
+    and two minutes of start-up (``docs/rehearsal.md``).
     """
     fd = os.open(path, os.O_RDONLY)
     try:
-        head = os.read(fd, 65536)
+        return jpeg.frame_size(os.read(fd, 65536))
     finally:
         os.close(fd)
-    if head[:2] != b'\xff\xd8':
-        return None
-    i = 2
-    while i + 9 <= len(head):
-        if head[i] != 0xff:
-            return None
-        marker = head[i + 1]
-        if marker == 0xff:  # fill byte before a marker
-            i += 1
-            continue
-        # SOF0-SOF15 but DHT (C4), JPG (C8) and DAC (CC): precision, height, width.
-        if 0xc0 <= marker <= 0xcf and marker not in (0xc4, 0xc8, 0xcc):
-            height, width = struct.unpack('>HH', head[i + 5:i + 9])
-            return (height, width) if height and width else None
-        if marker == 0xda or 0xd0 <= marker <= 0xd9:  # a scan or a lone marker before any SOF
-            return None
-        i += 2 + struct.unpack('>H', head[i + 2:i + 4])[0]
-    return None
 
 
 def image_size(path, decode=True):
