@@ -203,10 +203,9 @@ def check_images_across_ranks(paths, comm, decode, cache_path):
         arrays = {name: np.concatenate([g[0][name] for g in gathered]) for name in share}
         ok = arrays['status'] == OK
         found = {name: arrays[name][ok] for name in ('key', 'size', 'mtime', 'height', 'width')}
-        found['decoded'] = np.full(int(ok.sum()), bool(decode))
-        if decode is False:  # a header check keeps what a former decode established
-            was_decoded = cache.lookup(found['key'], found['size'], found['mtime'], True)[0]
-            found['decoded'] = was_decoded
+        # A header check keeps what a former decode of the unchanged file established.
+        found['decoded'] = (np.ones(int(ok.sum()), bool) if decode else
+                            cache.lookup(found['key'], found['size'], found['mtime'], True)[0])
         cache.updated(found).save()
         all_messages = {}
         for g in gathered:
