@@ -19,6 +19,9 @@ def _env(extra=None):
     env['PYTHONUNBUFFERED'] = '1'
     env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
     env['MPLBACKEND'] = 'Agg'
+    # Every ChainerMN communicator refuses non-host buffers to mpi4py (core/host_buffers.py):
+    # device memory handed to this non-CUDA-aware MPI fails on the CPU too, not only on a GPU.
+    env['CHAINER_YOLO_DIST_CHECK_MPI_BUFFERS'] = '1'
     # Image checks are remembered per data directory: keep the tests' out of ~/.cache.
     env.setdefault('CHAINER_YOLO_DIST_CACHE', os.path.join(tempfile.gettempdir(),
                                                           'chainer_yolo_dist_test_cache'))

@@ -12,6 +12,7 @@ from chainer import reporter as reporter_module
 from chainer.training import extensions
 
 from chainer_yolo_dist.core import iterators, sharding
+from chainer_yolo_dist.core.persistents import mean_persistents
 from chainer_yolo_dist.classification.chain import converter
 from chainer_yolo_dist.classification.transforms import CenterCrop
 
@@ -69,10 +70,9 @@ def validator(chain, model, test, settings, comm):
     val = chainer.datasets.TransformDataset(
         sharding.subset(test, sharding.scatter_validation(len(test), comm)),
         CenterCrop(settings.preset.insize))
-    sync_bn = chainermn.extensions.AllreducePersistent(model, comm)
     evaluator = ShardEvaluator(
         iterators.eval_iterator(val, settings.eval_batchsize, settings.loaderjob), chain,
         len(test), comm.size, converter=converter, device=settings.device,
-        eval_hook=lambda _: sync_bn())
+        eval_hook=lambda _: mean_persistents(comm, model))
     evaluator.name = 'validation'  # the keys' prefix, also outside the trainer
     return chainermn.create_multi_node_evaluator(evaluator, comm)

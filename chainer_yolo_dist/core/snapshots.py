@@ -14,6 +14,7 @@ from chainer.training import extensions
 from chainer.training.extensions import snapshot_writers
 
 from chainer_yolo_dist.core import atomic, finite
+from chainer_yolo_dist.core.persistents import MeanPersistents
 
 SNAPSHOT_NAME = 'snapshot_iter_{.updater.iteration}'
 
@@ -63,13 +64,14 @@ class RunIdentity(chainer.training.Extension):
 def add_snapshots(trainer, settings, comm, chain, model):
     """Rank 0's trainer snapshots every ``settings.snapshot_interval`` iterations (or at the
     end), the newest ``settings.keep_snapshots`` kept; refused if any value is not finite."""
-    import chainermn
     trigger = ((settings.snapshot_interval, 'iteration') if settings.snapshot_interval
                else settings.stop_trigger)
     trainer.extend(RunIdentity(settings))
     if comm.size > 1:
-        trainer.extend(chainermn.extensions.AllreducePersistent(model, comm),
-                       trigger=trigger, name='allreduce_persistent')
+        # batch-normalisation statistics averaged over the ranks before rank 0 writes them
+        # (through NCCL or a host buffer: never device memory to MPI, see core/persistents)
+        trainer.extend(MeanPersistents(model, comm), trigger=trigger,
+                       name='allreduce_persistent')
     if comm.rank == 0:
         trainer.extend(
             extensions.snapshot(

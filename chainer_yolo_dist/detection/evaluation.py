@@ -4,7 +4,7 @@ Rank 0 reads the test set and ChainerCV's ``apply_to_iterator(..., comm=comm)`` 
 images, every rank predicts on its share, and the predictions are gathered on rank 0, where
 ``eval_detection_voc`` computes the mAP over the whole test set: the same number a single
 process gets for the same model. Every rank must hold the same model (parameters and batch
-normalisation statistics: see ``chainermn.extensions.AllreducePersistent``).
+normalisation statistics: see :func:`chainer_yolo_dist.core.persistents.mean_persistents`).
 """
 import os
 
@@ -13,6 +13,7 @@ import numpy as np
 from chainercv.evaluations import eval_detection_voc
 from chainercv.utils import apply_to_iterator
 
+from chainer_yolo_dist.core.persistents import mean_persistents
 from chainer_yolo_dist.detection.counts import DEFAULT_SCORE_THRESH, detection_counts
 
 
@@ -126,8 +127,7 @@ class DetectionEvaluator(chainer.training.Extension):
     def __call__(self, trainer=None):
         from chainer_yolo_dist.detection.models import set_insize
         if self.comm is not None and self.comm.size > 1:
-            import chainermn
-            chainermn.extensions.AllreducePersistent(self.model, self.comm)()
+            mean_persistents(self.comm, self.model)
         if self.eval_insize:
             set_insize(self.model, self.eval_insize)
         self.model.use_preset('evaluate')
@@ -144,15 +144,19 @@ class DetectionEvaluator(chainer.training.Extension):
 
 
 def evaluate_saved_model(path, request, model_name, comm, insize, batchsize=8,
-                         score_thresh=DEFAULT_SCORE_THRESH):
-    """Evaluates the network in ``path`` on the test split of ``request`` (DetectionData);
-    reads nothing of the training split. Returns the result on rank 0, None elsewhere."""
+                         score_thresh=DEFAULT_SCORE_THRESH, device=-1):
+    """Evaluates the network in ``path`` on the test split of ``request`` (DetectionData)
+    on this rank's GPU ``device`` (-1: the CPU); reads nothing of the training split.
+    Returns the result on rank 0, None elsewhere."""
     from chainer_yolo_dist.detection.data import load_split
     from chainer_yolo_dist.detection.models import build_model, set_insize
     test, class_names, _ = comm.bcast_obj(
         load_split(request, 'test') if comm.rank == 0 else None)
     model = build_model(model_name, len(class_names))
     _load_model(path, model)
+    if device >= 0:  # ChainerCV's predict takes host images and returns host arrays
+        chainer.backends.cuda.get_device_from_id(device).use()
+        model.to_gpu(device)
     set_insize(model, insize)
     model.use_preset('evaluate')
     result = evaluate_detection(model, test, comm, batchsize, class_names=class_names,

@@ -5,7 +5,7 @@ As :mod:`chainer_yolo_dist.detection.evaluation`: rank 0 reads the test clips an
 clips, and the scores are gathered on rank 0 in the test set's order, where
 :func:`~chainer_yolo_dist.slowfast.metric.frame_map` computes one mAP over the whole test set:
 the number a single process gets for the same model. Every rank must hold the same model
-(parameters and batch-normalisation statistics: ``chainermn.extensions.AllreducePersistent``).
+(parameters and batch-normalisation statistics: ``core.persistents.mean_persistents``).
 
 Each test example is one keyframe with its boxes; every box is scored for every evaluated
 class (as PySlowFast's ``get_ava_eval_data``), and the ground truth is the example's
@@ -15,17 +15,20 @@ import chainer
 import numpy as np
 from chainercv.utils import apply_to_iterator
 
-from chainer_yolo_dist.slowfast.batch import concat_clips
+from chainer_yolo_dist.core.persistents import mean_persistents
+from chainer_yolo_dist.slowfast.batch import concat_normalised_clips
 from chainer_yolo_dist.slowfast.metric import frame_map
-from chainer_yolo_dist.slowfast.transforms import normalise
 
 
 def _scorer(detector):
-    """``(clips, bboxes) -> ([scores (R_i, n_class)], bboxes)`` for ``apply_to_iterator``."""
+    """``(clips, bboxes) -> ([scores (R_i, n_class)], bboxes)`` for ``apply_to_iterator``.
+
+    The raw clips (AVA: uint8) go to the detector's device as they are and are normalised there
+    (:func:`.batch.concat_normalised_clips`), as in training."""
     def score(clips, bboxes):
-        batch = [(normalise(c), b, np.zeros((len(b), 1), np.int32)) for c, b in zip(clips, bboxes)]
+        batch = [(c, b, np.zeros((len(b), 1), np.int32)) for c, b in zip(clips, bboxes)]
         device = chainer.backend.get_device_from_array(detector.head.fc.W.array)
-        x, rois, roi_indices, _ = concat_clips(batch, device)
+        x, rois, roi_indices, _ = concat_normalised_clips(batch, device)
         probs = chainer.backend.CpuDevice().send(detector.predict(x, rois, roi_indices))
         counts = np.cumsum([len(b) for b in bboxes])[:-1]
         return np.split(probs, counts), list(bboxes)
@@ -88,8 +91,7 @@ class ActionEvaluator(chainer.training.Extension):
 
     def __call__(self, trainer=None):
         if self.comm is not None and self.comm.size > 1:
-            import chainermn
-            chainermn.extensions.AllreducePersistent(self.detector, self.comm)()
+            mean_persistents(self.comm, self.detector)
         result = evaluate_actions(self.detector, self.test, self.comm, self.batchsize)
         chainer.reporter.report({'validation/main/map': result['map']})
         self.last_result = result
