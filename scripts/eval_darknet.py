@@ -41,6 +41,8 @@ def parse_args(argv=None):
                    'the run\'s, else 224 on ImageNet and the image size on synthetic data)')
     p.add_argument('--on-bad-sample', choices=['error', 'skip'], default='error')
     p.add_argument('--batchsize', type=int, default=32)
+    p.add_argument('--device', type=int, help='GPU id, or -1 for the CPU (default: GPU 0 '
+                   'where CUDA sees one, else the CPU)')
     p.add_argument('--out', help='write the result as JSON here')
     p.add_argument('--debug', action='store_true', help='show the traceback of an error')
     return p.parse_args(argv)
@@ -54,7 +56,18 @@ def evaluate(args):
         synthetic=args.synthetic, data_dir=args.data_dir, val_list=args.val_list,
         n_test_images=args.n_test_images, image_size=args.image_size, seed=args.seed,
         insize=args.insize, on_bad_sample=args.on_bad_sample)
-    result = ensemble.evaluate_ensemble(models, dataset, args.batchsize)
+    from chainer_yolo_dist.core import devices
+    gpus = devices.gpu_count()
+    device = args.device if args.device is not None else 0 if gpus else -1
+    if device >= gpus:
+        raise ValueError('--device %d: this machine has %d CUDA GPU(s) visible'
+                         % (device, gpus))
+    if device >= 0:
+        import chainer
+        chainer.backends.cuda.get_device_from_id(device).use()
+        for model in models:
+            model.to_gpu(device)
+    result = ensemble.evaluate_ensemble(models, dataset, args.batchsize, device=device)
     print('%s, %d images at %d px' % (description, result['n'], insize))
     for i, (path, info, member) in enumerate(zip(args.models, infos, result['members']), 1):
         print('model %d: %s (%s)' % (i, path, info.description))

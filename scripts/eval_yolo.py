@@ -37,7 +37,9 @@ def parse_args(argv=None):
     p.add_argument('--score-thresh', type=float, default=None,
                    help='score threshold of the TP/FP/FN counts (default 0.25, the reading '
                    'of paper 002 Table 2: AlexeyAB darknet\'s detector map)')
-    p.add_argument('--communicator', default=None)
+    p.add_argument('--communicator', choices=['pure_nccl', 'naive'], default=None,
+                   help='pure_nccl (the default where a GPU is visible: each rank evaluates '
+                   'on its own GPU) or naive (the CPU)')
     p.add_argument('--out', help='write the result as JSON here')
     p.add_argument('--debug', action='store_true', help='show the traceback of an error')
     return p.parse_args(argv)
@@ -57,14 +59,25 @@ def evaluate(args):
         request, model, insize = saved_run_request(vars(args))
     except (ValueError, OSError) as e:
         raise mpi.SetupError(str(e)) from e
-    comm = mpi.create_communicator(args.communicator)
+    from chainer_yolo_dist.core import devices
+    gpus = devices.gpu_count()
+    name = args.communicator or ('pure_nccl' if gpus else 'naive')
+    try:
+        devices.check_communicator(name, args.communicator is not None, gpus)
+    except ValueError as e:
+        raise mpi.SetupError(str(e)) from e
+    comm = mpi.create_communicator(name)
+    try:  # one GPU per rank, as in training; naive evaluates on the CPU
+        device = devices.select_device(comm.mpi_comm, True, gpus) if name != 'naive' else -1
+    except ValueError as e:
+        raise mpi.SetupError(str(e)) from e
     from chainer_yolo_dist.core.run import on_rank0
     from chainer_yolo_dist.detection.evaluation import detector_prefix
     on_rank0(comm, lambda: detector_prefix(args.snapshot))  # a classifier is named as one
     from chainer_yolo_dist.detection.counts import DEFAULT_SCORE_THRESH
     thresh = DEFAULT_SCORE_THRESH if args.score_thresh is None else args.score_thresh
     result = evaluate_saved_model(args.snapshot, request, model, comm, insize, args.batchsize,
-                                  thresh)
+                                  thresh, device)
     if result is not None:
         print('%s on %s: %d test images at %d px' % (result['model_file'], result['dataset'],
                                                      result['n_images'], result['insize']))

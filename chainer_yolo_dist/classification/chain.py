@@ -7,6 +7,7 @@ from chainer import reporter as reporter_module
 from chainer.dataset import convert
 
 from chainer_yolo_dist.core import finite
+from chainer_yolo_dist.core.devices import images_to_device
 
 #: The second accuracy reported next to top-1 (paper 003 reports a top-5 error).
 TOP_K = 5
@@ -64,7 +65,6 @@ class ClassifierChain(L.Classifier):
 def converter(batch, device=None):
     """Batches ``(img, label)`` examples: ``x`` ``(N, 3, S, S)`` float32 in [0, 1] (the Darknet
     networks' input range), ``t`` ``(N,)`` int32, both on ``device``."""
-    x = np.stack([example[0] for example in batch]).astype(np.float32)
-    x /= 255
+    x = images_to_device([example[0] for example in batch], device)
     t = np.asarray([example[1] for example in batch], dtype=np.int32)
-    return convert.to_device(device, x), convert.to_device(device, t)
+    return x, convert.to_device(device, t)

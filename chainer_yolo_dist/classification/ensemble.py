@@ -42,14 +42,15 @@ def ensemble_probabilities(models, x):
 
 
 def evaluate_ensemble(models, dataset, batchsize=32, converter=classification_converter,
-                      k=TOP_K):
+                      k=TOP_K, device=None):
     """Top-1 and top-k accuracy of the ensemble and of each member over ``dataset``.
 
     Args:
         models: as :func:`ensemble_probabilities`.
         dataset: ``(img, label)`` examples (``img`` ``(3, S, S)`` in [0, 255] for the default
             converter, which scales to [0, 1]).
-        converter: ``batch -> (x, t)``.
+        converter: ``batch -> (x, t)``; with ``device``, ``(batch, device) -> (x, t)`` there.
+        device: where the models are (None or -1: the host; a GPU id after ``to_gpu``).
 
     Returns:
         dict: ``top1``, ``top5`` (fractions; errors are ``1 - value``) and ``n`` for the
@@ -59,7 +60,7 @@ def evaluate_ensemble(models, dataset, batchsize=32, converter=classification_co
     n = 0
     correct = np.zeros((len(models) + 1, 2))
     for batch in it:
-        x, t = converter(batch)
+        x, t = converter(batch) if device is None else converter(batch, device)
         probs = [_probabilities(m, x) for m in models]
         probs.append(sum(probs) / len(probs))  # the ensemble (ensemble_probabilities)
         for i, p in enumerate(probs):

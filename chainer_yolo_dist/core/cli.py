@@ -108,6 +108,20 @@ def add_parallelism_options(group, modes=('sync', 'async', 'local', 'stale')):
                        '(GradientLARS, which applies the weight decay itself)')
 
 
+#: Loader worker processes per rank on a GPU when --loaderjob is not given: a GPU trains at
+#: several hundred images per second, and one worker decodes and augments 140-350 per second
+#: (docs/loader.md's table: 2 workers for 200 images/s, 7-8 for 1,000 at 416-608).
+GPU_LOADER_WORKERS = 4
+
+
+def loader_workers(options, device):
+    """``--loaderjob`` in force: the user's, else :data:`GPU_LOADER_WORKERS` on a GPU, else
+    the script's CPU default (``options['cpu_loaderjob']``, 2 if absent)."""
+    if options.get('loaderjob') is not None:
+        return options['loaderjob']
+    return GPU_LOADER_WORKERS if device >= 0 else options.get('cpu_loaderjob', 2)
+
+
 def add_run_options(group, out, eval_interval, eval_batchsize, loaderjob=2):
     """Options of a distributed training run (not preset values)."""
     group.add_argument('--on-bad-sample', choices=['error', 'skip'], default='error',
@@ -130,9 +144,11 @@ def add_run_options(group, out, eval_interval, eval_batchsize, loaderjob=2):
                        'the learning-rate rule (the papers\' scaling experiment on few cores)')
     group.add_argument('--double-buffering', action='store_true',
                        help='overlap AllReduce with the next step (pure_nccl only)')
-    group.add_argument('--loaderjob', '--loader-workers', type=int, default=loaderjob,
+    group.add_argument('--loaderjob', '--loader-workers', type=int, default=None,
                        dest='loaderjob', help='worker processes per rank for data loading '
-                       '(0: in-process; --loader-workers: the same option, paper 004\'s name)')
+                       '(0: in-process; default: %d on CPUs, %d per GPU; --loader-workers: '
+                       'the same option, paper 004\'s name)' % (loaderjob, GPU_LOADER_WORKERS))
+    group.set_defaults(cpu_loaderjob=loaderjob)
     group.add_argument('--persistent-workers', action=argparse.BooleanOptionalAction,
                        default=True, help='keep the loader worker processes alive across '
                        'epochs (Chainer\'s MultiprocessIterator; default), or re-create them '

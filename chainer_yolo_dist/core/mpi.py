@@ -4,8 +4,8 @@ The order of start-up matters:
 1. :func:`start_forkserver` before the communicator exists (ChainerMN issue #278:
    ``MultiprocessIterator`` workers forked after MPI initialisation crash or hang,
    notably over InfiniBand).
-2. :func:`create_communicator`: ``pure_nccl`` where CUDA is available (the papers' choice),
-   ``naive`` otherwise; each process uses GPU ``comm.intra_rank``.
+2. :func:`create_communicator`: ``pure_nccl`` where a CUDA GPU is visible (the papers' choice),
+   ``naive`` otherwise; :func:`~.devices.select_device` then gives each training rank its GPU.
 3. :func:`abort_on_exception`: a rank that raises, in any thread, calls ``MPI_Abort`` so the
    whole job ends with a non-zero status within seconds instead of leaving the other ranks
    hanging in a collective (on by default; ``CHAINERMN_FORCE_ABORT_ON_EXCEPTION=0`` opts out).
@@ -33,11 +33,10 @@ def start_forkserver():
 
 
 def cuda_available():
-    try:
-        from chainer.backends import cuda
-        return cuda.available
-    except Exception:  # CuPy missing or broken: a CPU run
-        return False
+    """Whether this process sees a CUDA GPU: CuPy importing is not enough (a GPU-less login
+    or CPU node may have it installed)."""
+    from chainer_yolo_dist.core.devices import gpu_count
+    return gpu_count() > 0
 
 
 def default_communicator_name():
@@ -81,6 +80,10 @@ def create_communicator(name=None, allreduce_grad_dtype=None):
     ``allreduce_grad_dtype='float16'`` is paper 001's FP16 AllReduce (``pure_nccl`` only).
     """
     import chainermn
+    from chainer_yolo_dist.core import host_buffers
+    # $CHAINER_YOLO_DIST_CHECK_MPI_BUFFERS=1 (the test suite, the GPU check): every buffer a
+    # ChainerMN communicator hands to mpi4py must be host memory.
+    host_buffers.install_if_requested()
     name = name or default_communicator_name()
     if name == 'pure_nccl':
         fix_nccl_pack_kernels_for_new_cupy()

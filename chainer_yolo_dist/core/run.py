@@ -14,8 +14,8 @@ import time
 
 import chainer
 
-from chainer_yolo_dist.core import mpi, presets, rundir, snapshots, timing
-from chainer_yolo_dist.core.cli import PARALLELISM_DEFAULTS, PRESET_OPTIONS
+from chainer_yolo_dist.core import devices, mpi, presets, rundir, snapshots, timing
+from chainer_yolo_dist.core.cli import PARALLELISM_DEFAULTS, PRESET_OPTIONS, loader_workers
 from chainer_yolo_dist.core.schedules import LRScheduleExtension
 from chainer_yolo_dist.core.settings import pick
 
@@ -62,20 +62,44 @@ def preset_overrides(options):
     return overrides
 
 
-def _communicator(preset, options, cuda):
-    """The communicator and AllReduce dtype in force, and why they differ from the preset's."""
+def _communicator(preset, options, gpus):
+    """The communicator and AllReduce dtype in force, and why they differ from the preset's.
+
+    A communicator this node cannot run is refused (:func:`.devices.check_communicator`);
+    FP16 AllReduce is ChainerMN's ``pure_nccl`` feature, so wherever the gradients are not
+    reduced by ``pure_nccl``'s multi-node optimizer it is dropped and said, whether the preset
+    or ``--allreduce-grad-dtype`` asked for it.
+    """
     name, dtype = preset.communicator, preset.allreduce_grad_dtype
     departures = []
-    if options.get('communicator') is None and not cuda and name != 'naive':
+    if options.get('communicator') is None and not gpus and name != 'naive':
         # The papers' pure_nccl needs CUDA; on a CPU machine ChainerMN's naive communicator
-        # is the one that works, and it reduces in float32 only.
-        departures.append('communicator %s -> naive: no CUDA on this machine' % name)
+        # is the one that works.
+        departures.append('communicator %s -> naive: no CUDA GPU on this node' % name)
         name = 'naive'
-        if options.get('allreduce_grad_dtype') is None and dtype is not None:
-            departures.append('%s AllReduce dropped: the naive communicator reduces in '
-                              'float32' % dtype)
+    devices.check_communicator(name, options.get('communicator') is not None, gpus)
+    mode = options.get('parallelism') or 'sync'
+    if dtype == 'float16':
+        why = ('the naive communicator reduces in float32' if name != 'pure_nccl' else
+               '--parallelism %s reduces through float32 host buffers' % mode
+               if mode != 'sync' else None)
+        if why:
+            departures.append('float16 AllReduce dropped: %s' % why)
             dtype = None
     return name, dtype, departures
+
+
+def _cudnn_departure(preset, device):
+    """Why ``cudnn_fast_bn`` does nothing on this run, or None when cuDNN applies it."""
+    if not preset.cudnn_fast_bn:
+        return None
+    if device < 0:
+        return 'cudnn_fast_bn has no effect: no GPU, so no cuDNN'
+    from chainer.backends import cuda
+    if not cuda.cudnn_enabled:
+        return ('cudnn_fast_bn has no effect: Chainer finds no cuDNN (CuPy 14 has none; '
+                'docs/gpu.md)')
+    return None
 
 
 def _default_out(parent, preset_name, comm):
@@ -160,11 +184,22 @@ def start_run(system, options, log=print):
         paper_preset = presets.load(options['preset'], workers)
         preset = presets.load(options['preset'], workers, **preset_overrides(options))
         system.check(preset, options)
+        gpus = devices.gpu_count()
+        communicator, grad_dtype, departures = _communicator(preset, options, gpus)
     except SETUP_ERRORS as e:
         raise mpi.SetupError(_message(e)) from e
-    cuda = mpi.cuda_available()
-    communicator, grad_dtype, departures = _communicator(preset, options, cuda)
     comm = mpi.create_communicator(communicator, grad_dtype)
+    try:
+        # naive trains on the CPU even where GPUs are visible; server ranks train nothing.
+        on_gpu = gpus > 0 and communicator != 'naive'
+        device = devices.select_device(comm.mpi_comm, MPI.COMM_WORLD.rank >= servers,
+                                       gpus) if on_gpu else -1
+    except SETUP_ERRORS as e:
+        raise mpi.SetupError(_message(e)) from e
+    if device >= 0:
+        chainer.backends.cuda.get_device_from_id(device).use()
+    cudnn = _cudnn_departure(preset, device)
+    departures += [cudnn] if cudnn else []
 
     out = options.get('out') or _default_out(options['out_parent'], preset.name, comm)
     request = pick(system.data_cls, options, dataset=preset.dataset, n_class=preset.n_class,
@@ -205,7 +240,7 @@ def start_run(system, options, log=print):
         settings = pick(
             system.settings_cls, options, preset=preset, data=request, ranks=comm.size,
             nodes=comm.inter_size, virtual_ranks=virtual_ranks,
-            device=comm.intra_rank if cuda and communicator != 'naive' else -1,
+            device=device, loaderjob=loader_workers(options, device),
             communicator=communicator, allreduce_grad_dtype=grad_dtype, out=out,
             # A progress bar only where someone watches: not in logs or CI output.
             progress=not options.get('no_progress') and sys.stdout.isatty(),

@@ -23,14 +23,17 @@ PHASES = ('data', 'forward', 'backward', 'allreduce', 'update')
 
 class PhaseClock(object):
     """Wall time of consecutive phases: ``mark(phase)`` adds the time since the previous mark
-    to ``phase``. With a GPU it first waits for the device, so that a phase's time is that of
-    its kernels, not of their launch."""
+    to ``phase``. On a GPU it first waits for the device, so that a phase's time is that of
+    its kernels, not of their launch (without the wait, backward's kernels finish inside the
+    AllReduce's time and the AllReduce's inside the next batch's).
+
+    Args:
+        device: the updater's device: a Chainer device object (what ``StandardUpdater``
+            stores), a GPU id (>= 0), or -1 / None for the CPU.
+    """
 
     def __init__(self, device=-1):
-        self.sync = None
-        if device is not None and device >= 0:
-            from chainer.backends import cuda
-            self.sync = cuda.cupy.cuda.Device(device).synchronize
+        self.sync = device_synchronizer(device)
         self.times = dict.fromkeys(PHASES, 0.)
         self.last = time.perf_counter()
 
@@ -40,6 +43,22 @@ class PhaseClock(object):
         now = time.perf_counter()
         self.times[phase] += now - self.last
         self.last = now
+
+
+def device_synchronizer(device):
+    """A callable that waits for every kernel queued on ``device``, or None on the CPU.
+
+    ``device`` is a Chainer device (a ``GpuDevice`` holds its ``cupy.cuda.Device`` as
+    ``.device``; a ``CpuDevice`` has none), a GPU id, or -1 / None.
+    """
+    if device is None:
+        return None
+    if isinstance(device, int):
+        if device < 0:
+            return None
+        from chainer.backends import cuda
+        return cuda.cupy.cuda.Device(device).synchronize
+    return getattr(getattr(device, 'device', None), 'synchronize', None)
 
 
 def _call(target, in_arrays):
@@ -101,7 +120,7 @@ class DataParallelUpdater(chainer.training.updaters.StandardUpdater):
         if self.virtual_ranks == 1 and not self.profile:
             super().update_core()  # exactly Chainer's update
             return
-        clock = PhaseClock(self.device if isinstance(self.device, int) else -1)
+        clock = PhaseClock(self.device)
         names = ['main'] + ['worker%d' % v for v in range(1, self.virtual_ranks)]
         target.cleargrads()
         observations = []
@@ -116,7 +135,8 @@ class DataParallelUpdater(chainer.training.updaters.StandardUpdater):
                 with reporter.report_scope(observation):
                     loss = _call(target, in_arrays)
             clock.mark('forward')
-            loss.backward(loss_scale=optimizer._loss_scale)  # accumulates over the workers
+            # Accumulates over the workers; the parameter-server optimizer has no loss scale.
+            loss.backward(loss_scale=getattr(optimizer, '_loss_scale', None))
             del loss
             observations.append(observation)
             clock.mark('backward')

@@ -119,12 +119,22 @@ class YOLOv3Small(YOLOv3):
         set_insize(self, self.extractor.insize)
 
 
-#: Networks selectable with ``--model``: name -> constructor (the loss follows the head:
-#: :func:`build_loss`).
 #: The smallest input side every network here accepts (their stride): a forward pass at it
 #: creates their lazily initialised parameters as one at the training size would.
 INIT_SIDE = 32
 
+
+def initialize_lazy_parameters(model):
+    """Creates ``model``'s lazily initialised parameters with one forward pass at
+    :data:`INIT_SIDE` on the model's current device (call it on the host, before
+    ``to_gpu``, so the draws come from NumPy's seeded generator). Every parameter is set
+    afterwards; weights, statistics and the model's input size are left as they were."""
+    with chainer.using_config('train', False), chainer.no_backprop_mode():
+        model(model.xp.zeros((1, 3, INIT_SIDE, INIT_SIDE), np.float32))
+
+
+#: Networks selectable with ``--model``: name -> constructor (the loss follows the head:
+#: :func:`build_loss`).
 MODELS = {
     'yolov2': YOLOv2,
     'yolov2_tiny': YOLOv2Tiny,

@@ -10,6 +10,8 @@ import chainer.functions as F
 import numpy as np
 from chainercv import transforms
 
+from chainer_yolo_dist.core.devices import images_to_device
+
 
 def multiscale_size(iteration, sizes, every, seed):
     """The input size of the batch of update ``iteration`` (0-based).
@@ -43,10 +45,8 @@ class MultiScaleConverter(object):
         self.insize = insize
 
     def __call__(self, batch, device=None):
-        imgs = np.stack([example[0] for example in batch]).astype(np.float32)
-        imgs /= 255
-        _, _, H, W = imgs.shape
-        x = chainer.dataset.to_device(device, imgs)
+        x = images_to_device([example[0] for example in batch], device)
+        _, _, H, W = x.shape
         if (H, W) != (self.insize, self.insize):
             x = F.resize_images(x, (self.insize, self.insize)).array
         bboxes = [transforms.resize_bbox(example[1], (H, W), (self.insize, self.insize))

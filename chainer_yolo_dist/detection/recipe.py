@@ -75,6 +75,12 @@ def train_detector(settings, comm, dataset, log=print):
         import chainermn
         chain = chainermn.links.create_mnbn_model(chain, comm)
         model = chain.model
+    # The lazy parameters are drawn here, on the host, from the seeded NumPy generator (on a
+    # GPU they would come from CuPy's, which --seed does not reach). Their shapes come from
+    # the channels alone: the smallest input the networks' stride of 32 allows initialises
+    # them exactly as the training size would (the same draws in the same order;
+    # tests/test_models.py), for 1/361 of a forward at 608.
+    models.initialize_lazy_parameters(model)
     run.to_device(chain, settings)
 
     # The workers' shares of the training data, augmented at the largest multi-scale size.
@@ -85,12 +91,8 @@ def train_detector(settings, comm, dataset, log=print):
         dataset.train, transform, settings, comm)
     converter = MultiScaleConverter(preset.insize)
 
-    # Lazy parameters take their shapes from the channels alone: the smallest input the
-    # networks' stride of 32 allows initialises them exactly as the training size would (the
-    # same draws in the same order; tests/test_models.py), for 1/361 of a forward at 608.
-    init_input = chain.xp.zeros((1, 3, models.INIT_SIDE, models.INIT_SIDE), np.float32)
     par = parallelism.for_run(settings, comm)
-    optimizer = parallelism.run_optimizer(par, settings, chain, lambda: model(init_input))
+    optimizer = parallelism.run_optimizer(par, settings, chain)
     updater = DataParallelUpdater(train_iters, optimizer, converter, settings.device,
                                   profile=settings.profile)
     trainer = run.build_trainer(settings, comm, updater, chain, model, LOSS_KEYS)
