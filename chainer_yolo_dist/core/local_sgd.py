@@ -9,13 +9,17 @@ the update is linear in the gradient and in the momentum, so the mean of the ran
 the update with the mean gradient, and the mean of their momenta is the synchronous momentum
 (tested in float64). It is not with a non-linear rule such as ``GradientLARS`` (each rank scales
 its own gradient by its own norm), which is why LARS on local SGD is a different method.
+
+On GPUs an averaging costs one packed device->host copy of the parameters, an ``Allreduce`` of
+that host vector over MPI and one copy back (:class:`~chainer_yolo_dist.core.flat.PackedTransfer`;
+docs/parallelism.md, "What the modes cost on GPUs"), every H steps.
 """
 import time
 
 import numpy as np
 
-from chainer_yolo_dist.core.flat import (FlatLayout, assign, bcast_params, mpi_comm_of,
-                                         pack_params, to_host, unpack_params)
+from chainer_yolo_dist.core.flat import (FlatLayout, PackedTransfer, bcast_params, host_buffer,
+                                         mpi_comm_of)
 
 #: Batches between two weight averagings in Darknet's multi-GPU training.
 DARKNET_PERIOD = 4
@@ -36,29 +40,36 @@ def _state_arrays(link):
 
 
 def _is_float_array(value):
-    return hasattr(value, 'dtype') and hasattr(value, 'shape') and value.dtype.kind == 'f'
+    # NumPy or CuPy arrays; a NumPy scalar cannot be written in place, so it is not one
+    return (hasattr(value, 'dtype') and hasattr(value, 'shape')
+            and not isinstance(value, np.generic) and value.dtype.kind == 'f')
 
 
 def _persistent_arrays(link):
-    # float persistents only: batch normalisation's running mean and variance, not its
-    # integer counters
-    return [value for _, value in sorted(link.namedpersistents()) if _is_float_array(value)]
+    """Float persistents (batch normalisation's running mean and variance, not its integer
+    counters), sorted by their full names: a link's persistent names are a set, whose order
+    differs between processes, and every rank must pack them in the same order. (Chainer
+    7.8.1's links have no ``namedpersistents``; this walks ``namedlinks`` as
+    :func:`.persistents.float_persistents` does.)"""
+    named = []
+    for path, child in link.namedlinks():
+        prefix = '' if path == '/' else path
+        for name in child._persistent:
+            value = getattr(child, name)
+            if _is_float_array(value):
+                named.append((prefix + '/' + name, value))
+    return [value for _, value in sorted(named, key=lambda item: item[0])]
 
 
-def _average_arrays(mpi, arrays):
-    """Averages a list of same-dtype (NumPy or CuPy) arrays across ranks in place, with one
-    Allreduce of a host buffer; returns its size in bytes."""
-    if not arrays:
-        return 0
-    flat = np.concatenate([to_host(a).ravel() for a in arrays])
-    from mpi4py import MPI
-    mpi.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
-    flat /= mpi.size
-    offset = 0
-    for a in arrays:
-        assign(a, flat[offset:offset + a.size].reshape(a.shape))
-        offset += a.size
-    return flat.nbytes
+def _groups_by_dtype(segments):
+    """``[(dtype, [segment, ...])]``: the non-empty segments (lists of arrays), each with the
+    dtype ``numpy.concatenate`` would give it, grouped by that dtype in first-seen order."""
+    groups = {}
+    for segment in segments:
+        if segment:
+            dtype = np.result_type(*[a.dtype for a in segment])
+            groups.setdefault(dtype, []).append(segment)
+    return list(groups.items())
 
 
 class LocalSGDOptimizer(object):
@@ -91,8 +102,10 @@ class LocalSGDOptimizer(object):
         self.__dict__.update(
             actual_optimizer=actual_optimizer, mpi=mpi, period=int(period),
             average_state=average_state, average_persistents=average_persistents,
-            steps=0, stats={'steps': 0, 'updates': 0, 'averagings': 0, 'wait_s': 0.0,
-                            'bytes_reduced': 0})
+            # per dtype: (PackedTransfer, host vector), reused by every averaging
+            _transfers={}, steps=0,
+            stats={'steps': 0, 'updates': 0, 'averagings': 0, 'wait_s': 0.0,
+                   'bytes_reduced': 0})
 
     def setup(self, link):
         FlatLayout.of(link)  # every parameter initialised, one dtype
@@ -110,21 +123,46 @@ class LocalSGDOptimizer(object):
             self.average()
 
     def average(self):
-        """Averages the parameters (and the chosen extras) across ranks now (collective)."""
+        """Averages the parameters (and the chosen extras) across ranks now (collective).
+
+        The parameters, the optimizer state and the persistents (those chosen) travel in one
+        host vector, packed on the device in one go (one device->host copy, one back); each
+        of them is then summed by its own ``Allreduce`` of its slice, as when each had its
+        own buffer. Extras of another dtype than the parameters get a vector of their own.
+        """
+        from mpi4py import MPI
         link = self.actual_optimizer.target
         start = time.perf_counter()
-        layout = FlatLayout.of(link)
-        flat = np.empty(layout.size, layout.dtype)
-        pack_params(link, flat)
-        nbytes = _average_arrays(self.mpi, [flat])
-        unpack_params(link, flat)
+        FlatLayout.of(link)  # still every parameter initialised, of one dtype
+        segments = [[p.array for _, p in sorted(link.namedparams())]]
         if self.average_state:
-            nbytes += _average_arrays(self.mpi, _state_arrays(link))
+            segments.append(_state_arrays(link))
         if self.average_persistents:
-            nbytes += _average_arrays(self.mpi, _persistent_arrays(link))
+            segments.append(_persistent_arrays(link))
+        nbytes = 0
+        for dtype, group in _groups_by_dtype(segments):
+            arrays = [a for segment in group for a in segment]
+            transfer, flat = self._buffers(dtype, sum(a.size for a in arrays), arrays[0])
+            transfer.pack(arrays, flat)
+            offset = 0
+            for segment in group:
+                piece = flat[offset:offset + sum(a.size for a in segment)]
+                self.mpi.Allreduce(MPI.IN_PLACE, piece, op=MPI.SUM)
+                piece /= self.mpi.size
+                offset += piece.size
+                nbytes += piece.nbytes
+            transfer.unpack(flat, arrays)
         self.stats['wait_s'] += time.perf_counter() - start
         self.stats['bytes_reduced'] += nbytes
         self.stats['averagings'] += 1
+
+    def _buffers(self, dtype, size, like):
+        """The transfer and host vector ``(size,)`` of ``dtype``, kept between averagings."""
+        transfer, flat = self._transfers.get(dtype, (PackedTransfer(), None))
+        if flat is None or flat.size != size:
+            flat = host_buffer(size, dtype, like)
+        self._transfers[dtype] = transfer, flat
+        return transfer, flat
 
     def finalize(self):
         """Averages once more if steps were taken since the last averaging, so that every

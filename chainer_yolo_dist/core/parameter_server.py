@@ -41,7 +41,7 @@ rank when one exits without finalising MPI, so no server or worker waits forever
 
 Batch-normalisation statistics (persistents) are not served: each worker keeps its own, as
 Downpour's replicas do; a recipe averages them over the workers' communicator before
-evaluating (``chainermn.extensions.AllreducePersistent``).
+evaluating (:func:`.persistents.mean_persistents`).
 
 MPI progress: with the pinned MPICH 5.0.2 (ch4) a point-to-point ``Isend`` of up to 16 MB
 completed while the sending worker computed (the receiver copies it), so pushes overlap the
@@ -51,6 +51,11 @@ sender's progress, run MPICH with ``MPICH_ASYNC_PROGRESS=1``.
 Staleness bound and versions: with a pull at every push, a gradient applied under a bound
 ``S >= 1`` with ``n`` workers is at most ``(n - 1) (2 S + 1)`` versions stale (the others can
 have pushed from ``S`` behind to ``S + 1`` ahead of it since its parameters left the server).
+
+GPU workers: the messages are host vectors (the MPI is not CUDA-aware). A worker sums its
+gradients on its GPU and copies the packed sum to the host once per push; a pulled parameter
+vector goes back to the GPU in one copy (:class:`~chainer_yolo_dist.core.flat.PackedTransfer`).
+The servers hold their shards and run their optimizer in host memory (NumPy).
 """
 import collections
 import time
@@ -58,8 +63,8 @@ import time
 import chainer
 import numpy as np
 
-from chainer_yolo_dist.core.flat import FlatLayout, pack_grads, pack_params, shard_bounds
-from chainer_yolo_dist.core.flat import mpi_comm_of, unpack_params
+from chainer_yolo_dist.core.flat import FlatLayout, PackedTransfer, pack_grads, pack_params
+from chainer_yolo_dist.core.flat import host_buffer, mpi_comm_of, shard_bounds, unpack_params
 
 # Message kinds and tags. A request header is int64 [kind, clock, version, want_params];
 # a reply header is int64 [version, has_params].
@@ -346,16 +351,25 @@ class ParameterServerOptimizer(object):
                                      else None, root=first)
         _check_settings(settings, self.n_servers, self.max_staleness,
                         'worker %d' % self.mpi.rank)
-        flat = np.empty(layout.size, layout.dtype)
+        like = next(iter(link.params())).array  # page-locked host vectors for a GPU model
+        # gradients are summed on a GPU between pushes, so they keep their own device vector
+        # then; with a push every step it is free again by the time a pull is unpacked
+        self._grad_transfer = PackedTransfer()
+        self._param_transfer = (self._grad_transfer if self.push_every == 1
+                                else PackedTransfer())
+        flat = host_buffer(layout.size, layout.dtype, like)
         if self.mpi.rank == first:
-            pack_params(link, flat)
+            pack_params(link, flat, transfer=self._param_transfer)
         self.mpi.Bcast(flat, root=first)
-        unpack_params(link, flat)
+        if self.mpi.rank != first:
+            unpack_params(link, flat, transfer=self._param_transfer)
         self.target = link
         self.layout = layout
         self.bounds = shard_bounds(layout, self.n_servers)
-        self._accum = np.zeros(layout.size, layout.dtype)
-        self._sending = np.zeros(layout.size, layout.dtype)
+        self._accum = host_buffer(layout.size, layout.dtype, like)
+        self._sending = host_buffer(layout.size, layout.dtype, like)
+        self._accum[...] = 0
+        self._sending[...] = 0
         self._received = flat  # pulled parameters land here
         self._n_accum = 0
         self._clock = 0
@@ -380,7 +394,10 @@ class ParameterServerOptimizer(object):
             self.target.cleargrads()
             loss.backward()
             del loss
-        pack_grads(self.target, self._accum, accumulate=self._n_accum > 0)
+        # on a GPU the sum stays on the device until the step that pushes it
+        push_now = self._n_accum + 1 == self.push_every
+        pack_grads(self.target, self._accum, accumulate=self._n_accum > 0, defer=not push_now,
+                   transfer=self._grad_transfer)
         self._n_accum += 1
         self.t += 1
         self.stats['steps'] += 1
@@ -398,6 +415,8 @@ class ParameterServerOptimizer(object):
 
     def _push(self, want_params):
         bounded = self.max_staleness is not None
+        # a GPU worker's sum reaches the host now (finalize pushes a partial sum)
+        self._grad_transfer.flush(self._accum)
         # the previous push's buffer must have left before it is reused
         self._wait([r for r, _ in self._send_requests])
         self._send_requests = []
@@ -464,7 +483,7 @@ class ParameterServerOptimizer(object):
                 self.stats['bytes_received'] += self._shard(self._received, s).nbytes
                 loaded = True
         if loaded:
-            unpack_params(self.target, self._received)
+            unpack_params(self.target, self._received, transfer=self._param_transfer)
         self._pull = None
 
     # -- the end ----------------------------------------------------------------------------
@@ -482,7 +501,7 @@ class ParameterServerOptimizer(object):
             self.mpi.Send(done, dest=s, tag=TAG_REQUEST)
             self.stats['bytes_sent'] += done.nbytes
         final = _share_final(self.mpi, self.layout, self.n_servers)
-        unpack_params(self.target, final)
+        unpack_params(self.target, final, transfer=self._param_transfer)
         self.stats['bytes_final'] = final.nbytes  # the closing broadcast, counted apart
         return self.stats
 

@@ -19,13 +19,15 @@ progress; ``stats['wait_s']`` measures what is left. Measured with the pinned MP
 computation the Wait of an ``Iallreduce`` still took 0.045 s (progress only at MPI calls
 and in the background partly), and 0.000 s with ``MPICH_ASYNC_PROGRESS=1`` (a progress
 thread, which costs a core).
+
+On GPUs each step copies the packed gradients to the host once and the previous step's mean
+back once (:class:`~chainer_yolo_dist.core.flat.PackedTransfer`); the two host vectors are
+page-locked and kept for the whole run.
 """
 import time
 
-import numpy as np
-
-from chainer_yolo_dist.core.flat import (FlatLayout, bcast_params, mpi_comm_of, pack_grads,
-                                         unpack_grads)
+from chainer_yolo_dist.core.flat import (FlatLayout, PackedTransfer, bcast_params, host_buffer,
+                                         mpi_comm_of, pack_grads, unpack_grads)
 
 
 class StaleSyncOptimizer(object):
@@ -43,7 +45,7 @@ class StaleSyncOptimizer(object):
     def __init__(self, actual_optimizer, comm):
         self.__dict__.update(
             actual_optimizer=actual_optimizer, mpi=mpi_comm_of(comm), _buffers=None,
-            _request=None, _pending=None,
+            _transfer=PackedTransfer(), _request=None, _pending=None,
             stats={'steps': 0, 'updates': 0, 'staleness': {}, 'wait_s': 0.0,
                    'bytes_reduced': 0})
 
@@ -51,7 +53,9 @@ class StaleSyncOptimizer(object):
         layout = FlatLayout.of(link)
         self.actual_optimizer.setup(link)
         bcast_params(self.mpi, link, root=0)
-        self.__dict__['_buffers'] = [np.empty(layout.size, layout.dtype) for _ in range(2)]
+        like = next(iter(link.params())).array  # page-locked host vectors for a GPU model
+        self.__dict__['_buffers'] = [host_buffer(layout.size, layout.dtype, like)
+                                     for _ in range(2)]
         return self
 
     def update(self, lossfun=None, *args, **kwds):
@@ -64,7 +68,7 @@ class StaleSyncOptimizer(object):
             del loss
         # the two buffers alternate: one is being reduced while the other is filled
         buf = self._buffers[self.stats['steps'] % 2]
-        pack_grads(target, buf)
+        pack_grads(target, buf, transfer=self._transfer)
         previous = self._wait()
         self.__dict__['_request'] = self.mpi.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
         self.__dict__['_pending'] = buf
@@ -86,7 +90,10 @@ class StaleSyncOptimizer(object):
 
     def _apply(self, summed):
         target = self.actual_optimizer.target
-        unpack_grads(target, summed / self.mpi.size)
+        # in place (the same quotient as ``summed / size``): the buffer is packed afresh at
+        # its next use, so no step allocates a vector
+        summed /= self.mpi.size
+        unpack_grads(target, summed, transfer=self._transfer)
         self.actual_optimizer.update()
         self.stats['updates'] += 1
         # every applied gradient is one update old (the histogram, as the parameter server's)
