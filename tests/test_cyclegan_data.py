@@ -132,3 +132,35 @@ def test_synthetic_styles_differ_and_content_is_shared():
     a_all = np.stack([ds[i][0] for i in range(8)])
     b_all = np.stack([ds[i][1] for i in range(8)])
     assert (b_all[:, 0] - b_all[:, 2]).mean() > (a_all[:, 0] - a_all[:, 2]).mean()
+
+
+def test_stored_forms_are_uint8_where_lossless_and_give_the_same_bits(tmp_path):
+    # Issue 21 (14): folder images that need no resizing reach the converter as uint8 (copied
+    # to the device as such and scaled there); resized ones stay float32 [-1, 1]. Either way
+    # the network sees exactly what reading the file as float32 gave before.
+    from chainercv.utils import read_image
+    from chainer_yolo_dist.cyclegan.data import stored_form, to_network
+    rng = np.random.RandomState(0)
+    a_dir, b_dir = tmp_path / 'A', tmp_path / 'B'
+    a_dir.mkdir()
+    b_dir.mkdir()
+    for k, (h, w) in enumerate(((16, 16), (16, 24), (30, 20))):  # crop only; crop; resize
+        Image.fromarray(rng.randint(0, 256, (h, w, 3)).astype(np.uint8)).save(
+            str(a_dir / ('a%d.png' % k)))
+        Image.fromarray(rng.randint(0, 256, (h, w, 3)).astype(np.uint8)).save(
+            str(b_dir / ('b%d.png' % k)))
+    ds = UnpairedImageFolders(str(a_dir), str(b_dir), size=16, seed=1)
+    kinds = [ds.domain_a.stored_example(i).dtype for i in range(3)]
+    assert kinds == [np.uint8, np.uint8, np.float32]
+    for i in range(3):
+        # the old reading: float32 pixels, resized if needed, cropped, scaled
+        old = to_network_range(resize_and_centre_crop(read_image(ds.domain_a.paths[i]), 16))
+        assert ds.domain_a[i].dtype == np.float32
+        assert ds.domain_a[i].tobytes() == old.tobytes()
+        assert to_network(ds.domain_a.stored_example(i)).tobytes() == old.tobytes()
+    train = stored_form(ds)
+    assert len(train) == len(ds)
+    for i in range(len(ds)):
+        assert all(to_network(s).tobytes() == x.tobytes() for s, x in zip(train[i], ds[i]))
+    synthetic = SyntheticDomains('train', 2, 16)
+    assert stored_form(synthetic) is synthetic  # rendered floats: no uint8 form

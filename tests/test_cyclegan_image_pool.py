@@ -72,3 +72,71 @@ def test_serialize_empty_pool():
     chainer.serializers.load_npz(buf, other)
     assert other.images == []
     assert _run(other, 0, 30) == _run(ImagePool(size=5, seed=3), 0, 30)
+
+
+class _DeviceArray(np.ndarray):
+    """Stands in for CuPy arrays on the CPU: like CuPy, NumPy functions refuse to mix it with
+    host arrays (np.stack of both raises), so a pool holding both kinds fails as on a GPU."""
+
+    def __array_function__(self, func, types, args, kwargs):
+        if any(t is not _DeviceArray for t in types):
+            raise TypeError('%s mixes host and device arrays' % func.__name__)
+        return super().__array_function__(func, types, args, kwargs)
+
+
+class _FakeDevice(chainer.backend.CpuDevice):
+    """A "device" whose arrays are :class:`_DeviceArray`; anything else sent there is copied
+    into one (as ``GpuDevice.send`` copies NumPy arrays into CuPy ones)."""
+
+    def send_array(self, array):
+        if type(array) is _DeviceArray:
+            return array
+        return np.array(array).view(_DeviceArray)
+
+
+def _device_img(v):
+    return _FakeDevice().send(_img(v))
+
+
+def test_a_resumed_pool_holds_one_kind_and_saves_again():
+    # Issue 21 (4): after --resume the pool's images came back as NumPy while new fakes were
+    # device arrays, and the next snapshot's stack failed. Now they are moved to the pool's
+    # device on loading, and new images are stored there.
+    first = ImagePool(size=4, seed=3, device=_FakeDevice())
+    for v in range(6):
+        first.query(_device_img(v))
+    assert all(type(x) is _DeviceArray for x in first.images)
+    buf = io.BytesIO()
+    chainer.serializers.save_npz(buf, first)  # written from the host
+    buf.seek(0)
+    with np.load(buf) as f:
+        assert type(f['images']) is np.ndarray and f['images'].shape == (4, 3, 2, 2)
+    buf.seek(0)
+    resumed = ImagePool(size=4, seed=0, device=_FakeDevice())
+    chainer.serializers.load_npz(buf, resumed)
+    assert all(type(x) is _DeviceArray for x in resumed.images)
+    for v in range(6, 12):  # new pushes, some swapping out loaded images
+        resumed.query(_device_img(v))
+    assert all(type(x) is _DeviceArray for x in resumed.images)
+    again = io.BytesIO()
+    chainer.serializers.save_npz(again, resumed)  # the stack that failed
+    assert all(type(x) is _DeviceArray for x in resumed.images)  # saving moves nothing
+    # and the round trip continues exactly as an uninterrupted pool does
+    straight = ImagePool(size=4, seed=3, device=_FakeDevice())
+    expected = [float(straight.query(_device_img(v))[0, 0, 0, 0]) for v in range(12)][6:]
+    buf.seek(0)
+    check = ImagePool(size=4, seed=0, device=_FakeDevice())
+    chainer.serializers.load_npz(buf, check)
+    assert [float(check.query(_device_img(v))[0, 0, 0, 0]) for v in range(6, 12)] == expected
+
+
+def test_images_from_another_device_are_stored_on_the_pool_s():
+    pool = ImagePool(size=2, seed=1, device=_FakeDevice())
+    for v in range(5):
+        out = pool.query(_img(v))  # host images, a "device" pool
+        assert type(out) is np.ndarray
+        assert all(type(x) is _DeviceArray for x in pool.images)
+    assert isinstance(ImagePool(size=2, seed=1).device, chainer.backend.CpuDevice)  # default
+    # the fake device refuses mixing, as CuPy does: what the old pool ran into
+    with pytest.raises(TypeError, match='mixes'):
+        np.stack([_img(0)[0], _device_img(1)[0]])

@@ -114,3 +114,41 @@ def test_weights_are_n_0_002_and_biases_zero():
     w = gen.blocks[0].c1.conv.W.array
     assert abs(w.mean()) < 1e-3 and abs(w.std() - INIT_STD) < 1e-3
     assert not gen.blocks[0].c1.conv.b.array.any()
+
+
+def test_initial_networks_are_complete_on_the_host_and_equal_for_equal_seeds():
+    # Issue 21 (7): every parameter exists (drawn from NumPy's generator seeded by --seed)
+    # before the recipe moves the networks to a GPU; none is left for CuPy's generator.
+    from chainer_yolo_dist.cyclegan.parts import initial_networks, uninitialised_parameters
+    first, second = initial_networks(4, 4, 1, seed=7), initial_networks(4, 4, 1, seed=7)
+    assert uninitialised_parameters(first) == []
+    assert all(isinstance(p.array, np.ndarray) for p in first.params())
+    a, b = dict(first.namedparams()), dict(second.namedparams())
+    assert a.keys() == b.keys() and len(a) > 0
+    assert all(np.array_equal(a[k].array, b[k].array) for k in a)
+    other = dict(initial_networks(4, 4, 1, seed=8).namedparams())
+    assert any(not np.array_equal(a[k].array, other[k].array) for k in a if k.endswith('/W'))
+
+
+def test_a_lazily_shaped_parameter_is_created_on_the_host(monkeypatch):
+    # Should a layer ever infer its input width at the first forward, initial_networks runs
+    # that forward on the host, so the draw still comes from the seeded NumPy generator.
+    import chainer.links as L
+    from chainer_yolo_dist.cyclegan import networks, parts
+    original = networks.PatchDiscriminator.__init__
+
+    def lazy_init(self, ndf=64, n_layers=3, in_channels=3):
+        original(self, ndf, n_layers, in_channels)
+        # the last convolution with its input width left to the first forward
+        self.convs._children[-1] = None
+        lazy = L.Convolution2D(None, 1, 4, 1, 1, initialW=networks._init())
+        lazy.name = str(n_layers + 1)
+        self.convs._children[-1] = lazy
+
+    monkeypatch.setattr(networks.PatchDiscriminator, '__init__', lazy_init)
+    nets = parts.Networks(4, 4, 1)
+    assert parts.uninitialised_parameters(nets) == ['/dis_a/convs/4/W', '/dis_b/convs/4/W']
+    first, second = parts.initial_networks(4, 4, 1, 5), parts.initial_networks(4, 4, 1, 5)
+    assert parts.uninitialised_parameters(first) == []
+    w1, w2 = first.dis_a.convs[4].W.array, second.dis_a.convs[4].W.array
+    assert w1.shape == (1, 32, 4, 4) and np.array_equal(w1, w2)

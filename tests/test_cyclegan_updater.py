@@ -102,3 +102,39 @@ def test_resume_from_snapshot_is_exact():
 def test_two_ranks_stay_bit_identical():
     proc = check(run_mpi(2, ['tests/mpi_scripts/cyclegan_sync.py'], timeout=120))
     assert 'OK' in proc.stdout
+
+
+def test_uint8_batches_cross_as_uint8_and_scale_to_the_same_bits():
+    # Issue 21 (14): images stored as uint8 are copied as uint8 and scaled where they land;
+    # the result is bitwise what scaling on the host first gave.
+    from chainer_yolo_dist.cyclegan.data import to_network_range
+    from chainer_yolo_dist.cyclegan.updater import pair_converter
+    rng = np.random.RandomState(0)
+    raw = [(rng.randint(0, 256, (3, 8, 8)).astype(np.uint8),
+            rng.randint(0, 256, (3, 8, 8)).astype(np.uint8)) for _ in range(3)]
+    sent = []
+
+    class Recording(chainer.backend.CpuDevice):
+        def send_array(self, array):
+            sent.append(array.dtype)
+            return super().send_array(array)
+
+    a, b = pair_converter(raw, Recording())
+    assert sent == [np.uint8, np.uint8]  # what crossed to the device
+    for got, k in ((a, 0), (b, 1)):
+        expected = np.stack([to_network_range(pair[k]) for pair in raw])
+        assert got.dtype == np.float32 and got.shape == (3, 3, 8, 8)
+        assert got.tobytes() == expected.tobytes()
+    # float32 images (resized or rendered) are already in [-1, 1]; a mixed batch converts the
+    # uint8 ones on the host
+    floats = [(to_network_range(x), y) for x, y in raw]
+    a2, b2 = pair_converter(floats, -1)  # an int device, as old updaters pass
+    assert a2.tobytes() == a.tobytes() and b2.tobytes() == b.tobytes()
+    a3, _ = pair_converter(floats[:1] + raw[1:], None)
+    assert a3.tobytes() == a.tobytes()
+
+
+def test_the_pools_live_on_their_discriminators_devices():
+    nets, updater = _setup()
+    assert updater.pool_a.device == nets['dis_a'].device
+    assert updater.pool_b.device == nets['dis_b'].device

@@ -3,6 +3,8 @@
 Every dataset here returns images as float32 ``(3, H, W)`` RGB in ``[-1, 1]`` (the range of the
 generator's tanh; :func:`to_network_range` maps ChainerCV's [0, 255] there, :func:`to_uint8`
 back). A training sample is a pair ``(a, b)`` of one image of domain A and one of domain B.
+Training reads the pairs through :func:`stored_form`, where folder images that need no resizing
+stay uint8 until they are on the device (:func:`scale_to_network` there gives the same bits).
 
 Pairing. Zhu's ``UnalignedDataset`` has ``max(|A|, |B|)`` samples; sample ``i`` takes
 ``A[i mod |A|]`` and a B image drawn at random on every access. Here the B image is
@@ -33,9 +35,23 @@ from chainer_yolo_dist.datasets import validation as V
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.tif', '.tiff', '.webp')
 
 
+def scale_to_network(x):
+    """``(..., H, W)`` NumPy or CuPy array in [0, 255] (any dtype) -> float32 in [-1, 1], on
+    the array's device: ``float32(x) / 127.5 - 1``, two float32 operations whose results are
+    the same bits on the host and on a GPU (IEEE division; two separate kernels, so no fused
+    multiply-add)."""
+    return x.astype(np.float32) / 127.5 - 1.0
+
+
 def to_network_range(img):
-    """``(3, H, W)`` in [0, 255] -> float32 in [-1, 1]."""
-    return (np.asarray(img, np.float32) / 127.5 - 1.0).astype(np.float32)
+    """``(3, H, W)`` in [0, 255] -> float32 in [-1, 1] (NumPy)."""
+    return scale_to_network(np.asarray(img)).astype(np.float32, copy=False)
+
+
+def to_network(img):
+    """An image in a stored form (:func:`stored_form`): uint8 in [0, 255] -> float32 in
+    [-1, 1]; anything else is already in [-1, 1] and is returned as is."""
+    return to_network_range(img) if img.dtype == np.uint8 else img
 
 
 def to_uint8(x):
@@ -55,15 +71,21 @@ def list_images(directory):
     return sorted(paths)
 
 
-def resize_and_centre_crop(img, size, load_size=None):
-    """``(3, H, W)`` -> ``(3, size, size)``: shorter side to ``load_size`` (bicubic), then crop."""
+def _resized_shape(shape, size, load_size=None):
+    """``(H, W)`` after scaling the shorter side of ``shape`` to ``load_size`` (default
+    ``size``), keeping the aspect ratio."""
     load_size = int(load_size or size)
     if load_size < size:
         raise ValueError('load_size %d is smaller than size %d' % (load_size, size))
-    h, w = img.shape[1:]
+    h, w = shape
     scale = load_size / float(min(h, w))
-    new = (max(load_size, int(round(h * scale))), max(load_size, int(round(w * scale))))
-    if new != (h, w):
+    return max(load_size, int(round(h * scale))), max(load_size, int(round(w * scale)))
+
+
+def resize_and_centre_crop(img, size, load_size=None):
+    """``(3, H, W)`` -> ``(3, size, size)``: shorter side to ``load_size`` (bicubic), then crop."""
+    new = _resized_shape(img.shape[1:], size, load_size)
+    if new != tuple(img.shape[1:]):
         img = transforms.resize(img, new, interpolation=PIL.Image.BICUBIC)
     return transforms.center_crop(img, (size, size))
 
@@ -107,12 +129,24 @@ class ImageFolder(chainer.dataset.DatasetMixin):
         return len(self.paths)
 
     def get_example(self, i):
+        return to_network(self.stored_example(i))
+
+    def stored_example(self, i):
+        """Image ``i`` in its stored form (:func:`stored_form`): the file's own uint8 pixels
+        ``(3, size, size)`` in [0, 255] when it needs no resizing (paper 002's 256 px crops),
+        else float32 in [-1, 1] (bicubic resizing makes values no uint8 holds).
+        :meth:`get_example` is :func:`to_network` of it, bit for bit what reading the file as
+        float32 and converting it gives."""
         path = self.paths[i]
         try:
-            img = read_image(path, color=True)
+            img = read_image(path, dtype=np.uint8, color=True)
         except Exception as e:  # the file changed since it was checked
             raise V.BadSampleError('%s: unreadable image (%s: %s)' % (path, type(e).__name__, e))
-        return to_network_range(resize_and_centre_crop(img, self.size, self.load_size))
+        if _resized_shape(img.shape[1:], self.size, self.load_size) == img.shape[1:]:
+            return np.ascontiguousarray(transforms.center_crop(img, (self.size, self.size)))
+        # ChainerCV resizes float32 [0, 255] images (as read before): same numbers as ever.
+        return to_network_range(resize_and_centre_crop(img.astype(np.float32), self.size,
+                                                       self.load_size))
 
 
 class UnpairedImageFolders(chainer.dataset.DatasetMixin):
@@ -134,8 +168,12 @@ class UnpairedImageFolders(chainer.dataset.DatasetMixin):
         return max(len(self.domain_a), len(self.domain_b))
 
     def get_example(self, i):
-        return (self.domain_a[i % len(self.domain_a)],
-                self.domain_b[int(self.perm_b[i % len(self.domain_b)])])
+        return tuple(to_network(x) for x in self.stored_pair(i))
+
+    def stored_pair(self, i):
+        """Pair ``i`` in its stored form (:meth:`ImageFolder.stored_example`, for training)."""
+        return (self.domain_a.stored_example(i % len(self.domain_a)),
+                self.domain_b.stored_example(int(self.perm_b[i % len(self.domain_b)])))
 
 
 # --- the embedded synthetic default -------------------------------------------------------------
@@ -341,6 +379,28 @@ def load_data(request):
             if request.test_dir_a else train)
     return train, test, DOMAIN_NAMES, {'train': train.report,
                                        'test': test.report if test is not train else None}
+
+
+def stored_form(dataset):
+    """``dataset`` of ``(a, b)`` pairs as training reads it: each image uint8 in [0, 255] where
+    it has such a form (:meth:`UnpairedImageFolders.stored_pair`), else float32 in [-1, 1]
+    (:class:`SyntheticDomains` renders non-integer values: nothing to gain). The batch
+    converter (:func:`~chainer_yolo_dist.cyclegan.updater.pair_converter`) copies uint8 images
+    to the device as they are and scales them there, a quarter of the bytes of float32."""
+    if hasattr(dataset, 'stored_pair'):
+        return _StoredPairs(dataset)
+    return dataset
+
+
+class _StoredPairs(chainer.dataset.DatasetMixin):
+    def __init__(self, base):
+        self.base = base
+
+    def __len__(self):
+        return len(self.base)
+
+    def get_example(self, i):
+        return self.base.stored_pair(i)
 
 
 def flip_pair(pair, rng):

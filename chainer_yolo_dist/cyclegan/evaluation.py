@@ -1,17 +1,22 @@
 """What a CycleGAN run measures and shows while it trains: Frechet distances and sample grids.
 
 - :func:`translate`: a generator applied to a stack of images, in test mode, in batches.
-- :class:`FrechetExtension` (rank 0): the Frechet distance (paper 002 eq. 1) between the
-  features of ``gen_ab(A_test)`` and of ``B_test``, reported as ``fid`` with the fractional
-  epoch of the measurement as ``fid/epoch``, and drawn against epoch into ``fid.png`` (paper 002
-  Fig. 6's form for one run). With Inception-v3 and
-  converted weights (``fid_weights``) it is the FID of the literature; with the default
-  extractor (:mod:`~chainer_yolo_dist.cyclegan.features`) it is a distance comparable only with
-  others of the same extractor (the name ``fid`` in the log is kept for the curve's role).
+- :class:`FrechetExtension` (every rank, collective): the Frechet distance (paper 002 eq. 1)
+  between the features of ``gen_ab(A_test)`` and of ``B_test``, reported as ``fid`` with the
+  fractional epoch of the measurement as ``fid/epoch``, and drawn against epoch into ``fid.png``
+  by rank 0 (paper 002 Fig. 6's form for one run). The held-out images are split over the
+  ranks in whole batches (:func:`shard`): each rank translates and extracts features of its
+  share on its own device, rank 0 gathers the features as host NumPy arrays and computes the
+  distance, which every rank then holds. The batches are those one process computes, so the
+  distance is the one-process number. With Inception-v3 and converted weights
+  (``fid_weights``) it is the FID of the literature; with the default extractor
+  (:mod:`~chainer_yolo_dist.cyclegan.features`) it is a distance comparable only with others of
+  the same extractor (the name ``fid`` in the log is kept for the curve's role).
 - :class:`SampleGrid` (rank 0): ``samples/iter_<N>.png``, rows A, A->B, A->B->A of the same
   test images.
 """
 import json
+import math
 import os
 
 import chainer
@@ -22,31 +27,75 @@ from chainer_yolo_dist.cyclegan import fid
 from chainer_yolo_dist.cyclegan.data import to_uint8
 
 
-def translate(gen, images, batchsize=16):
+#: Images per forward pass of a generator in :func:`translate`.
+TRANSLATE_BATCHSIZE = 16
+
+
+def translate(gen, images, batchsize=TRANSLATE_BATCHSIZE):
     """``gen`` applied to ``images`` ``(N, 3, H, W)`` in [-1, 1]; NumPy ``(N, 3, H, W)``."""
+    return chainer.backend.CpuDevice().send(_translate(gen, images, batchsize))
+
+
+def _translate(gen, images, batchsize=TRANSLATE_BATCHSIZE):
+    """:func:`translate`, left on ``gen``'s device (a feature extractor there reads it)."""
     out = []
     with chainer.using_config('train', False), chainer.no_backprop_mode():
         for start in range(0, len(images), batchsize):
-            x = gen.xp.asarray(images[start:start + batchsize])
-            out.append(chainer.backend.CpuDevice().send(gen(x).array))
-    return np.concatenate(out) if out else np.zeros((0,) + tuple(images.shape[1:]), np.float32)
+            out.append(gen(gen.device.send(images[start:start + batchsize])).array)
+    if not out:
+        return np.zeros((0,) + tuple(images.shape[1:]), np.float32)
+    return out[0] if len(out) == 1 else gen.xp.concatenate(out)
 
 
 def stack(view, n):
     """The first ``n`` images of a single-domain view, ``(n, 3, H, W)`` float32."""
-    return np.stack([view[i] for i in range(min(n, len(view)))]).astype(np.float32)
+    return stack_range(view, 0, min(n, len(view)))
+
+
+def stack_range(view, start, stop):
+    """Images ``start .. stop - 1`` of a single-domain view (or an array), ``(n, 3, H, W)``
+    float32."""
+    if stop <= start:
+        return np.zeros((0, 3, 0, 0), np.float32)
+    return np.stack([view[i] for i in range(start, stop)]).astype(np.float32)
+
+
+def shard(n, size, rank, unit):
+    """This rank's ``(start, stop)`` of ``n`` images split over ``size`` ranks in whole units
+    of ``unit`` images, contiguous and in rank order (rank 0 first). Units are never cut, so
+    every batch a rank computes is a batch one process computes; ranks beyond the number of
+    units get ``(n, n)``, nothing."""
+    units = -(-n // unit)
+    first, last = units * rank // size, units * (rank + 1) // size
+    return min(first * unit, n), min(last * unit, n)
+
+
+class InceptionFeatures(object):
+    """Inception-v3 pool features: ``images`` NumPy or CuPy ``(N, 3, H, W)`` in [-1, 1] ->
+    NumPy ``(N, 2048)`` float64, resized to 299 px and computed in batches of ``batchsize`` on
+    the network's device (a class rather than a closure: it is broadcast to the ranks)."""
+
+    def __init__(self, net, batchsize=16):
+        self.net, self.batchsize = net, int(batchsize)
+
+    def to_device(self, device):
+        """Moves the network to ``device`` (e.g. ``'@cupy:0'``); returns self."""
+        self.net.to_device(device)
+        return self
+
+    def __call__(self, images):
+        from chainer_yolo_dist.cyclegan.inception import resize_for_inception
+        cpu = chainer.backend.CpuDevice()
+        feats = [cpu.send(self.net.features(resize_for_inception(
+            self.net.device.send(images[i:i + self.batchsize]))))
+            for i in range(0, len(images), self.batchsize)]
+        return np.concatenate(feats).astype(np.float64)
 
 
 def inception_extractor(weights, batchsize=16):
     """Inception-v3 pool features (the FID of the literature, with converted ``weights``)."""
-    from chainer_yolo_dist.cyclegan.inception import InceptionV3, resize_for_inception
-    net = InceptionV3(weights=weights)
-
-    def extract(images):
-        feats = [net.features(resize_for_inception(images[i:i + batchsize]))
-                 for i in range(0, len(images), batchsize)]
-        return np.concatenate(feats).astype(np.float64)
-    return extract
+    from chainer_yolo_dist.cyclegan.inception import InceptionV3
+    return InceptionFeatures(InceptionV3(weights=weights), batchsize)
 
 
 def default_extractor(path, log=print):
@@ -64,43 +113,108 @@ def default_extractor(path, log=print):
 
 class FrechetExtension(chainer.training.Extension):
     """Reports ``fid``, the Frechet distance of ``gen_ab(test_a)`` to ``test_b``, and
-    ``fid/epoch``, the fractional epoch it was measured at (rank 0 only; the other ranks wait at
-    the next AllReduce). The log's entries fall every ``log_interval`` iterations, not at the
-    measurements, so a curve of FID against epoch (paper 002 Fig. 6) takes its x from
-    ``fid/epoch``. With ``plot_path``, every measurement redraws the curve there.
+    ``fid/epoch``, the fractional epoch it was measured at. The log's entries fall every
+    ``log_interval`` iterations, not at the measurements, so a curve of FID against epoch
+    (paper 002 Fig. 6) takes its x from ``fid/epoch``. With ``plot_path``, every measurement
+    redraws the curve there (rank 0).
+
+    With ``comm`` (a ChainerMN communicator) the extension is collective: every rank must
+    build it and call it at the same iterations. Each rank reads, translates and extracts only
+    its :func:`shard` of the images, in units of the least common multiple of
+    :data:`TRANSLATE_BATCHSIZE` and the extractor's ``batchsize``, on its own device (where
+    ``gen_ab`` and the extractor are); rank 0 gathers the features (host NumPy, pickled through
+    MPI: never device memory), computes the distance and broadcasts it, so the cost of
+    translating and extracting falls as 1 / k up to ``n / unit`` ranks. On the CPU the
+    distance is bit for bit the one-process number (``comm=None``): the same batches are
+    computed, and the features are concatenated in the same order.
 
     Args:
         gen_ab: the generator A -> B.
-        test_a, test_b: ``(N, 3, H, W)`` images in [-1, 1].
-        extract: ``images -> (N, D)`` features.
+        test_a, test_b: single-domain views (``view[i] -> (3, H, W)`` in [-1, 1]) or arrays
+            ``(N, 3, H, W)``; the first ``n_images`` of each are used.
+        extract: ``images (n, 3, H, W) -> (n, D)`` NumPy features, computed in batches of its
+            ``batchsize`` attribute (one batch if it has none); it accepts arrays on
+            ``gen_ab``'s device.
         plot_path (str or None): where to draw the curve (``fid.png``).
         title (str): the curve's title.
+        comm: the communicator, or None for one process.
+        n_images (int or None): images per domain (default: all).
     ``baseline`` is the distance of the untranslated ``test_a`` to ``test_b``: what a
     translation that learnt nothing would score. ``history`` lists ``(epoch, fid)``, kept in
-    the trainer's snapshot so that a resumed run's curve starts at epoch 0.
+    the trainer's snapshot so that a resumed run's curve starts at epoch 0. Both, and
+    ``last``, are the same on every rank.
     """
 
     priority = chainer.training.PRIORITY_WRITER
     name = 'fid'
 
-    def __init__(self, gen_ab, test_a, test_b, extract, plot_path=None, title=''):
-        self.gen_ab, self.test_a, self.extract = gen_ab, test_a, extract
-        self.features_b = extract(test_b)
-        self.baseline = fid.frechet_distance_of_features(extract(test_a), self.features_b)
+    def __init__(self, gen_ab, test_a, test_b, extract, plot_path=None, title='', comm=None,
+                 n_images=None):
+        self.gen_ab, self.extract, self.comm = gen_ab, extract, comm
+        size, rank = (comm.size, comm.rank) if comm is not None else (1, 0)
+        self.is_root = rank == 0
+        extract_batch = int(getattr(extract, 'batchsize', 0) or 0)
+        # Whole batches of both the generator and the extractor: without a batchsize the
+        # extractor sees every image at once, so only one share is possible.
+        self.unit = (TRANSLATE_BATCHSIZE * extract_batch // math.gcd(TRANSLATE_BATCHSIZE,
+                                                                      extract_batch)
+                     if extract_batch else None)
+
+        def my_share(view):
+            n = len(view) if n_images is None else min(n_images, len(view))
+            start, stop = shard(n, size, rank, self.unit or max(n, 1))
+            return stack_range(view, start, stop)
+
+        self.share_a = my_share(test_a)
+        # Rank 0 alone keeps the gathered features of B (fixed for the run).
+        self.features_b = self._gathered(self._features(my_share(test_b)))
+        features_a = self._gathered(self._features(self.share_a))
+        self.baseline = self._distance(features_a)
         self.plot_path, self.title = plot_path, title
         self.last = None
         self.history = []
 
+    def _features(self, images):
+        """This rank's ``(n, D)`` NumPy features of ``images``, or None for no images."""
+        if len(images) == 0:
+            return None
+        unit = self.unit or len(images)
+        # Unit by unit: the extractor's batches are then the one-process batches.
+        return np.concatenate([self.extract(images[i:i + unit])
+                               for i in range(0, len(images), unit)])
+
+    def _gathered(self, features):
+        """Every rank's features in rank order on rank 0 (host NumPy); None elsewhere."""
+        parts = [features] if self.comm is None else self.comm.gather_obj(features)
+        if not self.is_root:
+            return None
+        return np.concatenate([f for f in parts if f is not None])
+
+    def _distance(self, gathered_a):
+        """The distance of ``gathered_a`` to B's features, computed by rank 0 and held by
+        every rank."""
+        value = (fid.frechet_distance_of_features(gathered_a, self.features_b)
+                 if self.is_root else None)
+        return value if self.comm is None else self.comm.bcast_obj(value)
+
     def measure(self):
-        fake_b = translate(self.gen_ab, self.test_a)
-        self.last = fid.frechet_distance_of_features(self.extract(fake_b), self.features_b)
+        """The distance now (collective with ``comm``); also kept as ``last``."""
+        translated = None
+        if len(self.share_a):
+            # Unit by unit on the generator's device, the fakes staying there for the
+            # extractor: the translation batches are the one-process batches too.
+            unit = self.unit or len(self.share_a)
+            translated = np.concatenate([
+                self.extract(_translate(self.gen_ab, self.share_a[i:i + unit]))
+                for i in range(0, len(self.share_a), unit)])
+        self.last = self._distance(self._gathered(translated))
         return self.last
 
     def __call__(self, trainer):
         value, epoch = self.measure(), float(trainer.updater.epoch_detail)
         self.history.append((epoch, value))
         chainer.reporter.report({'fid': value, 'fid/epoch': epoch})
-        if self.plot_path:
+        if self.plot_path and self.is_root:
             atomic.save_figure(fid_curve_figure(self.history, self.baseline, self.title),
                                self.plot_path)
 

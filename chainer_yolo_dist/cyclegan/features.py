@@ -44,15 +44,24 @@ class PooledFeatures(object):
             return self.model.features(x)[self.stage]
         return self.model(x)
 
+    def to_device(self, device):
+        """Moves the model (a link) to ``device`` (e.g. ``'@cupy:0'``); returns self."""
+        self.model.to_device(device)
+        return self
+
     def __call__(self, images):
-        images = np.asarray(images, np.float32)
+        """``images`` NumPy or CuPy ``(N, 3, H, W)`` -> NumPy ``(N, C)`` float64; each batch of
+        ``batchsize`` is computed on the model's device (the CPU for a plain callable)."""
+        if isinstance(images, np.ndarray) or not hasattr(images, 'shape'):
+            images = np.asarray(images, np.float32)
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError('expected images (N, 3, H, W), got shape %r' % (images.shape,))
-        xp = getattr(self.model, 'xp', np)
+        device = getattr(self.model, 'device', None) or chainer.backend.CpuDevice()
         out = []
         with chainer.using_config('train', False), chainer.no_backprop_mode():
             for start in range(0, len(images), self.batchsize):
-                x = xp.asarray(images[start:start + self.batchsize])
+                x = device.send(images[start:start + self.batchsize]).astype(np.float32,
+                                                                             copy=False)
                 if x.shape[2:] != (self.input_size, self.input_size):
                     x = F.resize_images(x, (self.input_size, self.input_size),
                                         align_corners=False).array

@@ -20,6 +20,39 @@ class Networks(chainer.Chain):
             self.dis_b = PatchDiscriminator(ndf)
 
 
+def initial_networks(ngf, ndf, n_blocks, seed, size=32):
+    """The four networks with every parameter drawn on the host, before any move to a GPU.
+
+    Chainer's initialisers draw from NumPy's global generator, seeded here from ``seed``; a
+    parameter created lazily (shape known only at the first forward) after ``to_gpu`` would
+    instead be drawn by CuPy's unseeded generator, differently on every run. None of these
+    networks has one today; should one appear, one forward of each network on a zero image
+    ``(1, 3, size, size)`` on the host creates it here (``size``: a multiple of 4, at least
+    32 for the discriminator's five 4x4 convolutions). Raises RuntimeError naming any
+    parameter still without an array.
+
+    Returns:
+        :class:`Networks` on the CPU, equal for equal arguments.
+    """
+    np.random.seed(seed % 2 ** 32)
+    nets = Networks(ngf, ndf, n_blocks)
+    if uninitialised_parameters(nets):
+        x = np.zeros((1, 3, size, size), np.float32)
+        with chainer.using_config('train', False), chainer.no_backprop_mode():
+            for name in NETWORKS:
+                getattr(nets, name)(x)
+    missing = uninitialised_parameters(nets)
+    if missing:
+        raise RuntimeError('CycleGAN parameters still uninitialised after a forward pass on the '
+                           'host: %s' % ', '.join(missing))
+    return nets
+
+
+def uninitialised_parameters(link):
+    """Names of ``link``'s parameters that have no array yet (lazily shaped ones)."""
+    return sorted(name for name, param in link.namedparams() if param.array is None)
+
+
 class RankState(object):
     """What differs between ranks, for each rank's own file beside rank 0's snapshot: its two
     history pools, and its iterator (whose current order holds this rank's own draws; rank 0's

@@ -12,6 +12,7 @@ its own beside rank 0's snapshot (:func:`~chainer_yolo_dist.core.snapshots.add_r
 """
 import os
 
+import chainer
 import numpy as np
 from chainer.training import extensions
 
@@ -22,8 +23,10 @@ from chainer_yolo_dist.core.snapshots import (add_rank_snapshots, record_config,
                                               save_results)
 from chainer_yolo_dist.cyclegan import data, evaluation
 from chainer_yolo_dist.cyclegan.networks import default_n_blocks
-from chainer_yolo_dist.cyclegan.parts import LossTrace, Networks, RankState, networks_in_sync
-from chainer_yolo_dist.cyclegan.settings import CycleGANData, CycleGANSettings
+from chainer_yolo_dist.cyclegan.parts import (LossTrace, RankState, initial_networks,
+                                              networks_in_sync)
+from chainer_yolo_dist.cyclegan.settings import (CycleGANData, CycleGANSettings,
+                                                 refuse_double_buffering)
 from chainer_yolo_dist.cyclegan.updater import NETWORKS, CycleGANUpdater, discriminator_lr
 
 LOSS_KEYS = ('gen/loss', 'gen/loss_gan', 'gen/loss_cycle', 'gen/loss_id', 'dis_a/loss',
@@ -42,6 +45,7 @@ def check(preset, options):
     if preset.insize % 4:
         raise ValueError('the generators need an input size divisible by 4, got %d'
                          % preset.insize)
+    refuse_double_buffering(options.get('double_buffering'))  # before any data is read
 
 
 def defaults(preset, options):
@@ -59,12 +63,15 @@ def train_cyclegan(settings, comm, dataset, log=print):
     """Trains CycleGAN on ``dataset.train`` across the ranks of ``comm``; measures the Frechet
     distance on ``dataset.test``. Returns ``metrics.json``'s content (the same on every rank)."""
     preset = settings.preset
-    np.random.seed(settings.seed % 2 ** 32)  # Chainer's initialisers draw from it
-    nets = run.to_device(Networks(settings.ngf, settings.ndf, settings.n_blocks), settings)
+    # Every weight drawn on the host from --seed, then moved (never drawn by CuPy's generator).
+    nets = run.to_device(initial_networks(settings.ngf, settings.ndf, settings.n_blocks,
+                                          settings.seed), settings)
 
     transform = data.flip_pair if settings.flip else None
+    # Folder images that need no resizing stay uint8 until the converter has them on the
+    # device (updater.pair_converter): same numbers, a quarter of the bytes.
     train_iter, draws = iterators.drawn_iterator(
-        dataset.train, transform, settings, comm, preset.sampling_scale,
+        data.stored_form(dataset.train), transform, settings, comm, preset.sampling_scale,
         settings.sampling_replace, settings.sampling_resample)
 
     dis_factor = discriminator_lr(1.0, settings.dis_lr_rule)
@@ -72,8 +79,7 @@ def train_cyclegan(settings, comm, dataset, log=print):
     opts = {}
     for name in NETWORKS:
         optimizer, hooks = optimizers.adam(settings, factors[name])
-        opts[name] = optimizers.multi_node(optimizer, hooks, getattr(nets, name), comm,
-                                           settings.double_buffering)
+        opts[name] = optimizers.multi_node(optimizer, hooks, getattr(nets, name), comm)
     pool_seed = (2 * stream_seed(settings.seed, comm.rank)) % (2 ** 32 - 1)
     updater = CycleGANUpdater(train_iter, opts, settings.lambda_cycle, settings.lambda_id,
                               settings.pool_size, pool_seed, device=settings.device)
@@ -84,10 +90,10 @@ def train_cyclegan(settings, comm, dataset, log=print):
     trace = LossTrace()
     trainer.extend(trace)
 
-    frechet = None
+    frechet = _frechet_extension(trainer, settings, comm, dataset, nets, log)  # collective
     if comm.rank == 0:
-        frechet = _rank0_extensions(trainer, settings, dataset, nets, log)
-    columns = ['epoch', 'iteration', 'lr'] + list(LOSS_KEYS) + (['fid'] if frechet else [])
+        _add_sample_grid(trainer, settings, dataset, nets)
+    columns = ['epoch', 'iteration', 'lr'] + list(LOSS_KEYS) + ['fid']
     per_epoch = settings.iterations_per_epoch
     # The log also at the last update: the end's Frechet distance is the curve's last point.
     reporting.add_rank0_reports(trainer, settings, comm, columns, make_trigger=lambda: (
@@ -99,19 +105,19 @@ def train_cyclegan(settings, comm, dataset, log=print):
     resume(trainer, settings, comm, log, rank_state=RankState(updater))
     record_config(settings, comm, draws_per_epoch=draws, iterations_per_epoch=per_epoch,
                   fid_extractor=_extractor_name(settings),
-                  fid_baseline=frechet.baseline if frechet else None)
+                  fid_baseline=frechet.baseline)
 
     trainer.run()
     metrics = reporting.run_metrics(trainer, settings)
     in_sync = networks_in_sync(nets, comm)  # collective
+    # Measured at the last update by its trigger; ``last`` is the same on every rank, so all
+    # take the same branch of this collective.
+    last = frechet.last if frechet.last is not None else frechet.measure()
     if comm.rank == 0:
-        last = None
-        if frechet is not None:  # measured at the last update by its trigger
-            last = frechet.last if frechet.last is not None else frechet.measure()
         window = max(1, min(settings.log_interval, len(trace.values) // 2))
         metrics.update({
-            'fid': last, 'fid_baseline': frechet.baseline if frechet else None,
-            'fid_history': [list(p) for p in frechet.history] if frechet else [],
+            'fid': last, 'fid_baseline': frechet.baseline,
+            'fid_history': [list(p) for p in frechet.history],
             'fid_extractor': _extractor_name(settings),
             'cycle_loss_first': float(np.mean(trace.values[:window])) if trace.values else None,
             'cycle_loss_last': float(np.mean(trace.values[-window:])) if trace.values else None,
@@ -137,25 +143,40 @@ def _every_and_at_end(period, settings, unit='epoch'):
     return lambda trainer: bool((every is not None and every(trainer)) | end(trainer))
 
 
-def _rank0_extensions(trainer, settings, dataset, nets, log):
-    """Rank 0's Frechet distance and sample grids (no collective inside)."""
+def _frechet_extension(trainer, settings, comm, dataset, nets, log):
+    """The Frechet distance on every rank (collective: each rank extracts the features of its
+    share of the held-out images on its own device; :class:`evaluation.FrechetExtension`)."""
     test = dataset.test
-    images_a = evaluation.stack(test.domain_a, settings.fid_images)
-    images_b = evaluation.stack(test.domain_b, settings.fid_images)
-    extract = (evaluation.inception_extractor(settings.fid_weights) if settings.fid_weights
-               else evaluation.default_extractor(settings.fid_extractor, log))
+    extract = None
+    if comm.rank == 0:  # trains the default extractor first if its file is absent
+        extract = (evaluation.inception_extractor(settings.fid_weights) if settings.fid_weights
+                   else evaluation.default_extractor(settings.fid_extractor, log))
+    if comm.size > 1:
+        # Rank 0's extractor, pickled from the host: the weights file need not be on every
+        # node, and the default one is trained once.
+        extract = comm.bcast_obj(extract)
+    if settings.device >= 0:
+        extract.to_device(chainer.get_device('@cupy:%d' % settings.device))
     title = ('CycleGAN, k = %d, alpha = %g: Frechet distance (%s extractor)'
              % (settings.workers, settings.preset.peak_lr,
                 'Inception-v3' if settings.fid_weights else 'default'))
-    frechet = evaluation.FrechetExtension(nets.gen_ab, images_a, images_b, extract,
-                                          os.path.join(settings.out, 'fid.png'), title)
+    frechet = evaluation.FrechetExtension(
+        nets.gen_ab, test.domain_a, test.domain_b, extract,
+        os.path.join(settings.out, 'fid.png') if comm.rank == 0 else None, title, comm=comm,
+        n_images=settings.fid_images)
     trainer.extend(frechet, trigger=_every_and_at_end(settings.fid_interval, settings))
-    grid = evaluation.SampleGrid(nets.gen_ab, nets.gen_ba, images_a[:settings.n_samples],
-                                 settings.out)
-    trainer.extend(grid, trigger=_every_and_at_end(settings.sample_interval, settings))
-    log('Frechet distance of untranslated A to B (%d test images): %.4g'
-        % (len(images_a), frechet.baseline))
+    if comm.rank == 0:
+        log('Frechet distance of untranslated A to B (%d test images): %.4g'
+            % (min(settings.fid_images, len(test.domain_a)), frechet.baseline))
     return frechet
+
+
+def _add_sample_grid(trainer, settings, dataset, nets):
+    """Rank 0's sample grids (no collective inside)."""
+    images_a = evaluation.stack(dataset.test.domain_a, min(settings.n_samples,
+                                                            settings.fid_images))
+    grid = evaluation.SampleGrid(nets.gen_ab, nets.gen_ba, images_a, settings.out)
+    trainer.extend(grid, trigger=_every_and_at_end(settings.sample_interval, settings))
 
 
 def run_cyclegan(options, log=print):

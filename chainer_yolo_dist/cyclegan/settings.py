@@ -4,6 +4,29 @@ import dataclasses
 from chainer_yolo_dist.core.settings import RunSettings
 
 
+#: Why CycleGAN refuses ``--double-buffering`` (see :func:`refuse_double_buffering`).
+DOUBLE_BUFFERING_ERROR = (
+    '--double-buffering is not available for CycleGAN: its four optimizers would share '
+    'ChainerMN\'s one pair of gradient buffers in the communicator; train without it')
+
+
+def refuse_double_buffering(double_buffering):
+    """Raises ValueError (:data:`DOUBLE_BUFFERING_ERROR`) if ``double_buffering`` is set.
+
+    ChainerMN's double-buffering optimizer packs each update's gradients into the
+    communicator's ``gpu_buffer_a`` / ``gpu_buffer_b`` and all-reduces them on its own stream
+    without waiting: CycleGAN's four optimizers (two generators, then two discriminators, in
+    one update) would overwrite, and resize, the same two buffers while another optimizer's
+    AllReduce still reads them. A communicator per optimizer (``comm.split``) would give each
+    its own buffers, but then four NCCL communicators run collectives concurrently on four
+    streams, which NCCL documents as prone to deadlock; each also costs its own NCCL
+    initialisation and buffers. Double buffering also applies every gradient one update late,
+    unlike the synchronous averaging of paper 002 sec. 3.2. So it is refused, by name.
+    """
+    if double_buffering:
+        raise ValueError(DOUBLE_BUFFERING_ERROR)
+
+
 @dataclasses.dataclass(frozen=True)
 class CycleGANData:
     """What unpaired data a run loads (see :func:`chainer_yolo_dist.cyclegan.data.load_data`):
@@ -58,6 +81,7 @@ class CycleGANSettings(RunSettings):
                                                                 getattr(self, field)))
         if self.fid_interval < 0 or self.sample_interval < 0:
             raise ValueError('--fid-interval and --sample-interval must be >= 0')
+        refuse_double_buffering(self.double_buffering)
         if self.preset.sampling_scale is None:
             raise ValueError('preset %s has no sampling_scale: CycleGAN runs draw scale x D / n '
                              'examples per rank and epoch (paper 002 sec. 3.2)'

@@ -15,9 +15,10 @@ count does not scale it (paper 002 sec. 3.2). The discriminators' rate: see
 import math
 
 import chainer
+import numpy as np
 from chainer.dataset import convert
 
-from chainer_yolo_dist.cyclegan import losses
+from chainer_yolo_dist.cyclegan import data, losses
 from chainer_yolo_dist.cyclegan.image_pool import POOL_SIZE, ImagePool
 
 #: Paper 002 appendix A.1.2 (Zhu et al.): Adam step size and first-moment decay.
@@ -62,21 +63,43 @@ def discriminator_lr(gen_lr, rule='half'):
     return gen_lr / 2.0 if rule == 'half' else gen_lr
 
 
+@chainer.dataset.converter()
 def pair_converter(batch, device=None):
-    """``[(a, b), ...]`` of ``(3, H, W)`` arrays -> ``(a (N, 3, H, W), b (N, 3, H, W))``."""
-    return convert.concat_examples(batch, device)
+    """``[(a, b), ...]`` of ``(3, H, W)`` images -> ``(a (N, 3, H, W), b (N, 3, H, W))``,
+    float32 in [-1, 1] on ``device`` (a ``chainer.backend.Device``; None: where they are).
+
+    Images come as the training data stores them (:func:`data.stored_form`): uint8 in
+    [0, 255] cross to the device as uint8 (a quarter of float32's bytes) and are scaled there
+    by :func:`data.scale_to_network`, the same float32 operations as on the host, so the
+    batch is bitwise what converting first would give; float32 images are already in
+    [-1, 1] and are stacked as they are.
+    """
+    return tuple(_network_batch([pair[k] for pair in batch], device) for k in (0, 1))
+
+
+def _network_batch(images, device):
+    """One domain's images (uint8 [0, 255] or float32 [-1, 1], each ``(3, H, W)``) ->
+    float32 ``(N, 3, H, W)`` in [-1, 1] on ``device``."""
+    if device is None:
+        device = chainer.backend.CpuDevice()
+    if all(x.dtype == np.uint8 for x in images):
+        return data.scale_to_network(device.send(np.stack(images)))
+    # Float images (resized or rendered: no lossless uint8 form), or a mixed batch.
+    return device.send(np.stack([data.to_network(x) for x in images]))
 
 
 class CycleGANUpdater(chainer.training.StandardUpdater):
     """Generators, then discriminators, once per batch of ``(a, b)`` pairs.
 
     Args:
-        iterator: yields lists of ``(a, b)`` pairs, ``a`` and ``b`` float32 ``(3, H, W)`` in
-            ``[-1, 1]`` (one per process per step in the paper).
+        iterator: yields lists of ``(a, b)`` pairs, ``a`` and ``b`` ``(3, H, W)``, float32 in
+            ``[-1, 1]`` or uint8 in ``[0, 255]`` (:func:`pair_converter`; one pair per
+            process per step in the paper).
         optimizers (dict): ``gen_ab``, ``gen_ba``, ``dis_a``, ``dis_b``, each set up on its
             network (plain or ChainerMN multi-node optimizers).
         lambda_cycle, lambda_id (float): loss weights (10 and 5, paper 002 appendix A.1.2).
-        pool_size (int): history of fakes per discriminator (50, Zhu).
+        pool_size (int): history of fakes per discriminator (50, Zhu); each pool keeps its
+            images on its discriminator's device.
         pool_seed (int): seed of the two pools (A's uses ``pool_seed``, B's ``pool_seed + 1``);
             give each rank its own, e.g. ``seed * 1000 + 2 * rank``.
         converter, device: as for ``StandardUpdater``.
@@ -95,8 +118,12 @@ class CycleGANUpdater(chainer.training.StandardUpdater):
         super(CycleGANUpdater, self).__init__(iterator, {k: optimizers[k] for k in NETWORKS},
                                               converter=converter, device=device)
         self.lambda_cycle, self.lambda_id = float(lambda_cycle), float(lambda_id)
-        self.pool_a = ImagePool(pool_size, seed=pool_seed)
-        self.pool_b = ImagePool(pool_size, seed=pool_seed + 1)
+        # Each pool on the device of the discriminator it feeds: the fakes come from there and
+        # go back there, and a pool restored from a snapshot is moved there (ImagePool).
+        self.pool_a = ImagePool(pool_size, seed=pool_seed,
+                                device=optimizers['dis_a'].target.device)
+        self.pool_b = ImagePool(pool_size, seed=pool_seed + 1,
+                                device=optimizers['dis_b'].target.device)
 
     def networks(self):
         """``(gen_ab, gen_ba, dis_a, dis_b)``."""
