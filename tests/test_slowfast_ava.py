@@ -130,7 +130,7 @@ def test_dataset_reads_clips_boxes_labels_and_drops_videos_without_frames(tmp_pa
     assert data.frame_keys == [('vid_a', 902), ('vid_a', 903)]
     assert data.report.counts == {'missing_image': 1}
     clip, bbox, label = data[1]
-    assert clip.shape == (3, 16, 24, 32) and clip.dtype == np.float32  # short side 12 -> 24
+    assert clip.shape == (3, 16, 24, 32) and clip.dtype == np.uint8  # short side 12 -> 24
     # Keyframe of second 903 is frame 90; the clip reads 74, 76, ... 98, then 99 (clamped).
     expected = 2 * np.minimum(np.arange(74, 106, 2), 99)
     np.testing.assert_allclose(clip[:, :, 12, 16].mean(axis=0), expected, atol=3)

@@ -1,12 +1,15 @@
-"""AVA head: RoIAlign conventions on hand-made maps, pooling, loss."""
+"""AVA head: RoIAlign conventions on hand-made maps, pooling, dropout masks, loss."""
+import types
+
 import numpy as np
 import pytest
 
 import chainer
 import chainer.functions as F
 
+from chainer_yolo_dist.core.sampling import ForwardRandomness
 from chainer_yolo_dist.slowfast.head import (
-    ActionDetector, AVAHead, DetectorLoss, multilabel_loss, roi_align_2d)
+    ActionDetector, AVAHead, DetectorLoss, dropout_mask, multilabel_loss, roi_align_2d)
 from chainer_yolo_dist.slowfast.networks import SlowFast
 
 
@@ -106,3 +109,78 @@ def test_detector_runs_in_float64_for_equivalence_tests():
     assert logits.dtype == np.float64
     multilabel_loss(logits, np.array([[1, 0, 1]], np.int32)).backward()
     assert det.trunk.fast.conv1.W.grad.dtype == np.float64
+
+
+@pytest.mark.parametrize('dtype,ratio', [(np.float32, 0.5), (np.float64, 0.3), (np.float32, 0.)])
+def test_host_dropout_mask_is_chainers_cpu_mask(dtype, ratio):
+    """The same draws from NumPy's generator, the same scaled values and dtype, bit for bit."""
+    x = np.ones((5, 7), dtype)
+    np.random.seed(11)
+    with chainer.using_config('train', True):
+        _, chainers = F.dropout(x, ratio, return_mask=True)
+    np.random.seed(11)
+    ours = dropout_mask(x.shape, ratio, dtype)
+    assert ours.dtype == chainers.dtype == dtype
+    assert np.array_equal(ours, chainers)
+
+
+def _features(seed=0):
+    rng = np.random.RandomState(seed)
+    return ([rng.randn(2, 16, 2, 4, 4).astype(np.float32),
+             rng.randn(2, 4, 8, 4, 4).astype(np.float32)],
+            np.array([[0, 0, 32, 32], [8, 8, 40, 56], [16, 0, 64, 64]], np.float32),
+            np.array([0, 1, 1], np.int32))
+
+
+def test_head_passes_the_host_mask_and_keeps_the_cpu_results(monkeypatch):
+    """Logits as before the change (Chainer drawing the mask itself on the CPU); F.dropout is
+    always given a mask, so cuDNN's dropout states are never used on a GPU."""
+    np.random.seed(3)
+    head = AVAHead([16, 4], n_class=6, spatial_scale=1. / 16)
+    features, rois, idx = _features()
+    with chainer.using_config('train', True):
+        np.random.seed(5)
+        before = head.fc(F.dropout(head.pooled_features(features, rois, idx), 0.5)).array
+        np.random.seed(5)
+        plain = F.dropout
+        masks = []
+
+        def only_with_mask(x, ratio, **kwargs):
+            assert kwargs.get('mask') is not None
+            masks.append(kwargs['mask'])
+            return plain(x, ratio, **kwargs)
+
+        monkeypatch.setattr(F, 'dropout', only_with_mask)
+        after = head(features, rois, idx).array
+    assert np.array_equal(before, after) and len(masks) == 1
+    assert set(np.unique(masks[0])) == {0., 2.}
+    with chainer.using_config('train', False):  # no draw in test mode
+        state = np.random.get_state()[1].copy()
+        head(features, rois, idx)
+        assert np.array_equal(state, np.random.get_state()[1]) and len(masks) == 1
+
+
+def _masks_of_updates(first, last, seed=7, rank=1):
+    """Dropout masks of updates ``first..last`` as a trainer draws them: ForwardRandomness
+    seeds before the first update (``initialize``; at iteration ``first - 1``, the iteration a
+    snapshot restores, when resuming) and after every update."""
+    ext = ForwardRandomness(seed, rank)
+    trainer = types.SimpleNamespace(updater=types.SimpleNamespace(iteration=first - 1))
+    ext.initialize(trainer)
+    masks = []
+    for iteration in range(first, last + 1):
+        masks.append(dropout_mask((3, 20), 0.5, np.float32))  # the update's forward
+        trainer.updater.iteration = iteration
+        ext(trainer)
+    return masks
+
+
+def test_masks_repeat_per_seed_and_resume_exactly():
+    full = _masks_of_updates(1, 6)
+    again = _masks_of_updates(1, 6)
+    assert all(np.array_equal(a, b) for a, b in zip(full, again))
+    assert not np.array_equal(full[0], full[1])  # a new mask every update
+    resumed = _masks_of_updates(4, 6)  # a new process resumed from snapshot_iter_3
+    assert all(np.array_equal(a, b) for a, b in zip(full[3:], resumed))
+    other_rank = _masks_of_updates(1, 2, rank=0)
+    assert not np.array_equal(full[0], other_rank[0])

@@ -35,8 +35,10 @@ every alpha-th (:mod:`.networks`). Two readings (:data:`CLIP_READINGS`):
 
 AVA frames are decoded at 30 fps; paper 004's "32 fps" is its round figure for the arithmetic.
 
-Conventions of the examples: ``clip`` float32 ``(3, T, H, W)`` RGB in ``[0, 255]``, resized so the
-short side is ``size`` (PySlowFast tests on the full frame at that size); ``bbox`` float32
+Conventions of the examples: ``clip`` uint8 ``(3, T, H, W)`` RGB in ``[0, 255]`` (the decoded
+frames' dtype: it stays uint8 through the augmentation and the copy to the device, where it is
+normalised; see :mod:`.batch`), resized so the short side is ``size`` (PySlowFast tests on the
+full frame at that size); ``bbox`` float32
 ``(R, 4)`` ``(y_min, x_min, y_max, x_max)`` in pixels of the resized frame; ``label`` int32
 ``(R, n_class)`` multi-hot, column ``j`` = action id ``j + 1``.
 """
@@ -322,7 +324,7 @@ class AVAClips(GetterDataset):
         video, _ = self.frame_keys[i]
         frames = [self._read(frame_path(self.frames_dir, video, k))
                   for k in self.frame_indices(i)]
-        clip = np.stack(frames).astype(np.float32).transpose(3, 0, 1, 2)  # (3, T, H, W)
+        clip = np.stack(frames).transpose(3, 0, 1, 2)  # (3, T, H, W), uint8 as decoded
         h, w = clip.shape[2:]
         boxes, labels = self._annotations[i]
         bbox = boxes * np.array([h, w, h, w], np.float32)

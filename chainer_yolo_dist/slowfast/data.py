@@ -9,8 +9,9 @@
   ``data_dir/frames``. Reading: evaluation on the ground-truth person boxes; PySlowFast
   evaluates on a person detector's boxes (docs/slowfast.md).
 
-Examples are ``(clip (3, T, H, W) float32 in [0, 255], bbox (R, 4), label (R, n_class))``; each
-test example also has a frame key (``keys``) for the frame-level mAP.
+Examples are ``(clip (3, T, H, W) in [0, 255], bbox (R, 4), label (R, n_class))``, the clip
+uint8 for AVA (decoded frames) and float32 for synthetic clips; each test example also has a frame
+key (``keys``) for the frame-level mAP.
 """
 import os
 

@@ -5,7 +5,8 @@ As PySlowFast's ``ResNetRoIHead`` (SlowFast paper sec. 5.1): for each pathway's 
 ``spatial_scale = 1/16`` (res5 stride 1, see :mod:`.networks`), a spatial max pooling to
 ``(R, C)``; the pathways are concatenated, dropout 0.5 is applied, a linear layer gives one logit
 per class, and training uses per-class sigmoid binary cross-entropy (multi-label; PySlowFast
-``LOSS_FUNC: bce``, ``HEAD_ACT: sigmoid``).
+``LOSS_FUNC: bce``, ``HEAD_ACT: sigmoid``). The dropout mask is drawn on the host
+(:func:`dropout_mask`), so that GPU runs draw the CPU's masks and resume exactly.
 
 Box convention: ``rois`` float32 ``(R, 4)`` as ``(y_min, x_min, y_max, x_max)`` in input-clip
 pixel-edge coordinates (the box of pixel rows ``r0..r1`` has ``y_min = r0``, ``y_max = r1 + 1``),
@@ -158,9 +159,32 @@ class AVAHead(chainer.Chain):
         return F.concat(pooled, axis=1)
 
     def forward(self, features, rois, roi_indices):
-        """Logits ``(R, n_class)``; dropout is active only under ``chainer.config.train``."""
+        """Logits ``(R, n_class)``; dropout is active only under ``chainer.config.train``, with
+        the mask of :func:`dropout_mask` (drawn on the host, on every device)."""
         h = self.pooled_features(features, rois, roi_indices)
-        return self.fc(F.dropout(h, self.dropout))
+        if chainer.config.train:
+            mask = dropout_mask(h.shape, self.dropout, h.dtype)
+            h = F.dropout(h, self.dropout,
+                          mask=chainer.backend.get_device_from_array(h.array).send(mask))
+        return self.fc(h)
+
+
+def dropout_mask(shape, ratio, dtype):
+    """The scaled dropout mask ``(shape)`` of ``dtype``: 0 or ``1 / (1 - ratio)``, drawn on the
+    host from NumPy's global generator exactly as Chainer's CPU ``F.dropout`` draws it
+    (``numpy.random.rand(*shape) >= ratio``, times the scale in ``dtype``).
+
+    Why not let ``F.dropout`` draw: on a GPU with cuDNN it uses cuDNN's dropout states, seeded
+    once per process from ``os.urandom`` (or ``CHAINER_SEED``), whose position is in no snapshot;
+    without cuDNN it draws from CuPy's generator. Drawn here, the masks are the CPU run's on every
+    device, and a run resumed from a snapshot draws the uninterrupted run's masks, because
+    :class:`~chainer_yolo_dist.core.sampling.ForwardRandomness` reseeds NumPy's generator from
+    ``(seed, rank, iteration)`` before every update. The mask is ``R x C`` (at R50: 2304 floats
+    per box), so drawing it on the host and copying it costs little.
+    """
+    scale = np.dtype(dtype).type(1. / (1 - ratio))
+    flag = np.random.rand(*shape) >= ratio
+    return (scale * flag).astype(dtype, copy=False)  # already dtype; F.dropout requires it
 
 
 def multilabel_loss(logits, labels):

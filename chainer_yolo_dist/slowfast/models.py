@@ -40,6 +40,38 @@ def build_detector(name, n_class, dropout=None):
     return ActionDetector(SlowFast(**MODELS[name]), n_class, **head)
 
 
+def uninitialised_parameters(link):
+    """Paths of ``link``'s parameters that have no array yet (shaped at the first forward)."""
+    return [path for path, param in link.namedparams() if param.array is None]
+
+
+def materialise_parameters(detector, size=32):
+    """Gives every parameter of ``detector`` (on the host) its array before it moves to a device.
+
+    The detectors of :data:`MODELS` name every input size, so their parameters are drawn at
+    construction, on the host, from NumPy's generator (seeded by ``--seed``); then this does
+    nothing. A parameter left without an array (a link built with ``in_size=None``) would be
+    drawn at the first forward on the GPU, from CuPy's generator, so the same seed would give
+    other weights there: such parameters are created here by one forward of a zero clip
+    ``(1, 3, alpha, size, size)`` with one box, in test mode and without backprop (no batch
+    statistics change, no dropout mask is drawn). Returns the paths it created.
+    """
+    missing = uninitialised_parameters(detector)
+    if not missing:
+        return []
+    if detector.xp is not np:
+        raise ValueError('parameters %s have no array and the detector is not on the host: '
+                         'create them before moving it to a device' % ', '.join(missing))
+    clip = np.zeros((1, 3, detector.trunk.alpha, size, size), chainer.get_dtype())
+    box = np.array([[0, 0, size, size]], np.float32)
+    with chainer.using_config('train', False), chainer.no_backprop_mode():
+        detector(clip, box, np.zeros(1, np.int32))
+    still = uninitialised_parameters(detector)
+    if still:
+        raise ValueError('parameters %s are not created by a forward pass' % ', '.join(still))
+    return missing
+
+
 #: Where a detector's trunk starts in the files :func:`load_trunk` reads.
 TRUNK_PREFIXES = ('', 'trunk/', 'updater/model:main/detector/trunk/')
 

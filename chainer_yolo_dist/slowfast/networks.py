@@ -31,7 +31,9 @@ ReLU'd, is concatenated to the Slow features along the channels. The paper state
 PySlowFast 8x8 and AVA 32x2 configs use ``FUSION_KERNEL_SZ: 7`` (selectable: ``fusion_kernel``).
 
 Convolutions are :class:`.conv3d.Conv3D`: ``L.ConvolutionND`` links (same parameters) computed on
-the CPU as sums over kernel taps, several times faster there than Chainer's im2col.
+the CPU as sums over kernel taps, several times faster there than Chainer's im2col, and on a GPU
+without cuDNN by im2col in pieces whose column buffer stays under a limit (the Fast conv1's is
+4.7 GB at the paper's size; :mod:`.memory`).
 
 Conventions: the clip ``x`` is float32 ``(N, 3, T, H, W)`` (the Fast pathway's frames, T a
 multiple of alpha, H and W multiples of 32); the Slow pathway reads ``x[:, :, ::alpha]``.

@@ -17,13 +17,13 @@ from chainer_yolo_dist.core.sampling import ForwardRandomness
 from chainer_yolo_dist.core.snapshots import record_config, resume, save_results
 from chainer_yolo_dist.core.updaters import DataParallelUpdater
 from chainer_yolo_dist.slowfast import data, models
-from chainer_yolo_dist.slowfast.batch import concat_clips
+from chainer_yolo_dist.slowfast.batch import concat_normalised_clips
 from chainer_yolo_dist.slowfast.evaluation import ActionEvaluator
 from chainer_yolo_dist.slowfast.head import DetectorLoss
 from chainer_yolo_dist.slowfast.networks import ALPHA
 from chainer_yolo_dist.slowfast.settings import SlowFastData, SlowFastSettings
 from chainer_yolo_dist.slowfast.transforms import (TRAIN_CROP_SIZE, TRAIN_JITTER_SCALES,
-                                                   normalise, random_scale_crop_flip)
+                                                   random_scale_crop_flip)
 
 LOSS_KEYS = ('main/loss',)
 
@@ -47,7 +47,9 @@ SYSTEM = run.System('slowfast', SlowFastSettings, SlowFastData, data.load_data, 
 
 class TrainTransform(object):
     """``(example, rng) -> example``: AVA's scale jitter, crop and flip (PySlowFast) when
-    ``augment``, then ``(x / 255 - 0.45) / 0.225``. Synthetic clips are only normalised.
+    ``augment``; synthetic clips pass unchanged. The clip keeps its dtype (AVA: uint8) and is
+    normalised, ``(x / 255 - 0.45) / 0.225``, on the device by the converter
+    (:func:`.batch.concat_normalised_clips`), so a quarter of the bytes cross to the GPU.
 
     The crop is ``crop`` pixels (the preset's ``insize``) and the short side is drawn from
     PySlowFast's ``[256, 320]`` scaled by ``crop / 224``, i.e. exactly PySlowFast's at 224.
@@ -63,7 +65,7 @@ class TrainTransform(object):
         clip, bbox, label = example
         if self.augment:
             clip, bbox = random_scale_crop_flip(clip, bbox, rng, self.scales, self.crop)
-        return normalise(clip), bbox, label
+        return clip, bbox, label
 
 
 def train_slowfast(settings, comm, dataset, log=print):
@@ -82,6 +84,9 @@ def train_slowfast(settings, comm, dataset, log=print):
             initialisation += '; paper 004 sec. 3.3 starts from %s weights' % preset.pretrained
     if comm.rank == 0:
         log('initialisation: %s' % initialisation)
+    # Every parameter exists, drawn on the host from the seeded generator, before the move (a
+    # lazily shaped one would otherwise be drawn on the GPU, from CuPy's generator).
+    models.materialise_parameters(detector)
     chain = run.to_device(DetectorLoss(detector), settings)
 
     augment = settings.augment and preset.dataset == 'ava'
@@ -89,10 +94,13 @@ def train_slowfast(settings, comm, dataset, log=print):
         dataset.train, TrainTransform(augment, preset.insize), settings, comm)
 
     optimizer = parallelism.run_optimizer(parallelism.for_run(settings, comm), settings, chain)
-    updater = DataParallelUpdater(train_iters, optimizer, concat_clips, settings.device,
-                                  profile=settings.profile)
+    updater = DataParallelUpdater(train_iters, optimizer, concat_normalised_clips,
+                                  settings.device, profile=settings.profile)
     trainer = run.build_trainer(settings, comm, updater, chain, detector, LOSS_KEYS)
-    trainer.extend(ForwardRandomness(settings.seed, comm.rank))  # dropout masks on resume
+    # Reseeds NumPy's generator from (seed, rank, iteration) before every update: the head draws
+    # its dropout masks from it on the host on every device (head.dropout_mask), so a resumed
+    # run draws the uninterrupted run's masks, GPUs with cuDNN included.
+    trainer.extend(ForwardRandomness(settings.seed, comm.rank))
     evaluator = ActionEvaluator(detector, dataset.test, comm, settings.eval_batchsize)
     columns = ['epoch', 'iteration', 'lr', 'main/loss']
     if settings.profile:

@@ -7,9 +7,15 @@ side at 224 (``DATA.TEST_CROP_SIZE``; done by :class:`.ava.AVAClips` ``size``). 
 normalise ``(x / 255 - 0.45) / 0.225`` per channel (PySlowFast ``DATA.MEAN``, ``DATA.STD``
 defaults). PySlowFast's optional colour jitter is off in the AVA configs and is not provided.
 
-Arrays: ``clip`` float32 ``(3, T, H, W)`` in ``[0, 255]``; ``bbox`` float32 ``(R, 4)``
-``(y_min, x_min, y_max, x_max)`` in pixels of that clip.
+Arrays: ``clip`` ``(3, T, H, W)`` in ``[0, 255]``, uint8 (AVA's frames) or float32 (synthetic
+clips), kept in its dtype by the transforms; ``bbox`` float32 ``(R, 4)``
+``(y_min, x_min, y_max, x_max)`` in pixels of that clip. A uint8 clip is resized as uint8, i.e.
+rounded to integers, as PySlowFast's ``cv2_transform`` resizes its uint8 frames before
+``astype(np.float32)``. Normalisation (:func:`normalise`) runs on the training device, after the
+uint8 batch is copied there (:func:`.batch.concat_normalised_clips`): a quarter of the bytes of
+a float32 copy.
 """
+import chainer
 import cv2
 import numpy as np
 
@@ -20,8 +26,14 @@ STD = 0.225
 
 
 def normalise(clip):
-    """``(clip / 255 - 0.45) / 0.225`` as float32."""
-    return ((np.asarray(clip, np.float32) / 255. - MEAN) / STD).astype(np.float32)
+    """``(clip / 255 - 0.45) / 0.225`` as float32, on the clip's device (NumPy or CuPy).
+
+    Each step is a float32 operation with a Python-float operand in both libraries (CuPy follows
+    NumPy's scalar casting), IEEE-rounded, so a CuPy array gives the NumPy result bit for bit.
+    The clip may be uint8 (AVA's frames, converted here, exactly) or float32.
+    """
+    xp = chainer.backend.get_array_module(clip)
+    return ((xp.asarray(clip, np.float32) / 255. - MEAN) / STD).astype(np.float32, copy=False)
 
 
 def resize_clip(clip, height, width):
@@ -42,7 +54,8 @@ def _randint(rng, low, high):
 
 def random_scale_crop_flip(clip, bbox, rng, scales=TRAIN_JITTER_SCALES,
                            crop=TRAIN_CROP_SIZE, flip_p=0.5):
-    """The training augmentation; returns ``(clip (3, T, crop, crop), bbox (R, 4))``.
+    """The training augmentation; returns ``(clip (3, T, crop, crop), bbox (R, 4))``, the clip
+    in its input dtype (uint8 or float32).
 
     ``rng`` is a ``numpy.random.Generator`` (or ``RandomState``) owned by the caller, so that a
     run is reproducible. Boxes are scaled, shifted into the crop, clipped to it (a box outside the
@@ -64,4 +77,4 @@ def random_scale_crop_flip(clip, bbox, rng, scales=TRAIN_JITTER_SCALES,
     if rng.uniform() < flip_p:
         clip = clip[:, :, :, ::-1]
         bbox = np.stack([bbox[:, 0], crop - bbox[:, 3], bbox[:, 2], crop - bbox[:, 1]], axis=1)
-    return np.ascontiguousarray(clip, np.float32), bbox.astype(np.float32)
+    return np.ascontiguousarray(clip), bbox.astype(np.float32)  # the clip keeps its dtype
