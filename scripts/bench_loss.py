@@ -7,11 +7,11 @@ classes, ChainerCV's anchors. Truth sides are log-uniform in [--min-side, --max-
 (independently for height and width), centres uniform with the box inside the image; raw
 network outputs are N(0, --output-std^2), the scale of an untrained detection head.
 
-"Target assignment" is everything before the differentiable terms: validating and moving the
+"Target assignment" is everything before the differentiable terms
+(``chainer_yolo_dist.detection.targets.TargetAssigner.assign``): validating and moving the
 truths, the responsible slots, the later-truth-wins rule, the targets and the ``best_iou``
 no-object mask. Prints a table and writes a JSON record (temporary file, then rename).
 """
-import argparse
 import os
 import platform
 import sys
@@ -25,6 +25,7 @@ from chainercv.links import YOLOv2, YOLOv3
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from chainer_yolo_dist.benchmarks.loader import cpu_model  # noqa: E402
 from chainer_yolo_dist.detection.losses import YOLOv2Loss, YOLOv3Loss  # noqa: E402
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 
 def make_truths(rng, args):
@@ -56,17 +57,16 @@ def timings(fn, repeat):
     return np.array(wall), np.array(cpu)
 
 
-def bench(name, loss, n_slot, args, rng):
+def bench(name, loss, args, rng):
     bboxes, labels = make_truths(rng, args)
+    n_slot = loss.assigner.layout(args.insize).n_slot
     shape = (args.batch, n_slot)
     locs = (rng.randn(*shape, 4) * args.output_std).astype(np.float32)
     objs = (rng.randn(*shape) * args.output_std).astype(np.float32)
     confs = (rng.randn(*shape, args.classes) * args.output_std).astype(np.float32)
-    layout = loss._layout(args.insize, np)
 
     def assign():
-        truth = loss._gather_truths(bboxes, labels, args.batch, args.insize, np)
-        return loss._assign(np, locs, *truth, args.insize, layout)
+        return loss.assigner.assign(locs, bboxes, labels, args.insize)
 
     def forward_backward():
         vs = [chainer.Variable(a) for a in (locs, objs, confs)]
@@ -93,7 +93,7 @@ def bench(name, loss, n_slot, args, rng):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p = cli.Parser(description=__doc__.split('\n\n')[0])
     p.add_argument('--batch', type=int, default=16)
     p.add_argument('--insize', type=int, default=608)
     p.add_argument('--truths', type=int, default=50)
@@ -116,14 +116,8 @@ def main():
         p.error('need 0 < --min-side <= --max-side <= --insize')
 
     rng = np.random.RandomState(args.seed)
-    g = args.insize // 32
-    rows = [
-        bench('yolov2', YOLOv2Loss(YOLOv2._anchors, args.classes),
-              g * g * len(YOLOv2._anchors), args, rng),
-        bench('yolov3', YOLOv3Loss(YOLOv3._anchors, args.classes),
-              sum((g * f) ** 2 * len(a) for f, a in zip((1, 2, 4), YOLOv3._anchors)), args,
-              rng),
-    ]
+    rows = [bench('yolov2', YOLOv2Loss(YOLOv2._anchors, args.classes), args, rng),
+            bench('yolov3', YOLOv3Loss(YOLOv3._anchors, args.classes), args, rng)]
     print('batch %d, %dx%d, %d truths/image, OMP_NUM_THREADS=%s, %s, load average %.1f'
           % (args.batch, args.insize, args.insize, args.truths,
              os.environ.get('OMP_NUM_THREADS', 'unset'), cpu_model(), os.getloadavg()[0]))

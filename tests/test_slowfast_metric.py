@@ -83,3 +83,18 @@ def test_scores_and_labels_round_trip_through_the_ava_layout():
     assert result['map'] == pytest.approx(1.0)
     det = detections_from_scores(keys, boxes, 1. - labels, class_ids=[1, 2, 3])
     assert frame_map(gt, det, [1, 2, 3])['map'] < 1.0
+
+
+def test_rows_of_one_frame_need_not_be_adjacent():
+    keys = [('v', 902), ('w', 903), ('v', 902)]
+    boxes = np.array([G1, G2, FAR], float)
+    labels = np.array([[1, 0], [0, 1], [0, 1]])
+    gt = ground_truth_from_labels(keys, boxes, labels)
+    assert list(gt) == [('v', 902), ('w', 903)]  # frames in order of first appearance
+    np.testing.assert_array_equal(gt[('v', 902)][0], [G1, FAR])
+    assert gt[('v', 902)][1].tolist() == [1, 2]
+    det = detections_from_scores(keys, boxes, np.array([[.1, .2], [.3, .4], [.5, .6]]),
+                                 class_ids=[2, 1])
+    np.testing.assert_array_equal(det[('v', 902)][0], [G1, G1, FAR, FAR])
+    assert det[('v', 902)][1].tolist() == [1, 2, 1, 2]  # class ids sorted
+    assert det[('v', 902)][2].tolist() == [.1, .2, .5, .6]

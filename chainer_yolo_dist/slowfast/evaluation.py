@@ -17,7 +17,8 @@ from chainercv.utils import apply_to_iterator
 
 from chainer_yolo_dist.core.persistents import mean_persistents
 from chainer_yolo_dist.slowfast.batch import concat_normalised_clips
-from chainer_yolo_dist.slowfast.metric import frame_map
+from chainer_yolo_dist.slowfast.metric import (detections_from_scores, frame_map,
+                                               ground_truth_from_labels)
 
 
 def _scorer(detector):
@@ -57,22 +58,24 @@ def evaluate_actions(detector, test, comm=None, batchsize=4):
 
 
 def _frame_map(test, scores, bboxes, labels):
-    """Ground truth and detections per frame key, then the metric (rank 0)."""
-    ground_truth, detections = {}, {}
-    class_ids = np.array(test.class_ids)
-    cols = class_ids - 1  # label column j is action id j + 1
-    for i, (s, boxes, label) in enumerate(zip(scores, bboxes, labels)):
-        key = test.keys[i]
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)  # pixels: one system for both
-        label = np.asarray(label).reshape(len(boxes), -1)
-        r, j = np.nonzero(label[:, cols])
-        ground_truth[key] = (boxes[r], class_ids[j])
-        s = np.asarray(s, np.float64).reshape(len(boxes), -1)[:, cols]
-        detections[key] = (np.repeat(boxes, len(cols), axis=0),
-                           np.tile(class_ids, len(boxes)), s.reshape(-1))
+    """Ground truth and detections per frame key, then the metric (rank 0).
+
+    ``scores[i]`` ``(R_i, n_class)``, ``bboxes[i]`` ``(R_i, 4)`` in pixels (one system for both
+    sides) and ``labels[i]`` ``(R_i, n_class)`` multi-hot are test example ``i``'s."""
+    boxes = [np.asarray(b, np.float64).reshape(-1, 4) for b in bboxes]
+    keys = [key for key, b in zip(test.keys, boxes) for _ in range(len(b))]
+    scores = [np.asarray(s, np.float64).reshape(len(b), -1) for s, b in zip(scores, boxes)]
+    labels = [np.asarray(lb).reshape(len(b), -1) for lb, b in zip(labels, boxes)]
+    ground_truth = ground_truth_from_labels(keys, _rows(boxes), _rows(labels))
+    detections = detections_from_scores(keys, _rows(boxes), _rows(scores), test.class_ids)
     result = frame_map(ground_truth, detections, test.class_ids, test.excluded)
     ap = {int(c): None if np.isnan(v) else float(v) for c, v in result['ap'].items()}
     return {'map': result['map'], 'ap': ap, 'n_frames': result['n_frames']}
+
+
+def _rows(arrays):
+    """The examples' arrays stacked along their first axis (an empty test set: none)."""
+    return np.concatenate(arrays) if arrays else np.zeros((0, 0))
 
 
 class ActionEvaluator(chainer.training.Extension):

@@ -140,6 +140,17 @@ def frame_map(ground_truth, detections, class_ids, excluded=(), iou_thresh=IOU_T
     return {'map': mean, 'ap': ap, 'n_gt': n_gt, 'n_frames': len(gt_frames)}
 
 
+def _rows_by_frame(keys):
+    """Frame key -> indices of its rows, frames in order of first appearance.
+
+    One pass over ``keys`` rather than one mask per frame, which would be quadratic in the
+    test set (the evaluation passes every box of it at once)."""
+    rows = {}
+    for r, key in enumerate(keys):
+        rows.setdefault(key, []).append(r)
+    return {key: np.array(r, int) for key, r in rows.items()}
+
+
 def detections_from_scores(keys, boxes, scores, class_ids, label_offset=1):
     """Turns per-box class scores into the ``detections`` dict of :func:`frame_map`.
 
@@ -152,20 +163,21 @@ def detections_from_scores(keys, boxes, scores, class_ids, label_offset=1):
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     scores = np.asarray(scores, np.float64)
     out = {}
-    for key in dict.fromkeys(keys):
-        sel = np.array([k == key for k in keys])
+    for key, sel in _rows_by_frame(keys).items():
         b, s = boxes[sel], scores[sel][:, cols]
         out[key] = (np.repeat(b, len(cols), axis=0), np.tile(class_ids, len(b)), s.reshape(-1))
     return out
 
 
 def ground_truth_from_labels(keys, boxes, labels, label_offset=1):
-    """Ground-truth dict of :func:`frame_map` from multi-hot ``labels`` ``(R, n_class)``."""
+    """Ground-truth dict of :func:`frame_map` from multi-hot ``labels`` ``(R, n_class)``.
+
+    Column ``j`` of ``labels`` is action id ``j + label_offset``; actions outside the evaluated
+    classes stay in (:func:`frame_map` leaves them out)."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     labels = np.asarray(labels)
     out = {}
-    for key in dict.fromkeys(keys):
-        sel = np.array([k == key for k in keys])
+    for key, sel in _rows_by_frame(keys).items():
         r, j = np.nonzero(labels[sel])
         out[key] = (boxes[sel][r], j + label_offset)
     return out
