@@ -12,13 +12,10 @@ import pytest
 from conftest import check, run_python
 
 from chainer_yolo_dist.classification.chain import converter
-from chainer_yolo_dist.classification.darknet import build_classifier
+from chainer_yolo_dist.classification.models import build_classifier
 from chainer_yolo_dist.classification.model_files import load_classifier
 from chainer_yolo_dist.classification.transforms import CenterCrop
 from chainer_yolo_dist.datasets import SyntheticShapesClassificationDataset
-
-# Two trainings of about 10 s each, then the evaluations.
-pytestmark = pytest.mark.slow
 
 TRAIN = ['scripts/train_darknet.py', '--n-class', '6', '--n-train-images', '192',
          '--n-test-images', '60', '--eval-interval', '0', '--loaderjob', '0', '--no-progress']
@@ -44,6 +41,7 @@ def _evaluate(args, tmp_path):
     return proc, (json.loads(out.read_text()) if proc.returncode == 0 else None)
 
 
+@pytest.mark.slow  # two training runs (the runs fixture)
 def test_members_score_as_their_runs_validated_them(runs, tmp_path):
     proc, result = _evaluate([r / 'model.npz' for r in runs], tmp_path)
     check(proc)
@@ -56,6 +54,7 @@ def test_members_score_as_their_runs_validated_them(runs, tmp_path):
     assert 'ensemble of 2 (mean of the softmax)' in proc.stdout
 
 
+@pytest.mark.slow  # the runs fixture
 def test_ensemble_ranks_classes_by_the_mean_softmax(runs, tmp_path):
     _, result = _evaluate([r / 'model.npz' for r in runs], tmp_path)
     test = SyntheticShapesClassificationDataset('test', 60, size=32, n_class=6, seed=0)
@@ -68,6 +67,7 @@ def test_ensemble_ranks_classes_by_the_mean_softmax(runs, tmp_path):
                                            abs=1e-6)
 
 
+@pytest.mark.slow  # the runs fixture
 def test_one_model_twice_is_that_model(runs, tmp_path):
     _, result = _evaluate([runs[0] / 'model.npz'] * 2, tmp_path)
     assert result['top1'] == result['members'][0]['top1']
@@ -81,6 +81,7 @@ def _error(proc):
     return lines[0]
 
 
+@pytest.mark.slow  # the runs fixture
 def test_bad_input_is_one_line_naming_the_problem(runs, tmp_path):
     import chainer
     three = tmp_path / 'three_classes.npz'

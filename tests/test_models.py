@@ -7,7 +7,7 @@ from chainercv.links import YOLOv2, YOLOv3
 from chainer_yolo_dist.datasets import SyntheticShapesDataset
 from chainer_yolo_dist.detection.losses import YOLOv2Loss, YOLOv3Loss
 from chainer_yolo_dist.detection.models import (YOLOv3Small, build_loss, build_model,
-                                           set_insize)
+                                                set_insize)
 from chainer_yolo_dist.core.finite import NonFiniteLossError
 from chainer_yolo_dist.detection.train_chain import YOLOTrainChain
 from chainer_yolo_dist.detection.multiscale import MultiScaleConverter
@@ -107,7 +107,7 @@ def test_non_finite_loss_raises_naming_the_iteration():
 def test_the_classifier_names_the_iteration_of_a_non_finite_loss():
     import chainer
     from chainer_yolo_dist.classification.chain import ClassifierChain
-    from chainer_yolo_dist.classification.darknet import build_classifier
+    from chainer_yolo_dist.classification.models import build_classifier
     chain = ClassifierChain(build_classifier('darknet19', 4, channels_scale=1 / 8, seed=0))
     chain.iteration = 9
     x = np.zeros((2, 3, 32, 32), np.float32)
@@ -131,7 +131,7 @@ def test_a_bare_model_file_is_evaluated_from_its_options(tmp_path):
     assert (request.dataset, request.n_class, model, insize) == ('synthetic', 4,
                                                                  'yolov3_small', 416)
     import chainer
-    from chainer_yolo_dist.classification.darknet import build_classifier
+    from chainer_yolo_dist.classification.models import build_classifier
     chainer.serializers.save_npz(str(path), build_classifier('darknet19', 4, 1 / 8))
     with pytest.raises(ValueError, match='this is a classifier, not a detector'):
         detector_prefix(str(path))

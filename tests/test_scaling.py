@@ -24,7 +24,7 @@ def test_cached_model_facts_are_those_of_the_real_networks():
 def test_every_paper_preset_has_cached_facts():
     # The scaling model covers the YOLO and Darknet networks (CycleGAN's and SlowFast's are
     # not in it yet).
-    from chainer_yolo_dist.classification.darknet import CLASSIFIERS
+    from chainer_yolo_dist.classification.models import CLASSIFIERS
     from chainer_yolo_dist.detection.models import MODELS
     for name in presets.names():
         p = presets.load(name, 1)
@@ -150,7 +150,8 @@ def test_simulate_scaling_json():
 
 def test_simulate_scaling_options_change_the_prediction(capsys):
     def speedup(*extra):
-        out = simulate_scaling(capsys, '--preset', 'yolov3_voc_2019', '--gpus', '96', '--json', *extra)
+        out = simulate_scaling(capsys, '--preset', 'yolov3_voc_2019', '--gpus', '96', '--json',
+                               *extra)
         return json.loads(out)['speedup'][0]
     base = speedup()
     assert speedup('--grad-dtype', 'float32') < base

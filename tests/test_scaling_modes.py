@@ -93,7 +93,7 @@ def test_paper003_preset():
         if re.match(r'[a-z_]+\s*=', line):
             comment = line.split('#', 1)[1]
             assert re.search(r'paper 003 [A-Za-z]|reading|unused|nothing', comment), line
-    from chainer_yolo_dist.classification.darknet import CLASSIFIERS, build_classifier
+    from chainer_yolo_dist.classification.models import CLASSIFIERS, build_classifier
     from chainer_yolo_dist.classification.cnn11 import CNN11
     assert CLASSIFIERS['cnn11'] is CNN11
     assert build_classifier('cnn11', 4, 1 / 8).n_conv == 11
@@ -120,20 +120,21 @@ def test_lars_variant_carries_gradient_lars_without_weight_decay_twice():
 
 def test_simulate_scaling_predicts_paper003_and_the_doc_quotes_it(capsys):
     out = simulate_scaling(capsys, '--preset', 'cnn11_imagenet_async_2015', '--gpus', '1,3,12,48')
-    line = [l for l in out.splitlines() if l.startswith('Paper 003')][0]
+    line = [text for text in out.splitlines() if text.startswith('Paper 003')][0]
     assert 'over 30x' in line and 'predicted (async): 48.0x' in line
     assert '| 48 | sync | 0.8278 |' in out
     with open(os.path.join(REPO, 'docs', 'scaling_model.md'), encoding='utf-8') as f:
         doc = f.read()
-    for row in [l for l in out.splitlines() if l.startswith('|') or l.startswith('Paper 003')]:
+    for row in [text for text in out.splitlines()
+                if text.startswith('|') or text.startswith('Paper 003')]:
         assert row in doc, row
     # The options reach the model: at a (hypothetical) 1,000 TFLOP/s one server is the
     # bottleneck, four servers less so.
     fast = simulate_scaling(capsys, '--preset', 'cnn11_imagenet_async_2015', '--gpus', '48',
-                     '--json', '--sustained-tflops', '1000')
+                            '--json', '--sustained-tflops', '1000')
     slow = simulate_scaling(capsys, '--preset', 'cnn11_imagenet_async_2015', '--gpus', '48',
-                     '--json', '--sustained-tflops', '1000', '--servers', '4')
+                            '--json', '--sustained-tflops', '1000', '--servers', '4')
     assert json.loads(fast)['ratio'][0] < json.loads(slow)['ratio'][0] < 48
-    sync = json.loads(simulate_scaling(capsys, '--preset', 'cnn11_imagenet_async_2015', '--gpus', '48',
-                                '--json', '--mode', 'sync'))
+    sync = json.loads(simulate_scaling(capsys, '--preset', 'cnn11_imagenet_async_2015',
+                                       '--gpus', '48', '--json', '--mode', 'sync'))
     assert sync['mode'] == 'sync' and 47 < sync['ratio'][0] < 48

@@ -14,7 +14,7 @@ import os
 from matplotlib.figure import Figure
 
 from chainer_yolo_dist.analysis.figures import IDEAL, save
-from chainer_yolo_dist.analysis.parallelism_report import accuracy_curve, staleness_histogram
+from chainer_yolo_dist.analysis.study_data import accuracy_curve, staleness_histogram
 
 #: One colour per variant, in the order of study_parallelism.VARIANTS.
 COLORS = {'sync': 'tab:blue', 'sync-lars': 'tab:purple', 'async': 'tab:red',

@@ -18,12 +18,13 @@ Readings (docs/parallelism.md):
 - **staleness**: of each applied gradient, in server versions (``async``, summed over the
   servers' ``parallelism_server*.json``), 1 for every update of ``stale``, 0 otherwise.
 """
-import glob
 import json
 import os
 
 from chainer_yolo_dist.analysis import compare
-from chainer_yolo_dist.analysis import study_report
+# The record and the per-run curves are study_data's: parallelism_figures.py reads them too,
+# without importing this module (no import cycle).
+from chainer_yolo_dist.analysis.study_data import accuracy_curve, read_study, staleness_histogram
 
 COLUMNS = ('run', 'variant', 'mode', 'workers', 'processes', 'how', 'images_per_second', 'speedup',
            'time_to_target_s', 'final_top1', 'train_seconds', 'updates', 'staleness_mean',
@@ -31,14 +32,6 @@ COLUMNS = ('run', 'variant', 'mode', 'workers', 'processes', 'how', 'images_per_
 HEADERS = ('run', 'k', 'how', 'images/s', 'speed-up', 'time to target [s]', 'final top-1',
            'train [s]', 'updates', 'staleness mean / max', 'MB per worker',
            'wait per worker mean / max [s]', 'status')
-ACCURACY_KEY = 'validation/main/accuracy'
-
-
-def accuracy_curve(run):
-    """``(seconds, top-1)`` of every logged validation, in order."""
-    points = [(float(e['elapsed_time']), float(e[ACCURACY_KEY])) for e in run.log
-              if e.get(ACCURACY_KEY) is not None and e.get('elapsed_time') is not None]
-    return [p[0] for p in points], [p[1] for p in points]
 
 
 def time_to_target(run, target):
@@ -46,25 +39,10 @@ def time_to_target(run, target):
     return next((t for t, a in zip(*accuracy_curve(run)) if a >= target), None)
 
 
-def staleness_histogram(entry, run):
-    """``{staleness: applied gradients}`` of the run (see the module docstring)."""
-    if entry['mode'] == 'async':
-        total = {}
-        for path in sorted(glob.glob(os.path.join(run.path, 'parallelism_server*.json'))):
-            with open(path, encoding='utf-8') as f:
-                for s, n in json.load(f).get('staleness', {}).items():
-                    total[int(s)] = total.get(int(s), 0) + int(n)
-        return dict(sorted(total.items()))
-    updates = (run.metrics or {}).get('iterations')
-    if updates is None:
-        return {}
-    return {1 if entry['mode'] == 'stale' else 0: int(updates)}
-
-
 def _parameters(run):
     """Parameters of the run's classifier: from its ``model.npz``, or, in a run directory
     committed without weights, from the network its ``config.json`` names (same count)."""
-    from chainer_yolo_dist.classification.darknet import build_classifier
+    from chainer_yolo_dist.classification.models import build_classifier
     from chainer_yolo_dist.classification.model_files import load_classifier
     path = os.path.join(run.path, 'model.npz')
     if os.path.isfile(path):
@@ -177,7 +155,7 @@ def study_markdown(record, rows):
              '(`async` plus its server rank), oversubscribing the machine\'s %s cores when '
              'k is larger. Written by `scripts/study_parallelism.py`; docs/parallelism.md '
              'says what each column means.' % (' '.join(record['train_args']),
-                                                record['max_ranks'], record.get('cpu_count')),
+                                               record['max_ranks'], record.get('cpu_count')),
              '', 'Time to target: elapsed training time at the first epoch whose validation '
              'top-1 reaches %g. Speed-up: images/s over the 1-worker sync run.' % target,
              '', to_markdown(rows)]
@@ -194,7 +172,7 @@ def write_report(out, dpi=100):
     returns the paths written."""
     from chainer_yolo_dist.analysis import parallelism_figures
     from chainer_yolo_dist.core import atomic
-    record, pairs = study_report.read_study(out, 'parallelism.json')
+    record, pairs = read_study(out, 'parallelism.json')
     rows = table_rows(pairs, record['target_top1'])
     written = []
     for name, text in (('parallelism.csv', compare.to_csv(rows, COLUMNS)),

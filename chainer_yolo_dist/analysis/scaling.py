@@ -54,7 +54,8 @@ ONE_GPU_TIMES = {
 
 @dataclasses.dataclass(frozen=True)
 class Topology:
-    """The interconnect of ABCI's compute nodes (docs/papers.md, the machine; sec. 5.1 of the papers).
+    """The interconnect of ABCI's compute nodes (docs/papers.md, the machine; sec. 5.1 of the
+    papers).
 
     Bandwidths are per direction, in bytes per second. ``nvlink_bandwidth``: one hop of a ring
     between two V100 SXM2 of a node (two NVLink 2.0 links of 25 GB/s). ``ib_bandwidth``: one
@@ -115,10 +116,10 @@ def model_facts(model, n_class):
 
 
 def build_network(model, n_class):
-    """The network ``model`` with random weights: a Darknet classifier
-    (``chainer_yolo_dist.classification.darknet``) or a detector of
+    """The network ``model`` with random weights: a classifier of
+    ``chainer_yolo_dist.classification.models.build_classifier`` or a detector of
     ``chainer_yolo_dist.detection.models.build_model`` (``n_class`` foreground classes)."""
-    from chainer_yolo_dist.classification.darknet import CLASSIFIERS, build_classifier
+    from chainer_yolo_dist.classification.models import CLASSIFIERS, build_classifier
     from chainer_yolo_dist.detection.models import build_model
     if model in CLASSIFIERS:
         return build_classifier(model, n_class)

@@ -39,6 +39,8 @@ import subprocess
 import sys
 import time
 
+# The main series' name (the default variant below) is also read by study_report.py.
+from chainer_yolo_dist.analysis.study_data import MAIN
 from chainer_yolo_dist.core import atomic, presets
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -64,7 +66,6 @@ ABLATIONS = {
     'no-warmup': ('without warmup', ('--warmup-epochs', '0', '--warmup-hold-epochs', '0')),
     'sqrt': ('square-root rule', ('--lr-rule', 'sqrt_k_eta')),
 }
-MAIN = 'linear rule, warmup'
 
 #: LogReport entries per epoch the study asks for (each the mean loss of its iterations):
 #: enough for the loss curves and the last epoch's mean, without logging every iteration at
@@ -284,8 +285,8 @@ def run_study(out, preset=DEFAULT_PRESET, workers=DEFAULT_WORKERS, max_ranks=DEF
         status, at = outcome(run_dir, code, log_path)
         drop_snapshots(run_dir, status)
         log('[%s] %s%s in %.0f s (log: %s)' % (run.name, status,
-                                              ' at iteration %d' % at if at else '', seconds,
-                                              log_path))
+                                               ' at iteration %d' % at if at else '', seconds,
+                                               log_path))
         record['runs'].append(dict(dataclasses.asdict(run), virtual_ranks=run.virtual_ranks,
                                    command=cmd, returncode=code, wall_seconds=seconds,
                                    status=status, diverged_at=at))

@@ -19,7 +19,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from chainer_yolo_dist.analysis import published
 from chainer_yolo_dist.analysis.figures import BLUE, IDEAL, ORANGE, save
-from chainer_yolo_dist.analysis.study_report import binned_loss
+from chainer_yolo_dist.analysis.study_data import binned_loss
 from chainer_yolo_dist.core import presets
 
 #: The papers' limits on the global batch as a share of the training set.
@@ -226,4 +226,3 @@ def speedup_figure(rows):
     if not rows:
         left.text(0.5, 0.5, 'no throughput measured', transform=left.transAxes, ha='center')
     return fig
-

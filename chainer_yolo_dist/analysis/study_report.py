@@ -27,8 +27,11 @@ import os
 import numpy as np
 
 from chainer_yolo_dist.analysis import compare
-from chainer_yolo_dist.analysis import runs as runs_lib
 from chainer_yolo_dist.analysis import scaling
+# The record, the main series' name and the loss curves are study_data's: study.py and
+# study_figures.py read them too, without importing this module (no import cycle).
+from chainer_yolo_dist.analysis.study_data import (BINS_PER_EPOCH, LOSS_KEY, MAIN,
+                                                   binned_loss, read_study)
 
 COLUMNS = ('run', 'variant', 'workers', 'ranks', 'virtual_ranks', 'global_batch',
            'batch_share_percent', 'peak_lr', 'map_percent', 'last_epoch_loss',
@@ -36,28 +39,10 @@ COLUMNS = ('run', 'variant', 'workers', 'ranks', 'virtual_ranks', 'global_batch'
 HEADERS = ('run', 'variant', 'k', 'ranks x virtual', 'global batch', 'share of training set',
            'peak lr', 'mAP [%]', 'last epoch loss', 'wall time [s]', 'images/s',
            'diverged at iteration', 'status')
-LOSS_KEY = 'main/loss'
-BINS_PER_EPOCH = 2
 
 #: The measured benchmark that calibrates the AllReduce of the scaling model on this machine.
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BENCH_FILE = os.path.join(REPO, 'results', 'bench', 'train_step_yolov3_small_128.json')
-
-
-def read_study(out, record_file='study.json'):
-    """``(record, [(entry, Run or None)])``: ``out/record_file`` (``study.json``, or
-    ``parallelism.json`` of the parallelism study) and each planned run's directory under
-    ``out/runs/`` (None where the run left no ``config.json``, e.g. refused at set-up)."""
-    path = os.path.join(out, record_file)
-    with open(path, encoding='utf-8') as f:
-        record = json.load(f)
-    pairs = []
-    for entry in record['runs']:
-        run_dir = os.path.join(out, 'runs', entry['name'])
-        run = (runs_lib.load_run(run_dir)
-               if os.path.isfile(os.path.join(run_dir, 'config.json')) else None)
-        pairs.append((entry, run))
-    return record, pairs
 
 
 # ---- the table -----------------------------------------------------------------------------
@@ -145,23 +130,6 @@ def _fmt(value, fmt):
 
 # ---- the generalisation check --------------------------------------------------------------
 
-def binned_loss(run, bins_per_epoch=BINS_PER_EPOCH, key=LOSS_KEY):
-    """The logged loss averaged over bins of ``1 / bins_per_epoch`` epochs.
-
-    Returns:
-        ``{bin index: mean}``; bin ``b`` holds the entries at fractional epochs in
-        ``(b / bins_per_epoch, (b + 1) / bins_per_epoch]`` (an entry is logged at the end of
-        its iterations). Non-finite values are left out.
-    """
-    epochs, values = runs_lib.log_series(run, key)
-    bins = {}
-    for t, v in zip(epochs, values):
-        if math.isfinite(v):
-            b = max(0, math.ceil(t * bins_per_epoch - 1e-9) - 1)
-            bins.setdefault(b, []).append(v)
-    return {b: float(np.mean(v)) for b, v in sorted(bins.items())}
-
-
 def crossings(base, run, bins_per_epoch=BINS_PER_EPOCH, key=LOSS_KEY):
     """Where ``run``'s loss curve crosses ``base``'s (paper 000 sec. 5.2.1).
 
@@ -198,7 +166,7 @@ def describe_crossings(result):
     if n == 0:
         side = 'above' if result['above'] > 0.5 else 'below'
         return 'never crosses: the k-worker loss stays %s the 1-worker loss over %s' % (side,
-                                                                                      span)
+                                                                                        span)
     above = 'above the 1-worker loss in %.0f%% of %s' % (100 * result['above'], span)
     if n == 1:
         return 'crosses once, at epoch %.1f; %s' % (result['epochs'][0], above)
@@ -278,7 +246,6 @@ def speedup_rows(pairs, link_bandwidth=None):
 
     Returns ``(rows, notes)``; notes state the model's inputs (or why there is none).
     """
-    from chainer_yolo_dist.analysis.study import MAIN
     base_pair = next(((e, r) for e, r in pairs if e['workers'] == 1 and r is not None
                       and images_per_second(r)), None)
     if base_pair is None:
@@ -290,7 +257,7 @@ def speedup_rows(pairs, link_bandwidth=None):
     if bandwidth is None:
         bandwidth = bench_link_bandwidth()
         source = 'from scripts/benchmark.py\'s measurement, %s' % os.path.relpath(BENCH_FILE,
-                                                                               REPO)
+                                                                                  REPO)
     recipe = base.recipe
     grad_bytes = None
     if bandwidth and recipe.get('model'):

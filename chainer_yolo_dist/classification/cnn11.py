@@ -16,17 +16,17 @@ The other reading, eleven 3x3 convolutions followed by a fully connected classif
 stages with three convolutions in the last one, global average pooling, one linear layer),
 is ``head='linear'``.
 
-Conventions as :mod:`chainer_yolo_dist.classification.darknet`: input ``x`` float32 ``(N, 3, S, S)``,
-RGB in ``[0, 1]``, ``S`` a multiple of 32 (five poolings); ``forward`` returns logits
-``(N, n_class)``; ``channels_scale`` multiplies every convolution width (1 is the model above,
-1/8 a CPU-sized network of the same depth).
+Conventions as :mod:`chainer_yolo_dist.classification.darknet`: input ``x`` float32
+``(N, 3, S, S)``, RGB in ``[0, 1]``, ``S`` a multiple of 32 (five poolings); ``forward`` returns
+logits ``(N, n_class)``; ``channels_scale`` multiplies every convolution width (1 is the model
+above, 1/8 a CPU-sized network of the same depth).
 """
 import chainer
 import chainer.functions as F
 import chainer.links as L
 from chainercv.links import Conv2DBNActiv
 
-from chainer_yolo_dist.classification.darknet import CLASSIFIERS, STRIDE, scaled_width
+from chainer_yolo_dist.classification.darknet import STRIDE, scaled_width
 
 #: Channels of the five stages at ``channels_scale=1`` (VGG, all configurations).
 CNN11_WIDTHS = (64, 128, 256, 512, 512)
@@ -108,7 +108,3 @@ class CNN11(chainer.Chain):
         """Class probabilities ``(N, n_class)`` (rows sum to 1), test mode, no graph."""
         with chainer.using_config('train', False), chainer.no_backprop_mode():
             return F.softmax(self.forward(x)).array
-
-
-# A preset or ``--model`` names it 'cnn11' (paper 003's preset cnn11_imagenet_async_2015).
-CLASSIFIERS['cnn11'] = CNN11

@@ -19,7 +19,6 @@ scaled to ``[0, 1]`` (ChainerCV images are in ``[0, 255]``: divide by 255), with
 import chainer
 import chainer.functions as F
 import chainer.links as L
-import numpy as np
 from chainercv.links import Conv2DBNActiv
 from chainercv.links.model.yolo.yolo_v3 import ResidualBlock
 
@@ -301,33 +300,3 @@ class SmallDarknet(_DarknetClassifier):
     def forward(self, x):
         h = F.mean(self.features(x)[-1], axis=(2, 3))
         return self.head(h)
-
-
-#: The classifiers a preset or ``--model`` may name; paper 003's ``'cnn11'`` adds itself below.
-CLASSIFIERS = {'darknet19': Darknet19, 'darknet53': Darknet53, 'darknet_small': SmallDarknet}
-
-
-def build_classifier(name, n_class, channels_scale=1, seed=None):
-    """Darknet19 or Darknet53 (``name``) with random weights, drawn from ``seed`` if given.
-
-    Chainer's initialisers draw from NumPy's global generator; it is seeded for the build
-    and restored afterwards, so a run's initial weights are a function of its seed. (Under
-    ChainerMN, rank 0's weights are broadcast before the first update in any case.)
-    """
-    try:
-        cls = CLASSIFIERS[name]
-    except KeyError:
-        raise ValueError('unknown classifier %r: choose one of %s'
-                         % (name, ', '.join(CLASSIFIERS))) from None
-    state = np.random.get_state()
-    try:
-        if seed is not None:
-            np.random.seed(seed % 2 ** 32)
-        return cls(n_class=n_class, channels_scale=channels_scale)
-    finally:
-        np.random.set_state(state)
-
-
-# cnn11.py builds on this module's widths and registers CNN11 in CLASSIFIERS when it is
-# imported; importing it here makes the registry complete whichever module is imported first.
-import chainer_yolo_dist.classification.cnn11  # noqa: E402,F401

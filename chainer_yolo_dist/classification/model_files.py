@@ -3,7 +3,8 @@
 ``scripts/train_darknet.py`` writes ``model.npz`` (the classifier alone) and trainer snapshots;
 the detector's ``--pretrained`` and the classifier's own fine-tuning stage read them here.
 """
-from chainer_yolo_dist.classification.darknet import CLASSIFIERS, DARKNET19_CONVS
+from chainer_yolo_dist.classification.darknet import DARKNET19_CONVS
+from chainer_yolo_dist.classification.models import CLASSIFIERS
 
 #: Convolutions of a Darknet-19 trunk (all but the class convolution).
 N_DARKNET19_TRUNK = sum(DARKNET19_CONVS)
@@ -11,6 +12,7 @@ N_DARKNET19_TRUNK = sum(DARKNET19_CONVS)
 #: Name, under a file's prefix, of the first trunk convolution: present in every classifier
 #: file, and its output width is ``BASE_WIDTH * channels_scale``.
 _FIRST_CONV = 'trunk/0/conv/W'
+
 
 class ClassifierFile(object):
     """What a classifier file holds, read from its array names and shapes alone.
@@ -46,8 +48,8 @@ class ClassifierFile(object):
 
 
 def _not_a_classifier(path, reason):
-    return ValueError('%s: not a Darknet-19/Darknet-53/CNN11 classifier file (model.npz or trainer '
-                      'snapshot of train_darknet.py): %s' % (path, reason))
+    return ValueError('%s: not a Darknet-19/Darknet-53/CNN11 classifier file (model.npz or '
+                      'trainer snapshot of train_darknet.py): %s' % (path, reason))
 
 
 def inspect_classifier_file(path):
