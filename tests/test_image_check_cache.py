@@ -2,7 +2,6 @@
 of readable files (arrays keyed by path, size and modification time) and its answers.
 
 The checks across ranks, end to end, are in test_image_checks.py."""
-import io
 import os
 
 import numpy as np
@@ -91,7 +90,7 @@ def test_save_is_atomic_and_leaves_no_temporary_file(tmp_path):
 def test_keys_are_of_the_absolute_normalised_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert IC.path_keys(['a/b.jpg']).tolist() == IC.path_keys([str(tmp_path / 'a' / 'b.jpg')]
-                                                               ).tolist()
+                                                              ).tolist()
     assert IC.path_keys(['a/./b.jpg'])[0] == IC.path_keys(['a/b.jpg'])[0] \
         != IC.path_keys(['a/c.jpg'])[0]
     assert IC.path_keys(['x']).dtype == np.uint64
@@ -102,11 +101,12 @@ def test_results_answer_as_inspect_image_would(tmp_path):
     checks = IC.ImageChecks(IC.path_keys([good, str(tmp_path / 'gone.jpg')]),
                             np.array([IC.OK, IC.MISSING], np.int8), np.array([37, 0], np.int32),
                             np.array([53, 0], np.int32),
-                            {int(IC.path_keys([str(tmp_path / 'gone.jpg')])[0]): 'image file missing'},
+                            {int(IC.path_keys([str(tmp_path / 'gone.jpg')])[0]):
+                             'image file missing'},
                             decoded=False)
     assert checks.result(good, decode=False) == ('ok', 37, 53)
     assert checks.result(str(tmp_path / 'gone.jpg'), decode=False) == (V.MISSING_IMAGE,
-                                                                        'image file missing')
+                                                                       'image file missing')
     assert checks.result(str(tmp_path / 'other.jpg'), decode=False) is None  # not checked
     assert checks.result(good, decode=True) is None  # a header check does not vouch a decode
     status, height, width, problems = checks.results([str(tmp_path / 'gone.jpg'), good], False)

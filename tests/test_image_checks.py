@@ -12,21 +12,22 @@ import pytest
 from conftest import check, run_mpi
 from test_faults import _vocformat, _vocformat_args
 
-pytestmark = pytest.mark.slow
-
 
 def _start(root, out, cache):
     return check(run_mpi(2, _vocformat_args(root) + ['--iterations', '1', '--loaderjob', '0',
+                                                     '--image-check', 'decode',
                                                      '--out', str(out)],
                          timeout=180, env={'CHAINER_YOLO_DIST_CACHE': str(cache)}))
 
 
+@pytest.mark.slow  # three 2-rank training runs
 def test_images_are_checked_once_across_ranks_and_again_when_they_change(tmp_path):
     root = _vocformat(tmp_path, n=6)  # 6 training images, 2 of them also the test split
     cache = tmp_path / 'cache'
     first = _start(root, tmp_path / 'run1', cache)
     assert 'image checks: 0 images unchanged since a previous start (cached), 8 decoded now ' \
-           'across 2 ranks; 8 annotations read across the ranks' in first.stdout
+           'across 2 ranks (--image-check decode); 8 annotations read across the ranks' \
+           in first.stdout
     second = _start(root, tmp_path / 'run2', cache)
     assert 'image checks: 8 images unchanged since a previous start (cached), 0 decoded now' \
            in second.stdout
@@ -36,6 +37,7 @@ def test_images_are_checked_once_across_ranks_and_again_when_they_change(tmp_pat
     assert '7 images unchanged since a previous start (cached), 1 decoded now' in third.stdout
 
 
+@pytest.mark.slow  # a 2-rank training run
 def test_a_cached_check_still_finds_a_file_truncated_since(tmp_path):
     root = _vocformat(tmp_path, n=6)
     cache = tmp_path / 'cache'
@@ -45,8 +47,8 @@ def test_a_cached_check_still_finds_a_file_truncated_since(tmp_path):
         head = f.read(300)
     with open(bad, 'wb') as f:
         f.write(head)  # size and time change: checked again, and refused
-    proc = run_mpi(2, _vocformat_args(root) + ['--iterations', '1', '--out',
-                                               str(tmp_path / 'run2')],
+    proc = run_mpi(2, _vocformat_args(root) + ['--iterations', '1', '--image-check', 'decode',
+                                               '--out', str(tmp_path / 'run2')],
                    timeout=180, env={'CHAINER_YOLO_DIST_CACHE': str(cache)})
     assert proc.returncode == 2 and 'img2.jpg: unreadable image' in proc.stderr
 
@@ -85,22 +87,26 @@ def _darknet_start(root, out, cache, extra=()):
                    timeout=180, env={'CHAINER_YOLO_DIST_CACHE': str(cache)})
 
 
+@pytest.mark.slow  # four 2-rank training runs
 def test_imagenet_headers_are_checked_once_across_ranks_and_a_bad_header_is_named(tmp_path):
     root = _imagenet_lists(tmp_path)
     cache = tmp_path / 'cache'
     first = check(_darknet_start(root, tmp_path / 'run1', cache))
-    assert ('image checks (headers only, --decode-images to decode): 0 images unchanged since '
-            'a previous start (cached), 12 checked now across 2 ranks') in first.stdout
+    assert ('image checks: 0 images unchanged since a previous start (cached), 12 checked '
+            '(headers) now across 2 ranks (--image-check header)') in first.stdout
     second = check(_darknet_start(root, tmp_path / 'run2', cache))
-    assert '12 images unchanged since a previous start (cached), 0 checked now' in second.stdout
-    # A decode is not vouched for by header checks: all 12 are decoded now.
+    assert '12 images unchanged since a previous start (cached), 0 checked (headers) now' \
+        in second.stdout
+    # A decode is not vouched for by header checks: all 12 are decoded now (the deprecated
+    # --decode-images is --image-check decode).
     third = check(_darknet_start(root, tmp_path / 'run3', cache, ['--decode-images']))
-    assert '0 images unchanged since a previous start (cached), 12 checked now' in third.stdout
+    assert '0 images unchanged since a previous start (cached), 12 decoded now' in third.stdout
     bad = root / 'train' / '1' / '3.JPEG'
     os.unlink(bad)
     bad.write_bytes(b'\xff\xd8\xff\xe0 not a JPEG header')
     proc = _darknet_start(root, tmp_path / 'run4', cache)
     assert proc.returncode == 2 and '%s: unreadable image' % bad in proc.stderr
     skipped = check(_darknet_start(root, tmp_path / 'run5', cache, ['--on-bad-sample', 'skip']))
-    assert '11 images unchanged since a previous start (cached), 1 checked now' in skipped.stdout
+    assert '11 images unchanged since a previous start (cached), 1 checked (headers) now' \
+        in skipped.stdout
     assert 'train data: 10 samples checked, 9 kept, 1 dropped' in skipped.stdout

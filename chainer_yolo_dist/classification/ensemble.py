@@ -166,7 +166,7 @@ def evaluation_data(n_class, config, synthetic=False, data_dir=None, val_list=No
         if not root:
             raise ValueError('ImageNet evaluation needs --data-dir')
         dataset = ImageNetDataset(root, 'val', list_file=val_list, on_bad_sample=on_bad_sample,
-                                  n_class=n_class if val_list else None, check_images=False)
+                                  n_class=n_class if val_list else None, image_check='header')
         data_n_class = dataset.n_class
         description = 'ImageNet val at %s (%d images)' % (root, len(dataset))
         default_insize = 224

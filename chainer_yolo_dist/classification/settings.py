@@ -17,10 +17,13 @@ class ClassificationData:
     data_dir: str | None
     train_list: str | None
     val_list: str | None
-    check_images: bool
     n_train_images: int
     n_test_images: int
     image_size: int
+    #: How the image files are checked before training (``--image-check``): 'header' (each
+    #: file's format and size from its header), 'decode' (every file decoded once: finds
+    #: truncation too) or 'none' (a bad file is found when training reads it).
+    image_check: str = 'header'
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,7 +28,7 @@ import PIL.Image
 from chainercv import transforms
 from chainercv.utils import read_image
 
-from chainer_yolo_dist.datasets import synthetic
+from chainer_yolo_dist.datasets import image_checks, synthetic
 from chainer_yolo_dist.datasets import validation as V
 
 #: File name endings read as images (Zhu's ``IMG_EXTENSIONS``, lower-cased).
@@ -105,21 +105,27 @@ def random_crop_flip(img, size, rng):
 class ImageFolder(chainer.dataset.DatasetMixin):
     """The images of one folder, read lazily: ``ds[i] -> (3, size, size)`` float32 in [-1, 1].
 
-    Every file is checked (decoded, with ``check_images``) at construction under the package's
-    bad-input policy (:mod:`chainer_yolo_dist.datasets.validation`): 'error' raises one
-    :class:`BadSampleError` naming the first unreadable file, 'skip' leaves such files out and
-    lists them in ``report``. A file that becomes unreadable later raises BadSampleError naming
-    it. An empty folder (after skipping) is an error.
+    Every file is checked at construction as ``image_check`` says ('decode': decoded;
+    'header': its header read; 'none': not opened) under the package's bad-input policy
+    (:mod:`chainer_yolo_dist.datasets.validation`): 'error' raises one :class:`BadSampleError`
+    naming the first unreadable file, 'skip' leaves such files out and lists them in
+    ``report``. Files the start-up checks covered (:func:`check_images`, split across the
+    ranks and cached) are not opened again. A file found unreadable only when it is read
+    (after a header check or none, or changed since) raises BadSampleError naming it. An empty
+    folder (after skipping) is an error. ``check_images`` is the former switch: True is
+    'decode', False 'header'.
     """
 
     def __init__(self, directory, size=256, load_size=None, on_bad_sample='error',
-                 check_images=True):
+                 image_check='decode', check_images=None):
         self.directory, self.size, self.load_size = directory, int(size), load_size
         self.report = V.BadSampleReport(on_bad_sample)
+        image_check = image_checks.image_check_mode(image_check, check_images)
         self.paths = []
         for path in list_images(directory):
             self.report.n_checked += 1
-            if V.check_image(self.report, path, decode=check_images) is not None:
+            if image_check == 'none' or V.check_image(
+                    self.report, path, decode=image_check == 'decode') is not None:
                 self.paths.append(path)
         self.report.n_kept = len(self.paths)
         if not self.paths:
@@ -158,9 +164,11 @@ class UnpairedImageFolders(chainer.dataset.DatasetMixin):
     """
 
     def __init__(self, dir_a, dir_b, size=256, load_size=None, seed=0, on_bad_sample='error',
-                 check_images=True):
-        self.domain_a = ImageFolder(dir_a, size, load_size, on_bad_sample, check_images)
-        self.domain_b = ImageFolder(dir_b, size, load_size, on_bad_sample, check_images)
+                 image_check='decode', check_images=None):
+        self.domain_a = ImageFolder(dir_a, size, load_size, on_bad_sample, image_check,
+                                    check_images)
+        self.domain_b = ImageFolder(dir_b, size, load_size, on_bad_sample, image_check,
+                                    check_images)
         self.report = V.BadSampleReport.merge([self.domain_a.report, self.domain_b.report])
         self.perm_b = np.random.RandomState(seed).permutation(len(self.domain_b))
 
@@ -350,6 +358,36 @@ DATASETS = ('synthetic_domains', 'folders')
 DOMAIN_NAMES = ('domain_a', 'domain_b')
 
 
+def _folders(request):
+    """The image folders of a 'folders' request: training A and B, then test A and B if
+    given."""
+    return [d for d in (request.dir_a, request.dir_b, request.test_dir_a, request.test_dir_b)
+            if d]
+
+
+def check_images(request, comm, log):
+    """Checks every image of the domain folders (training and test) once as
+    ``request.image_check`` says ('header', 'decode', or nothing for 'none'), split across the
+    ranks and remembered between starts
+    (:func:`~chainer_yolo_dist.datasets.image_checks.check_files`; the cache is that of the
+    folders' common parent directory). Rank 0's :class:`ImageFolder` s then take each file's
+    result from the checks instead of opening it. Synthetic domains: nothing on disk."""
+    if request.dataset != 'folders' or request.image_check == 'none':
+        image_checks.check_files([], comm, 'none', None)
+        if request.dataset == 'folders' and comm.rank == 0:
+            log(image_checks.summary('none', None, comm.size))
+        return
+    folders = list(dict.fromkeys(os.path.abspath(d) for d in _folders(request)))
+    if not all(os.path.isdir(d) for d in folders):
+        return  # load_data names the missing folder
+    paths = [p for d in folders for p in list_images(d)]
+    root = os.path.commonpath(folders)
+    counts = image_checks.check_files(paths, comm, request.image_check,
+                                      image_checks.default_cache_path(root))
+    if comm.rank == 0 and paths:
+        log(image_checks.summary(request.image_check, counts, comm.size))
+
+
 def load_data(request):
     """``(train, test, class_names, reports)`` for ``request`` (a CycleGANData).
 
@@ -373,7 +411,7 @@ def load_data(request):
     if bool(request.test_dir_a) != bool(request.test_dir_b):
         raise ValueError('give both --test-dir-a and --test-dir-b, or neither')
     options = dict(size=request.image_size, seed=request.seed,
-                   on_bad_sample=request.on_bad_sample, check_images=request.check_images)
+                   on_bad_sample=request.on_bad_sample, image_check=request.image_check)
     train = UnpairedImageFolders(request.dir_a, request.dir_b, **options)
     test = (UnpairedImageFolders(request.test_dir_a, request.test_dir_b, **options)
             if request.test_dir_a else train)

@@ -42,10 +42,13 @@ class CycleGANData:
     dir_b: str | None
     test_dir_a: str | None
     test_dir_b: str | None
-    check_images: bool
     n_train_images: int
     n_test_images: int
     image_size: int
+    #: How the image files are checked before training (``--image-check``): 'header' (each
+    #: file's format and size from its header), 'decode' (every file decoded once: finds
+    #: truncation too) or 'none' (a bad file is found when training reads it).
+    image_check: str = 'header'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +81,7 @@ class CycleGANSettings(RunSettings):
                            ('fid_images', 2), ('n_samples', 1)):
             if getattr(self, field) < low:
                 raise ValueError('--%s must be >= %d, got %r' % (field.replace('_', '-'), low,
-                                                                getattr(self, field)))
+                                                                 getattr(self, field)))
         if self.fid_interval < 0 or self.sample_interval < 0:
             raise ValueError('--fid-interval and --sample-interval must be >= 0')
         refuse_double_buffering(self.double_buffering)

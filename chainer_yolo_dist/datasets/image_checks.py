@@ -1,12 +1,21 @@
 """Start-up image checks split across the ranks and remembered, at the papers' data sizes.
 
 Before training, every image of a run is checked once (:func:`~.validation.inspect_image`:
-missing, unreadable, and its size): a full decode for VOC, the header for ImageNet's 1.33 M
-files. :func:`check_images_across_ranks` gives each rank every ``size``-th file, and keeps
+missing, unreadable, and its size): VOC's 21,503 images, ImageNet's 1.33 M files, the
+CycleGAN domain folders, AVA's keyframes (:mod:`chainer_yolo_dist.slowfast.ava`).
+:func:`check_images_across_ranks` gives each rank every ``size``-th file, and keeps
 what it found in a cache keyed by each file's path, size and modification time, so that a
 second start on unchanged data opens no image. Rank 0 then holds the results
 (:class:`ImageChecks`) and the datasets it builds apply the bad-input policy to the whole set
 from them, without opening a file again.
+
+What is checked is ``--image-check`` (:data:`IMAGE_CHECKS`, the same meaning on every
+training script): ``'header'`` (the default) reads each file's format and size from its header
+(about 13 us a JPEG: a file cut short past its header is found only when it is read in
+training, and named then); ``'decode'`` decodes every file once (JPEGs in PIL's draft mode,
+which still consumes the whole entropy-coded stream: finds truncation); ``'none'`` opens no
+image before training (a missing or unreadable file is found when it is read, and named
+then). :func:`check_files` is what each system's ``check_images`` calls.
 
 Everything here is arrays, not Python objects per file: at ImageNet's size a dict or a JSON
 file of 1.33 M entries took 2 GB and 19 s to save on rank 0. A path is known by a 64-bit
@@ -19,6 +28,7 @@ import os
 import numpy as np
 
 from chainer_yolo_dist.core.atomic import atomic_path
+from chainer_yolo_dist.core.cli import IMAGE_CHECKS
 from chainer_yolo_dist.datasets import validation as V
 
 #: Status codes of one file's check.
@@ -217,3 +227,59 @@ def check_images_across_ranks(paths, comm, decode, cache_path):
         total_from_cache = None
     total_from_cache = comm.bcast_obj(total_from_cache)
     return total_from_cache, len(paths) - total_from_cache
+
+
+def image_check_mode(image_check='header', check_images=None):
+    """The check in force, one of :data:`IMAGE_CHECKS`: ``image_check``, or, when the former
+    boolean ``check_images`` is given (the datasets' keyword before ``image_check``), 'decode'
+    for True and 'header' for False. Raises ValueError for any other value."""
+    if check_images is not None:
+        image_check = 'decode' if check_images else 'header'
+    if image_check not in IMAGE_CHECKS:
+        raise ValueError('image_check must be one of %s, got %r'
+                         % (', '.join(IMAGE_CHECKS), image_check))
+    return image_check
+
+
+def check_files(paths, comm, image_check, cache_path):
+    """A system's start-up image checks: :func:`check_images_across_ranks` of ``paths`` with a
+    full decode for ``image_check == 'decode'`` and the header for 'header'; nothing for
+    'none' (and no earlier checks stay installed for the datasets). Returns
+    ``(from_cache, checked_now)`` on every rank, or None for 'none'."""
+    if image_check_mode(image_check) == 'none':
+        V.install_checks(None)
+        return None
+    return check_images_across_ranks(paths, comm, image_check == 'decode', cache_path)
+
+
+def summary(image_check, counts, ranks):
+    """Rank 0's log line of :func:`check_files` (``counts`` what it returned)."""
+    if counts is None:
+        return ('image checks: none (--image-check none): a missing or unreadable image is '
+                'found when training reads it')
+    return ('image checks: %d images unchanged since a previous start (cached), %d %s now '
+            'across %d ranks (--image-check %s)'
+            % (counts[0], counts[1], 'decoded' if image_check == 'decode' else
+               'checked (headers)', ranks, image_check))
+
+
+def file_status(paths, decode, wanted=None):
+    """Whether each file of ``paths`` (a sequence of paths) is readable: int8 status ``(n,)``
+    (0 readable, else not) and ``{position: (kind, message)}`` for the bad, from the start-up
+    checks where they cover a file (:func:`~.validation.installed_checks`), else by opening it
+    (:func:`~.validation.inspect_image`, a decode with ``decode``). Only the files where
+    ``wanted`` (bool ``(n,)``, default all) are looked at; the others are given 0."""
+    n = len(paths)
+    wanted = np.ones(n, bool) if wanted is None else np.asarray(wanted, bool)
+    checks = V.installed_checks()
+    if checks is not None:
+        status, _, _, problems = checks.results(paths, decode)
+    else:
+        status, problems = np.full(n, -1, np.int8), {}
+    for i in np.flatnonzero(wanted & (status < 0)):
+        result = V.inspect_image(paths[i], decode)
+        status[i] = 0 if result[0] == 'ok' else 1
+        if result[0] != 'ok':
+            problems[int(i)] = result
+    status[~wanted] = 0
+    return status, problems

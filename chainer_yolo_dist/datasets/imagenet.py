@@ -15,6 +15,7 @@ import numpy as np
 
 from chainercv.chainer_experimental.datasets.sliceable import GetterDataset
 
+from chainer_yolo_dist.datasets import image_checks
 from chainer_yolo_dist.datasets import validation as V
 from chainer_yolo_dist.datasets.paths import PathTable, RootedPaths
 
@@ -108,18 +109,21 @@ class ImageNetDataset(GetterDataset):
             malformed list line.
         n_class (int): number of classes; defaults to the number of wnid directories, or
             1000 with a list file.
-        check_images (bool): decode every image now (JPEGs at 1/8 scale, about 0.1-1 ms each);
-            False reads each image's header only (about 13 us a JPEG), and an image that is
-            unreadable past its header raises
-            :class:`~chainer_yolo_dist.datasets.validation.BadSampleError` when it is read.
+        image_check ('decode' | 'header' | 'none'): 'decode' decodes every image now (JPEGs
+            at 1/8 scale, about 0.1-1 ms each); 'header' reads each image's header only (about
+            13 us a JPEG), and an image that is unreadable past its header raises
+            :class:`~chainer_yolo_dist.datasets.validation.BadSampleError` when it is read;
+            'none' opens no image now (a missing or unreadable one raises when it is read).
             Files the start-up checks covered
             (:func:`~chainer_yolo_dist.datasets.image_checks.check_images_across_ranks`) are
             not opened again.
+        check_images (bool): the former switch, if given: True is 'decode', False 'header'.
     """
 
     def __init__(self, root, split='train', list_file=None, on_bad_sample='error',
-                 n_class=None, check_images=True):
+                 n_class=None, image_check='decode', check_images=None):
         super(ImageNetDataset, self).__init__()
+        image_check = image_checks.image_check_mode(image_check, check_images)
         self.root, self.split = root, split
         self.report = V.BadSampleReport(on_bad_sample)
         if list_file is None:
@@ -132,7 +136,11 @@ class ImageNetDataset(GetterDataset):
             self.class_names = tuple(str(i) for i in range(self.n_class))
         paths = RootedPaths(root, table)
         label_ok = (labels >= 0) & (labels < self.n_class)
-        status, problems = _image_status(paths, label_ok, check_images)
+        if image_check == 'none':
+            status, problems = np.zeros(len(table), np.int8), {}
+        else:
+            status, problems = image_checks.file_status(paths, image_check == 'decode',
+                                                        label_ok)
         # Problems in file order, a label's before its image's (an entry with a bad label is
         # not opened), as the policy reports them.
         for i in np.flatnonzero(~label_ok | (status != 0)):
@@ -152,21 +160,3 @@ class ImageNetDataset(GetterDataset):
 
     def _get(self, i):
         return V.read_image(os.path.join(self.root, self._paths[i])), self._labels[i]
-
-
-def _image_status(paths, wanted, decode):
-    """int8 status ``(n,)`` (0 readable) of the files where ``wanted``, and
-    ``{position: (kind, message)}`` for the bad: from the start-up checks where they cover a
-    file, else by opening it."""
-    checks = V.installed_checks()
-    if checks is not None:
-        status, _, _, problems = checks.results(paths, decode)
-    else:
-        status, problems = np.full(len(paths), -1, np.int8), {}
-    for i in np.flatnonzero(wanted & (status < 0)):
-        result = V.inspect_image(paths[i], decode)
-        status[i] = 0 if result[0] == 'ok' else 1
-        if result[0] != 'ok':
-            problems[int(i)] = result
-    status[~wanted] = 0
-    return status, problems

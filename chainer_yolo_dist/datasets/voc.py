@@ -18,6 +18,7 @@ from chainercv.chainer_experimental.datasets.sliceable import ConcatenatedDatase
 from chainercv.chainer_experimental.datasets.sliceable import GetterDataset
 from chainercv.datasets import voc_bbox_label_names
 
+from chainer_yolo_dist.datasets import image_checks
 from chainer_yolo_dist.datasets import validation as V
 
 # Where ChainerCV's VOCBboxDataset(data_dir='auto') keeps VOC, relative to the dataset root.
@@ -38,6 +39,12 @@ def read_objects(xml_path):
     text of what is wrong with it (``difficult`` is then None). Raises ``ET.ParseError`` or
     ``OSError`` when the file cannot be read as XML.
     """
+    return _read_xml(xml_path)[0]
+
+
+def _read_xml(xml_path):
+    """``(objects, size)``: :func:`read_objects`' list and the ``<size>`` the annotation gives
+    for its image, ``(H, W)``, or None where it gives none (or not two positive integers)."""
     root = ET.parse(xml_path).getroot()
     objects = []
     for obj in root.findall('object'):
@@ -50,19 +57,27 @@ def read_objects(xml_path):
             objects.append((name, None, str(e)))
             continue
         objects.append((name, difficult, box))
-    return objects
+    try:
+        size = (int(root.findtext('size/height').strip()),
+                int(root.findtext('size/width').strip()))
+    except (AttributeError, ValueError):
+        size = None
+    return objects, (size if size and min(size) > 0 else None)
 
 
 def _read_or_error(xml_path):
+    """``(objects, size)`` of :func:`_read_xml`, or ``(why it failed, None)``."""
     try:
-        return read_objects(xml_path)
+        return _read_xml(xml_path)
     except (ET.ParseError, OSError) as e:
-        return 'unreadable annotation (%s)' % e
+        return 'unreadable annotation (%s)' % e, None
 
 
 #: Annotations read across the ranks at start-up (:func:`read_annotations_across_ranks`),
-#: by absolute path: what :func:`read_objects` returned, or the text of why it failed.
+#: by absolute path: what :func:`read_objects` returned, or the text of why it failed; and
+#: the image sizes the annotations give (``<size>``, for ``image_check='none'``).
 _READ = {}
+_SIZES = {}
 
 
 def read_annotations_across_ranks(xml_paths, comm):
@@ -71,30 +86,40 @@ def read_annotations_across_ranks(xml_paths, comm):
     and keeps it for the datasets it builds next (which then open no XML file that was read
     here; the checks against classes and image sizes stay theirs). Returns the number read.
     """
-    mine = [(os.path.abspath(p), _read_or_error(p)) for p in xml_paths[comm.rank::comm.size]
+    mine = [(os.path.abspath(p),) + _read_or_error(p) for p in xml_paths[comm.rank::comm.size]
             if os.path.isfile(p)]  # a missing file is the dataset's to report
     gathered = comm.gather_obj(mine)
-    _READ.clear()
+    forget_read_annotations()
     if comm.rank == 0:
         for share in gathered:
-            _READ.update(share)
+            for path, objects, size in share:
+                _READ[path] = objects
+                if size is not None:
+                    _SIZES[path] = size
     return sum(len(share) for share in gathered) if comm.rank == 0 else None
 
 
 def forget_read_annotations():
     """Drops what :func:`read_annotations_across_ranks` read (once the datasets are built)."""
     _READ.clear()
+    _SIZES.clear()
 
 
-def _parse_objects(xml_path, class_index, height, width, report):
-    """Checks one VOC XML's objects; returns ``(bbox, label, difficult)`` of its valid objects,
-    or None if the file cannot be read.
+def _annotation(xml_path):
+    """``(objects or why they cannot be read, annotated size or None)`` of one VOC XML: what
+    :func:`read_annotations_across_ranks` read, else the file."""
+    key = os.path.abspath(xml_path)
+    if _READ and key in _READ:
+        return _READ[key], _SIZES.get(key)
+    return _read_or_error(xml_path)
+
+
+def _parse_objects(xml_path, objects, class_index, height, width, report):
+    """Checks one VOC XML's objects (as :func:`_annotation` gives them); returns ``(bbox,
+    label, difficult)`` of its valid objects, or None if the file cannot be read.
 
     Coordinates are VOC's 1-based inclusive pixel indices minus 1 (ChainerCV's convention).
     """
-    objects = _READ.get(os.path.abspath(xml_path)) if _READ else None
-    if objects is None:
-        objects = _read_or_error(xml_path)
     if isinstance(objects, str):
         report.record(V.UNREADABLE_ANNOTATION, xml_path, objects)
         return None
@@ -127,15 +152,22 @@ class VOCFormatDataset(GetterDataset):
     [0, 255]; bbox float32 ``(R, 4)`` ``(y_min, x_min, y_max, x_max)``, 0-based pixel indices
     (VOC's minus 1); label int32 ``(R,)`` indexing ``class_names``.
 
-    All annotations are parsed, and with ``check_images`` every image decoded, at construction;
-    see :mod:`chainer_yolo_dist.datasets.validation` for ``on_bad_sample``. An image without
+    All annotations are parsed at construction, and every image checked as ``image_check``
+    says: 'decode' (every image decoded), 'header' (its size read from its header; an image
+    unreadable past it fails when it is read, named then) or 'none' (no image opened: the size
+    the boxes are checked against is the annotation's ``<size>``, or, where an annotation has
+    none, the image's header); files the start-up checks covered
+    (:func:`~chainer_yolo_dist.datasets.image_checks.check_images_across_ranks`) are not
+    opened again. ``check_images`` is the former switch: True is 'decode', False 'header'.
+    See :mod:`chainer_yolo_dist.datasets.validation` for ``on_bad_sample``. An image without
     objects is valid and kept. ``report`` holds what was dropped. Difficult objects are checked
     like the others and, when ``use_difficult`` is False, then left out.
     """
 
     def __init__(self, root, split, class_names, use_difficult=False, return_difficult=False,
-                 on_bad_sample='error', check_images=True):
+                 on_bad_sample='error', image_check='decode', check_images=None):
         super(VOCFormatDataset, self).__init__()
+        self.image_check = image_checks.image_check_mode(image_check, check_images)
         self.root, self.split = root, split
         self.class_names = tuple(class_names)
         self.use_difficult = use_difficult
@@ -152,7 +184,7 @@ class VOCFormatDataset(GetterDataset):
         self.ids, self._annotations = [], []
         for id_ in ids:
             self.report.n_checked += 1
-            anno = self._load(id_, class_index, check_images)
+            anno = self._load(id_, class_index)
             if anno is not None:
                 self.ids.append(id_)
                 self._annotations.append(anno)
@@ -162,16 +194,25 @@ class VOCFormatDataset(GetterDataset):
         if not return_difficult:
             self.keys = ('img', 'bbox', 'label')
 
-    def _load(self, id_, class_index, check_images):
+    def _load(self, id_, class_index):
         xml_path = os.path.join(self.root, 'Annotations', id_ + '.xml')
         if not os.path.isfile(xml_path):
             self.report.record(V.MISSING_ANNOTATION, xml_path, 'annotation file missing')
             return None
-        size = V.check_image(self.report, self.image_path(id_), decode=check_images)
+        if self.image_check == 'none':
+            objects, size = _annotation(xml_path)
+            if isinstance(objects, str):
+                size = (0, 0)  # unreadable: _parse_objects reports it
+            elif size is None:  # the boxes need the image's size: its header gives it
+                size = V.check_image(self.report, self.image_path(id_), decode=False)
+        else:
+            size = V.check_image(self.report, self.image_path(id_),
+                                 decode=self.image_check == 'decode')
+            objects = _annotation(xml_path)[0] if size is not None else None
         if size is None:
             return None
         n_found = len(self.report.problems)
-        anno = _parse_objects(xml_path, class_index, size[0], size[1], self.report)
+        anno = _parse_objects(xml_path, objects, class_index, size[0], size[1], self.report)
         if anno is None:
             return None
         self.report.n_boxes_dropped += len(self.report.problems) - n_found
@@ -279,7 +320,7 @@ def voc0712_annotation_files(data_dir=None):
             for path in annotation_files(os.path.join(devkit, 'VOC' + year), split)]
 
 
-def voc0712_train(data_dir=None, on_bad_sample='error', check_images=True):
+def voc0712_train(data_dir=None, on_bad_sample='error', image_check='decode', check_images=None):
     """VOC2007 trainval + VOC2012 trainval without difficult objects (16,551 images in full).
 
     ``data_dir`` is the VOCdevkit directory (default :func:`default_devkit_dir`). Returns a
@@ -291,11 +332,12 @@ def voc0712_train(data_dir=None, on_bad_sample='error', check_images=True):
     return ConcatenatedDetectionDataset(*[
         VOCFormatDataset(os.path.join(devkit, 'VOC' + year), split, voc_bbox_label_names,
                          use_difficult=False, return_difficult=False,
-                         on_bad_sample=on_bad_sample, check_images=check_images)
+                         on_bad_sample=on_bad_sample, image_check=image_check,
+                         check_images=check_images)
         for year, split in parts])
 
 
-def voc07_test(data_dir=None, on_bad_sample='error', check_images=True):
+def voc07_test(data_dir=None, on_bad_sample='error', image_check='decode', check_images=None):
     """VOC2007 test (4,952 images) with difficult objects and their flags, for VOC07 evaluation.
 
     Returns a :class:`VOCFormatDataset` of ``(img, bbox, label, difficult)``.
@@ -304,4 +346,5 @@ def voc07_test(data_dir=None, on_bad_sample='error', check_images=True):
     require_voc(devkit, [('2007', 'test')])
     return VOCFormatDataset(os.path.join(devkit, 'VOC2007'), 'test', voc_bbox_label_names,
                             use_difficult=True, return_difficult=True,
-                            on_bad_sample=on_bad_sample, check_images=check_images)
+                            on_bad_sample=on_bad_sample, image_check=image_check,
+                            check_images=check_images)

@@ -11,11 +11,12 @@ DATASETS = ('synthetic', 'voc0712', 'vocformat')
 
 
 def check_images(request, comm, log):
-    """Decodes every image of the run's data once, split across the ranks, and remembers the
-    results (:func:`~chainer_yolo_dist.datasets.image_checks.check_images_across_ranks`);
-    reads the annotations split across the ranks too
-    (:func:`~chainer_yolo_dist.datasets.voc.read_annotations_across_ranks`): rank 0 then builds
-    the datasets without opening an unchanged image or any annotation again."""
+    """Checks every image of the run's data once as ``request.image_check`` says (the header,
+    a full decode, or nothing for 'none'), split across the ranks, and remembers the results
+    (:func:`~chainer_yolo_dist.datasets.image_checks.check_files`); reads the annotations
+    split across the ranks too, whatever ``image_check``
+    (:func:`~chainer_yolo_dist.datasets.voc.read_annotations_across_ranks`): rank 0 then
+    builds the datasets without opening an unchanged image or any annotation again."""
     if request.dataset == 'voc0712':
         root = request.data_dir or default_devkit_dir()
         paths, xml_paths = voc0712_image_files(root), voc0712_annotation_files(root)
@@ -26,13 +27,12 @@ def check_images(request, comm, log):
         xml_paths = [p for split in splits for p in annotation_files(root, split)]
     else:
         return  # generated data: nothing on disk
-    cached, checked = image_checks.check_images_across_ranks(
-        paths, comm, True, image_checks.default_cache_path(root))
+    counts = image_checks.check_files(paths, comm, request.image_check,
+                                      image_checks.default_cache_path(root))
     n_read = read_annotations_across_ranks(xml_paths, comm)
     if comm.rank == 0 and paths:
-        log('image checks: %d images unchanged since a previous start (cached), %d decoded '
-            'now across %d ranks; %d annotations read across the ranks'
-            % (cached, checked, comm.size, n_read))
+        log('%s; %d annotations read across the ranks'
+            % (image_checks.summary(request.image_check, counts, comm.size), n_read))
 
 
 def load_data(request):
@@ -69,17 +69,19 @@ def load_split(request, split):
         return dataset, tuple(dataset.class_names), None
     if name == 'voc0712':
         read = voc0712_train if split == 'train' else voc07_test
-        dataset = read(request.data_dir, on_bad_sample=policy)
+        dataset = read(request.data_dir, on_bad_sample=policy, image_check=request.image_check)
     elif name == 'vocformat':
         if not request.data_dir or not request.class_names:
             raise ValueError('--dataset vocformat needs --data-dir and --class-names')
         if split == 'train':
             dataset = VOCFormatDataset(request.data_dir, request.train_split,
-                                       tuple(request.class_names), on_bad_sample=policy)
+                                       tuple(request.class_names), on_bad_sample=policy,
+                                       image_check=request.image_check)
         else:
             dataset = VOCFormatDataset(request.data_dir, request.test_split,
                                        tuple(request.class_names), use_difficult=True,
-                                       return_difficult=True, on_bad_sample=policy)
+                                       return_difficult=True, on_bad_sample=policy,
+                                       image_check=request.image_check)
     else:
         raise ValueError('unknown detection dataset %r: choose one of %s'
                          % (name, ', '.join(DATASETS)))

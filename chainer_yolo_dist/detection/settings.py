@@ -25,6 +25,10 @@ class DetectionData:
     image_size: int
     object_scales: tuple
     scale_distribution: str
+    #: How the image files are checked before training (``--image-check``): 'header' (each
+    #: file's format and size from its header), 'decode' (every file decoded once: finds
+    #: truncation too) or 'none' (a bad file is found when training reads it).
+    image_check: str = 'header'
 
 
 @dataclasses.dataclass(frozen=True)

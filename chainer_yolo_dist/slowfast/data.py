@@ -12,9 +12,14 @@
 Examples are ``(clip (3, T, H, W) in [0, 255], bbox (R, 4), label (R, n_class))``, the clip
 uint8 for AVA (decoded frames) and float32 for synthetic clips; each test example also has a frame
 key (``keys``) for the frame-level mAP.
+
+Start-up image checks (``--image-check``, :func:`check_images`): on AVA, each example's
+keyframe file (the module docstring of :mod:`chainer_yolo_dist.slowfast.ava` says why not
+every frame a clip reads), split across the ranks and cached; synthetic clips have no files.
 """
 import os
 
+from chainer_yolo_dist.datasets import image_checks
 from chainer_yolo_dist.slowfast import ava
 from chainer_yolo_dist.slowfast.synthetic import ACTION_NAMES, SyntheticActionClips
 
@@ -43,6 +48,30 @@ class ActionData(object):
 
     def __getitem__(self, i):
         return self.dataset[i]
+
+
+def check_images(request, comm, log):
+    """Checks the keyframe file of every AVA example (training and validation) once as
+    ``request.image_check`` says ('header', 'decode', or nothing for 'none'), split across the
+    ranks and remembered between starts
+    (:func:`~chainer_yolo_dist.datasets.image_checks.check_files`); rank 0's
+    :class:`~chainer_yolo_dist.slowfast.ava.AVAClips` then apply the bad-input policy from the
+    results. Synthetic clips: nothing on disk."""
+    root = request.data_dir
+    if request.dataset != 'ava' or not root or not os.path.isdir(root):
+        return  # synthetic clips; or load_data names what is missing
+    if request.image_check == 'none':
+        image_checks.check_files([], comm, 'none', None)
+        if comm.rank == 0:
+            log(image_checks.summary('none', None, comm.size))
+        return
+    paths = [p for split in ('train', 'test')
+             for p in ava.keyframe_files(root, os.path.join(root, AVA_FILES[split]))]
+    counts = image_checks.check_files(paths, comm, request.image_check,
+                                      image_checks.default_cache_path(root))
+    if comm.rank == 0 and paths:
+        log('%s (AVA: the keyframes of the clips)'
+            % image_checks.summary(request.image_check, counts, comm.size))
 
 
 def load_data(request):
@@ -76,7 +105,8 @@ def _load_ava(request):
     names = dict(ava.read_label_map(path['labels']))
     class_ids = ava.evaluated_class_ids(path['evaluated'])
     kwargs = dict(reading=AVA_READINGS[request.clip_frames], size=request.clip_size,
-                  n_actions=ava.N_ACTIONS, on_bad_sample=request.on_bad_sample)
+                  n_actions=ava.N_ACTIONS, on_bad_sample=request.on_bad_sample,
+                  image_check=request.image_check)
     train = ava.AVAClips(root, path['train'], **kwargs)
     test = ava.AVAClips(root, path['test'], **kwargs)
     excluded = (ava.read_exclusions(path['excluded'], test.report)

@@ -24,6 +24,11 @@ class SlowFastData:
     n_train_clips: int
     n_test_clips: int
     max_actors: int
+    #: How the image files are checked before training (``--image-check``): 'header' (each
+    #: file's format and size from its header), 'decode' (every file decoded once: finds
+    #: truncation too) or 'none' (a bad file is found when training reads it). On AVA: each
+    #: keyframe's file (:func:`chainer_yolo_dist.slowfast.data.check_images`).
+    image_check: str = 'header'
 
 
 @dataclasses.dataclass(frozen=True)
