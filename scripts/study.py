@@ -23,8 +23,8 @@ from chainer_yolo_dist.core import cli  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--preset', default=study.DEFAULT_PRESET)
     p.add_argument('--workers', type=cli.positive_int_list,
                    default=list(study.DEFAULT_WORKERS), help='the values of k (default '
@@ -46,11 +46,7 @@ def parse_args(argv=None):
     p.add_argument('--link-bandwidth', type=float,
                    help='AllReduce bytes/s for the scaling model (default: from the measured '
                    'benchmark in results/bench)')
-    p.add_argument('--out', help='study directory (default: a new runs/study-<UTC time>)')
-    p.add_argument('--overwrite', action='store_true', help='clear --out first')
-    p.add_argument('--report-only', metavar='STUDY_DIR',
-                   help='only rewrite the table and figures of an existing study')
-    p.add_argument('train_args', nargs='*', help='after --: more train_yolo.py options')
+    cli.add_study_options(p, 'study', 'train_yolo.py')
     return p.parse_args(argv)
 
 

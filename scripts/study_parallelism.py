@@ -25,8 +25,8 @@ from chainer_yolo_dist.core import cli  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--workers', type=cli.positive_int_list, default=list(sp.DEFAULT_WORKERS),
                    help='the values of k (default %s)'
                    % ','.join(str(k) for k in sp.DEFAULT_WORKERS))
@@ -46,11 +46,7 @@ def parse_args(argv=None):
                    help='validation top-1 of the time-to-target column (default %(default)s)')
     p.add_argument('--run-timeout', type=float, default=sp.DEFAULT_RUN_TIMEOUT,
                    help='seconds one run may take before it is ended (default %(default)s)')
-    p.add_argument('--out', help='study directory (default: a new runs/parallelism-<UTC time>)')
-    p.add_argument('--overwrite', action='store_true', help='clear --out first')
-    p.add_argument('--report-only', metavar='STUDY_DIR',
-                   help='only rewrite the table and figures of an existing study')
-    p.add_argument('train_args', nargs='*', help='after --: more train_darknet.py options')
+    cli.add_study_options(p, 'parallelism', 'train_darknet.py')
     return p.parse_args(argv)
 
 

@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from chainer_yolo_dist.core import cli, mpi  # noqa: E402
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 OUT_PARENT = 'runs'
 #: Where the default feature extractor is trained once and reused by later runs.
@@ -26,10 +26,7 @@ DEFAULT_EXTRACTOR = os.path.join(OUT_PARENT, 'fid_extractor_default.npz')
 
 
 def parse_args(argv=None):
-    p = cli.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--preset', default='cyclegan_demo',
-                   help='settings to start from (default: %(default)s; see docs/cyclegan.md)')
-    g = p.add_argument_group('overrides of preset values (default: the preset\'s)')
+    p, g = cli.training_parser(__doc__, 'cyclegan_demo', 'docs/cyclegan.md')
     g.add_argument('--dataset', help='synthetic_domains or folders')
     cli.add_preset_overrides(
         g, lr_rules_help='constant (the paper: the same rate at every k), k_eta, ...',
@@ -45,7 +42,9 @@ def parse_args(argv=None):
     d.add_argument('--test-dir-a', help='domain A images for the Frechet distance and samples '
                    '(default: --dir-a)')
     d.add_argument('--test-dir-b', help='domain B images for the Frechet distance')
-    d.add_argument('--no-check-images', dest='check_images', action='store_false')
+    d.add_argument('--no-check-images', dest='image_check', action='store_const',
+                   const='none', default=argparse.SUPPRESS,
+                   help='deprecated: --image-check none')
     d.add_argument('--n-train-images', type=int, default=128, help='synthetic pairs')
     d.add_argument('--n-test-images', type=int, default=128, help='synthetic test pairs')
     d.add_argument('--image-size', type=int, help='image side (default: the preset\'s insize)')
@@ -85,12 +84,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    mpi.start_forkserver()  # before MPI starts: ChainerMN issue #278
-    mpi.abort_on_exception()
-    from chainer_yolo_dist.cyclegan.recipe import run_cyclegan
-    return mpi.main(lambda: run_cyclegan(dict(vars(args), out_parent=OUT_PARENT)),
-                    debug=args.debug)
+    return cli.run(parse_args(argv), 'cyclegan', OUT_PARENT)
 
 
 if __name__ == '__main__':

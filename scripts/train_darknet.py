@@ -27,7 +27,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from chainer_yolo_dist.core import cli, mpi  # noqa: E402
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 OUT_PARENT = 'runs'
 
@@ -56,11 +56,7 @@ def _fraction(value):
 
 
 def parse_args(argv=None):
-    p = cli.Parser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--preset', default='synthetic_classification_demo',
-                   help='settings to start from (default: %(default)s; see docs/presets.md)')
-    g = p.add_argument_group('overrides of preset values (default: the preset\'s)')
+    p, g = cli.training_parser(__doc__, 'synthetic_classification_demo')
     g.add_argument('--model', choices=['darknet19', 'darknet53', 'darknet_small', 'cnn11'])
     g.add_argument('--dataset', type=_dataset, help='synthetic or imagenet')
     cli.add_preset_overrides(
@@ -81,12 +77,12 @@ def parse_args(argv=None):
                    'val/<wnid>/*.JPEG, or the root of the --train-list/--val-list paths')
     r.add_argument('--train-list', help='"path label" lines for training (list layout)')
     r.add_argument('--val-list', help='"path label" lines for validation (list layout)')
-    r.add_argument('--decode-images', dest='check_images', action='store_true',
-                   help='decode every ImageNet image at start-up (default: read the headers '
-                   'only; a truncated image then fails when it is read, naming the file)')
-    r.add_argument('--no-check-images', dest='check_images', action='store_false',
-                   help=argparse.SUPPRESS)  # the former switch; headers are the default now
-    p.set_defaults(check_images=False)
+    r.add_argument('--decode-images', dest='image_check', action='store_const',
+                   const='decode', default=argparse.SUPPRESS,
+                   help='deprecated: --image-check decode')
+    r.add_argument('--no-check-images', dest='image_check', action='store_const',
+                   const='none', default=argparse.SUPPRESS,
+                   help='deprecated: --image-check none')
     r.add_argument('--n-train-images', type=int, default=1024, help='synthetic train size')
     r.add_argument('--n-test-images', type=int, default=256, help='synthetic test size')
     r.add_argument('--image-size', type=int, default=32, help='synthetic image size')
@@ -104,12 +100,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    mpi.start_forkserver()  # before MPI starts: ChainerMN issue #278
-    mpi.abort_on_exception()
-    from chainer_yolo_dist.classification.recipe import run_classification
-    return mpi.main(lambda: run_classification(dict(vars(args), out_parent=OUT_PARENT)),
-                    debug=args.debug)
+    return cli.run(parse_args(argv), 'classification', OUT_PARENT)
 
 
 if __name__ == '__main__':

@@ -11,23 +11,18 @@ batch is in labelled clips per process (paper 004: 8 per GPU); the learning rate
 ``eta * global_batch / reference_batch`` (paper 004: 0.05 per 32, i.e. 0.05 per node), reached
 by linear warmup. Run with ``-h`` for every option; see docs/slowfast.md.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from chainer_yolo_dist.core import cli, mpi  # noqa: E402
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 OUT_PARENT = 'runs'
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--preset', default='slowfast_demo',
-                   help='settings to start from (default: %(default)s; see docs/slowfast.md)')
-    g = p.add_argument_group('overrides of preset values (default: the preset\'s)')
+    p, g = cli.training_parser(__doc__, 'slowfast_demo', 'docs/slowfast.md')
     g.add_argument('--model', help='slowfast_r50, slowfast_r50_k7 (7x1x1 laterals, '
                    'as PySlowFast\'s published weights), slow_r50, slowfast_narrow or '
                    'slow_narrow')
@@ -60,12 +55,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    mpi.start_forkserver()  # before MPI starts: ChainerMN issue #278
-    mpi.abort_on_exception()
-    from chainer_yolo_dist.slowfast.recipe import run_slowfast
-    return mpi.main(lambda: run_slowfast(dict(vars(args), out_parent=OUT_PARENT)),
-                    debug=args.debug)
+    return cli.run(parse_args(argv), 'slowfast', OUT_PARENT)
 
 
 if __name__ == '__main__':

@@ -10,22 +10,18 @@ The learning rate follows the preset's rule: ``--lr`` is the single-process rate
 the peak rate is ``eta * global_batch / reference_batch`` (``--lr-rule``), reached by gradual
 warmup. Run with ``-h`` for every option.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from chainer_yolo_dist.core import cli, mpi  # noqa: E402
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 OUT_PARENT = 'runs'
 
+
 def parse_args(argv=None):
-    p = cli.Parser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--preset', default='synthetic_demo',
-                   help='settings to start from (default: %(default)s; see docs/presets.md)')
-    g = p.add_argument_group('overrides of preset values (default: the preset\'s)')
+    p, g = cli.training_parser(__doc__, 'synthetic_demo')
     g.add_argument('--model', help='yolov2, yolov3, yolov2_tiny or yolov3_small')
     g.add_argument('--dataset', help='synthetic, voc0712 or vocformat')
     cli.add_preset_overrides(
@@ -73,12 +69,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    mpi.start_forkserver()  # before MPI starts: ChainerMN issue #278
-    mpi.abort_on_exception()
-    from chainer_yolo_dist.detection.recipe import run_detection
-    return mpi.main(lambda: run_detection(dict(vars(args), out_parent=OUT_PARENT)),
-                    debug=args.debug)
+    return cli.run(parse_args(argv), 'detection', OUT_PARENT)
 
 
 if __name__ == '__main__':

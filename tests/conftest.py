@@ -24,7 +24,7 @@ def _env(extra=None):
     env['CHAINER_YOLO_DIST_CHECK_MPI_BUFFERS'] = '1'
     # Image checks are remembered per data directory: keep the tests' out of ~/.cache.
     env.setdefault('CHAINER_YOLO_DIST_CACHE', os.path.join(tempfile.gettempdir(),
-                                                          'chainer_yolo_dist_test_cache'))
+                                                           'chainer_yolo_dist_test_cache'))
     env.update(extra or {})
     return env
 
@@ -46,7 +46,7 @@ def check(proc):
     """Asserts a CompletedProcess succeeded, showing its output if not."""
     assert proc.returncode == 0, (
         'exit %d\n--- stdout\n%s\n--- stderr\n%s' % (proc.returncode, proc.stdout[-5000:],
-                                                      proc.stderr[-5000:]))
+                                                     proc.stderr[-5000:]))
     return proc
 
 
@@ -64,3 +64,30 @@ def simulate_scaling(capsys, *args):
     spec.loader.exec_module(module)
     module.main(list(args))
     return capsys.readouterr().out
+
+
+#: The training script of each system (``chainer_yolo_dist.<system>.recipe``).
+SCRIPTS = {'detection': 'train_yolo', 'classification': 'train_darknet',
+           'cyclegan': 'train_cyclegan', 'slowfast': 'train_slowfast'}
+
+
+def load_script(name):
+    """``scripts/NAME.py`` as a module, its ``main`` not run (for its ``parse_args``)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(REPO, 'scripts', name + '.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def resolve_script(system, argv=(), world_size=2, node=None):
+    """The :class:`~chainer_yolo_dist.core.resolve.Resolution` of ``<script> ARGV`` under
+    ``mpiexec -n WORLD_SIZE`` on ``node`` (a CPU node if None), in this process: what the
+    script checks before MPI, without starting it. A user's mistake raises ValueError."""
+    import importlib
+    from chainer_yolo_dist.core import resolve
+    recipe = importlib.import_module('chainer_yolo_dist.%s.recipe' % system)
+    args = load_script(SCRIPTS[system]).parse_args(list(argv))
+    return resolve.resolve(recipe.SYSTEM, dict(vars(args), out_parent='runs'), world_size,
+                           resolve.CPU_NODE if node is None else node)

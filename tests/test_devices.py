@@ -7,7 +7,7 @@ import chainer
 import numpy as np
 import pytest
 
-from chainer_yolo_dist.core import devices, run, updaters
+from chainer_yolo_dist.core import devices, resolve, updaters
 from chainer_yolo_dist.core.presets import load
 from conftest import check, run_mpi
 
@@ -41,7 +41,7 @@ def test_real_ranks_choose_distinct_gpus_and_refuse_a_shared_one():
     assert got[('one_gpu_per_rank', 0)] == 0 and got[('one_gpu_per_rank', 1)] == 1
     for rank in (0, 1):  # every rank raises the same error, so every rank stops alike
         assert 'ranks 0 and 1 would share GPU 0000:10:00.0' in got[('one_visible_gpu_shared',
-                                                                     rank)]
+                                                                    rank)]
     assert got[('server_rank_takes_none', 0)] == -1
     assert got[('server_rank_takes_none', 1)] == 0
 
@@ -83,23 +83,25 @@ def test_only_communicators_that_keep_device_memory_away_from_mpi_run(name, expl
 def test_fp16_allreduce_is_dropped_and_said_wherever_pure_nccl_does_not_reduce():
     preset = load('yolov3_voc_2019', 4)
     assert preset.allreduce_grad_dtype == 'float16'
-    name, dtype, said = run._communicator(preset, {}, gpus=0)
+    name, dtype, said = resolve.communicator_in_force(preset, {}, gpus=0)
     assert (name, dtype) == ('naive', None)
     assert any('float16 AllReduce dropped: the naive communicator' in s for s in said)
-    name, dtype, said = run._communicator(preset, {'parallelism': 'local'}, gpus=1)
+    name, dtype, said = resolve.communicator_in_force(preset, {'parallelism': 'local'}, gpus=1)
     assert (name, dtype) == ('pure_nccl', None)
     assert said == ['float16 AllReduce dropped: --parallelism local reduces through float32 '
                     'host buffers']
-    assert run._communicator(preset, {}, gpus=1) == ('pure_nccl', 'float16', [])
+    assert resolve.communicator_in_force(preset, {}, gpus=1) == ('pure_nccl', 'float16', [])
     with pytest.raises(ValueError, match='needs a CUDA GPU'):
-        run._communicator(preset, {'communicator': 'pure_nccl'}, gpus=0)
+        resolve.communicator_in_force(preset, {'communicator': 'pure_nccl'}, gpus=0)
 
 
 def test_cudnn_fast_bn_without_cudnn_is_a_departure():
     preset = load('yolov3_voc_2019', 4)
     assert preset.cudnn_fast_bn
-    assert 'no GPU, so no cuDNN' in run._cudnn_departure(preset, -1)
-    assert run._cudnn_departure(load('yolov2_voc_2018', 4), -1) is None  # not asked for
+    assert 'no GPU, so no cuDNN' in resolve.cudnn_departure(preset, False, False)
+    assert 'finds no cuDNN' in resolve.cudnn_departure(preset, True, False)
+    assert resolve.cudnn_departure(preset, True, True) is None
+    assert resolve.cudnn_departure(load('yolov2_voc_2018', 4), False, False) is None
 
 
 @pytest.mark.parametrize('dtype', [np.uint8, np.float32])
@@ -167,7 +169,7 @@ def test_the_updater_gives_the_clock_its_own_device(monkeypatch):
 def test_classifiers_are_fully_initialised_on_the_host_before_any_move(name):
     """Nothing is left for a first forward pass to draw on a GPU from CuPy's unseeded
     generator: every parameter exists when the recipe moves the chain to its device."""
-    from chainer_yolo_dist.classification.darknet import build_classifier
+    from chainer_yolo_dist.classification.models import build_classifier
     model = build_classifier(name, 4, 1 / 8, seed=1)
     assert all(p.array is not None for p in model.params())
     again = build_classifier(name, 4, 1 / 8, seed=1)

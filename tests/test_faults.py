@@ -1,7 +1,9 @@
 """Fault injection: every failure ends the whole job within seconds with its cause named, and
 leaves nothing half-written (docs/reliability.md). Real ranks under mpiexec, each run with a
-timeout; a few iterations of the CPU demo recipe on tiny data."""
+timeout; a few iterations of the CPU demo recipe on tiny data. The tests that train are marked
+slow; those that end before training (a mistake refused at start-up) are not."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,10 +11,8 @@ import time
 
 import pytest
 
-from conftest import MPIEXEC, REPO, _env, check, run_mpi, run_python
+from conftest import MPIEXEC, REPO, _env, check, resolve_script, run_mpi, run_python
 from test_datasets_voc import add_image, write_split
-
-pytestmark = pytest.mark.slow
 
 TINY = ['scripts/train_yolo.py', '--n-train-images', '16', '--n-test-images', '4',
         '--image-size', '64', '--insize', '64', '--no-multiscale', '--batchsize', '2',
@@ -91,11 +91,12 @@ def _cmdline(pid):
         return ''
 
 
+@pytest.mark.slow  # trains until the file goes
 def test_a_file_that_disappears_mid_training_ends_the_job(tmp_path):
     root = _vocformat(tmp_path)
     out = tmp_path / 'run'
     proc = _start(2, _vocformat_args(root) + ['--iterations', '2000', '--loaderjob', '2',
-                                               '--out', str(out)])
+                                              '--out', str(out)])
     _wait_for(out / 'log', proc)
     for name in os.listdir(os.path.join(root, 'JPEGImages')):
         os.unlink(os.path.join(root, 'JPEGImages', name))
@@ -105,6 +106,7 @@ def test_a_file_that_disappears_mid_training_ends_the_job(tmp_path):
     assert not (out / 'model.npz').exists() and not (out / 'metrics.json').exists()
 
 
+@pytest.mark.slow  # trains until the worker is killed
 def test_a_killed_loader_worker_ends_the_job(tmp_path):
     out = tmp_path / 'run'
     proc = _start(2, TINY + ['--iterations', '2000', '--loaderjob', '2', '--out', str(out)])
@@ -119,6 +121,7 @@ def test_a_killed_loader_worker_ends_the_job(tmp_path):
     assert 'data-loading worker process (pid %d)' % workers[0] in err, err[-2000:]
 
 
+@pytest.mark.slow  # trains until the rank is killed
 def test_a_killed_rank_ends_the_job(tmp_path):
     out = tmp_path / 'run'
     proc = _start(2, TINY + ['--iterations', '2000', '--loaderjob', '0', '--out', str(out)])
@@ -130,6 +133,7 @@ def test_a_killed_rank_ends_the_job(tmp_path):
     assert code != 0 and seconds < END_WITHIN, (seconds, err[-2000:])
 
 
+@pytest.mark.slow  # two training runs
 def test_two_jobs_never_share_a_run_directory(tmp_path):
     out = tmp_path / 'run'
     first = _start(1, TINY + ['--iterations', '2000', '--loaderjob', '0', '--out', str(out)])
@@ -157,6 +161,7 @@ def test_a_new_run_refuses_a_directory_holding_another_run(tmp_path):
     assert '--overwrite' in proc.stderr and 'Traceback' not in proc.stderr
 
 
+@pytest.mark.slow  # a training run
 def test_non_finite_weights_are_never_written(tmp_path):
     out = tmp_path / 'run'
     proc = run_python(TINY + ['--eta', '1e38', '--iterations', '1', '--snapshot-interval', '5',
@@ -177,12 +182,26 @@ def test_non_finite_weights_are_never_written(tmp_path):
     (['--momentum', '1.5'], 'momentum must be in [0, 1)'),
     (['--eval-batchsize', '0'], '--eval-batchsize must be >= 1'),
     (['--eta', '-0.1'], 'eta must be positive'),
-    (['--n-test-images', '0'], 'the test split of dataset synthetic has no usable examples'),
     (['--preset', 'no_such_preset'], "unknown preset 'no_such_preset'"),
     (['--dataset', 'vocformat'], '--dataset vocformat needs --class-names'),
     (['--preset', 'yolov2_voc_2018'], 'give --pretrained PATH'),
 ])
-def test_bad_settings_are_refused_before_training(tmp_path, option, message):
+def test_bad_settings_are_refused_before_mpi(tmp_path, option, message):
+    """The options resolve in-process (core/resolve.py) before any process communicates; how
+    such a mistake ends a 2-rank job is the next test's."""
+    out = tmp_path / 'run'
+    with pytest.raises(ValueError, match=re.escape(message)):
+        resolve_script('detection', TINY[1:] + ['--out', str(out)] + option)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize('option, message', [
+    # a setting refused by the resolution, on every rank before MPI communicates
+    (['--iterations', '0'], '--iterations must be >= 1'),
+    # the data, loaded by rank 0 (it needs the data: no in-process check before the job)
+    (['--n-test-images', '0'], 'the test split of dataset synthetic has no usable examples'),
+])
+def test_a_bad_setting_is_one_line_from_one_rank(tmp_path, option, message):
     out = tmp_path / 'run'
     start = time.time()
     proc = run_mpi(2, TINY + ['--out', str(out)] + option, timeout=120)
@@ -209,6 +228,7 @@ def test_an_all_skipped_training_split_is_named_with_its_report(tmp_path):
     assert 'bad_samples_' in proc.stderr and (out / 'bad_samples_train.json').exists()
 
 
+@pytest.mark.slow  # a training run, then its resume
 def test_resume_with_other_settings_is_refused_by_name(tmp_path):
     out = tmp_path / 'run'
     check(run_python(TINY + ['--iterations', '2', '--loaderjob', '0', '--out', str(out)],
@@ -221,6 +241,7 @@ def test_resume_with_other_settings_is_refused_by_name(tmp_path):
     assert 'Traceback' not in again.stderr
 
 
+@pytest.mark.slow  # a training run, then its resume
 def test_leftovers_of_an_interrupted_run_are_removed_on_resume(tmp_path):
     out = tmp_path / 'run'
     check(run_python(TINY + ['--iterations', '2', '--loaderjob', '0', '--out', str(out)],
@@ -237,6 +258,7 @@ def test_leftovers_of_an_interrupted_run_are_removed_on_resume(tmp_path):
     assert (out / 'metrics.json').stat().st_mtime >= (out / 'model.npz').stat().st_mtime
 
 
+@pytest.mark.slow  # trains until the disk is full
 def test_a_full_disk_fails_cleanly(tmp_path):
     disk = tmp_path / 'disk'
     disk.mkdir()

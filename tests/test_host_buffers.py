@@ -24,8 +24,9 @@ ALLOWED = {
     # packs the persistents into one NumPy buffer (device arrays go to NCCL instead)
     'core/persistents.py',
     # the host-staged parallelism modes: parameters and gradients are packed into 1-d NumPy
-    # buffers (core/flat.py's pack_*/to_host: CuPy arrays are copied to the host first)
-    'core/flat.py', 'core/local_sgd.py', 'core/stale_sync.py', 'core/parameter_server.py',
+    # buffers (core/parallelism/flat.py's pack_*/to_host: CuPy arrays are copied to the host first)
+    'core/parallelism/flat.py', 'core/parallelism/local_sgd.py',
+    'core/parallelism/stale_sync.py', 'core/parallelism/parameter_server.py',
 }
 # core/mpi.py's Ibarrier (and benchmarks' Barrier) take no buffer: they need no entry here.
 

@@ -4,8 +4,8 @@ import chainer.links as L
 import numpy as np
 import pytest
 
-from chainer_yolo_dist.core.flat import (FlatLayout, pack_grads, pack_params, shard_bounds,
-                                         unpack_grads, unpack_params)
+from chainer_yolo_dist.core.parallelism.flat import (FlatLayout, pack_grads, pack_params,
+                                                     shard_bounds, unpack_grads, unpack_params)
 
 
 class Net(chainer.Chain):

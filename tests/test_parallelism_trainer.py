@@ -3,7 +3,8 @@ trains (mpiexec -n 3).
 
 tests/mpi_scripts/parallelism_trainer.py: 40 iterations of the small network (float32) per
 worker on its scattered share; sync = 3 workers (ChainerMN), async = 1 server + 2 workers
-(pull every 2 steps), local = 3 workers averaging every 4 steps, stale = 3 workers. The held-out loss starts at about log 3
+(pull every 2 steps), local = 3 workers averaging every 4 steps, stale = 3 workers. The held-out
+loss starts at about log 3
 (chance) for every worker; it must fall, and every worker must end with the same weights
 (the servers' final parameters, or the last averaging). Losses still differ a little between
 ranks: each keeps its own batch-normalisation running statistics.

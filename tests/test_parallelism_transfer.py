@@ -1,5 +1,5 @@
-"""Packed host transfers (core/flat.py ``PackedTransfer``): exact round trips, and on a GPU one
-copy each way per step in every mode that moves parameters or gradients through MPI.
+"""Packed host transfers (core/parallelism/flat.py ``PackedTransfer``): exact round trips, and on a
+GPU one copy each way per step in every mode that moves parameters or gradients through MPI.
 
 No GPU here. The device path runs on a NumPy stand-in for CuPy: :class:`FakeOps` replaces
 ``flat._ops_for`` for arrays of the NumPy subclass :class:`DeviceArray` ("on the device"), and
@@ -16,12 +16,12 @@ import chainer.links as L
 import numpy as np
 import pytest
 
-from chainer_yolo_dist.core import flat
-from chainer_yolo_dist.core import parameter_server as ps
-from chainer_yolo_dist.core.flat import (FlatLayout, PackedTransfer, pack_grads, pack_params,
-                                         unpack_grads, unpack_params)
-from chainer_yolo_dist.core.local_sgd import LocalSGDOptimizer
-from chainer_yolo_dist.core.stale_sync import StaleSyncOptimizer
+from chainer_yolo_dist.core.parallelism import flat
+from chainer_yolo_dist.core.parallelism import parameter_server as ps
+from chainer_yolo_dist.core.parallelism.flat import (FlatLayout, PackedTransfer, pack_grads,
+                                                     pack_params, unpack_grads, unpack_params)
+from chainer_yolo_dist.core.parallelism.local_sgd import LocalSGDOptimizer
+from chainer_yolo_dist.core.parallelism.stale_sync import StaleSyncOptimizer
 
 
 class DeviceArray(np.ndarray):
@@ -426,7 +426,7 @@ def run_worker(device, ops, push_every, steps):
 
 @pytest.mark.parametrize('push_every', [1, 3])
 def test_parameter_server_worker_copies_once_per_push_and_once_per_pull(ops, fake_mpi,
-                                                                       push_every):
+                                                                        push_every):
     steps = 4
     host = run_worker(False, ops, push_every, steps)
     assert host[2] == [(0, 0)] * (steps + 1)
@@ -452,4 +452,3 @@ def test_parameter_server_worker_copies_once_per_push_and_once_per_pull(ops, fak
         assert pushed[0].tobytes() == total.tobytes()
     assert_same_bits(arrays_of(net), arrays_of(host[0]))
     assert pack_params(host[0], np.empty(141, np.float32)).tobytes() == served.tobytes()
-

@@ -292,7 +292,7 @@ def test_docs_table_is_the_generated_one(repo):
 
 
 def test_paper_003_preset_records_its_asynchronous_mode_and_a_sync_run_says_it_departs():
-    from chainer_yolo_dist.core.run import departures_from_preset
+    from chainer_yolo_dist.core.resolve import departures_from_preset
     paper = presets.load('cnn11_imagenet_async_2015', 48)
     assert paper.parallelism == 'async'
     assert presets.load('darknet53_imagenet_2019', 64).parallelism == 'sync'

@@ -11,6 +11,7 @@ from chainer_yolo_dist.slowfast import models, recipe
 
 BUILD = models.build_detector  # before any test replaces it
 
+
 @pytest.mark.parametrize('name', sorted(models.MODELS))
 def test_every_detector_has_all_its_parameters_at_construction(name):
     detector = models.build_detector(name, 80)
@@ -61,6 +62,6 @@ def test_the_recipe_moves_a_detector_without_missing_parameters(monkeypatch):
     preset = types.SimpleNamespace(model='slowfast_narrow', n_class=5, pretrained=None)
     settings = types.SimpleNamespace(preset=preset, seed=3, dropout=None, pretrained=None)
     with pytest.raises(Moved):
-        recipe.train_slowfast(settings, types.SimpleNamespace(rank=0), None, log=lambda m: None)
+        recipe.train(settings, types.SimpleNamespace(rank=0), None, log=lambda m: None)
     assert seen['missing'] == []
     assert isinstance(seen['weight'], np.ndarray) and seen['weight'].shape == (5, 288)

@@ -122,7 +122,9 @@ def test_the_person_preset_stops_after_5000_iterations():
     assert (p.max_iterations, p.batchsize_per_gpu, p.insize, p.n_class) == (5000, 64, 608, 1)
     assert p.schedule()(0.0) == 0.0 and p.schedule()(100.0) == pytest.approx(1e-3)  # burn-in
     import dataclasses
+    from chainer_yolo_dist.core.parallelism import modes
     fields = {f.name: None for f in dataclasses.fields(DetectionSettings) if f.init}
+    fields.update(modes.DEFAULTS)
     fields.update(preset=p, ranks=1, nodes=1, virtual_ranks=1, device=-1, seed=0, out='x',
                   loaderjob=0, eval_interval=0, eval_batchsize=1, log_interval=1,
                   snapshot_interval=0, keep_snapshots=1, progress=False,

@@ -10,14 +10,14 @@ from chainer.training import extensions
 
 from chainer_yolo_dist.classification import data
 from chainer_yolo_dist.classification.chain import ClassifierChain, converter
-from chainer_yolo_dist.classification.darknet import CLASSIFIERS, build_classifier
 from chainer_yolo_dist.classification.evaluation import validator
 from chainer_yolo_dist.classification.model_files import (inspect_classifier_file,
                                                           load_classifier)
+from chainer_yolo_dist.classification.models import CLASSIFIERS, build_classifier
 from chainer_yolo_dist.classification.settings import ClassificationData, ClassificationSettings
 from chainer_yolo_dist.classification.transforms import CenterCrop, DarknetAugmentation
 from chainer_yolo_dist.core import iterators, parallelism, reporting, run
-from chainer_yolo_dist.core.snapshots import record_config, resume, save_results
+from chainer_yolo_dist.core.snapshots import record_config, resume
 from chainer_yolo_dist.core.updaters import DataParallelUpdater
 
 TRAIN_KEYS = ('main/loss', 'main/accuracy', 'main/top5')
@@ -51,7 +51,7 @@ SYSTEM = run.System('classification', ClassificationSettings, ClassificationData
                     data.load_data, check, defaults, data.check_images)
 
 
-def train_classifier(settings, comm, dataset, log=print):
+def train(settings, comm, dataset, log=print):
     """Trains a Darknet classifier on ``dataset.train`` across the ranks of ``comm``.
     Returns ``metrics.json``'s content (the same on every rank that trains; None on a
     parameter server of ``--parallelism async``)."""
@@ -102,30 +102,24 @@ def train_classifier(settings, comm, dataset, log=print):
                   class_names=list(dataset.class_names), n_val=len(dataset.test))
 
     trainer.run()
-    metrics = reporting.run_metrics(trainer, settings)
-    metrics['parallelism'] = dict(parallelism.finish(optimizer, comm),  # every rank's stats
-                                  mode=settings.parallelism)
-    reporting.write_profile(trainer, settings, comm, log)  # profile.json with --profile
 
-    # Final accuracy with the trained model; collective, so every rank takes the same branch.
-    if evaluator.last_iteration == trainer.updater.iteration:
-        result = evaluator.last_result
-    else:
-        # The trainer has finalized its evaluator's iterator (worker processes included).
-        final = validator(chain, model, dataset.test, settings, comm)
-        try:
-            result = final()
-        finally:
-            final.finalize()
-    metrics.update(top1=float(result['validation/main/accuracy']),
-                   top5=float(result['validation/main/top5']),
-                   loss=float(result['validation/main/loss']), n_val=len(dataset.test),
-                   insize=preset.insize)
-    save_results(settings, comm, metrics, model, trainer.updater.iteration)
-    return metrics
+    def final():  # with the trained model; collective, so every rank takes the same branch
+        if evaluator.last_iteration == trainer.updater.iteration:
+            result = evaluator.last_result
+        else:
+            # The trainer has finalized its evaluator's iterator (worker processes included).
+            again = validator(chain, model, dataset.test, settings, comm)
+            try:
+                result = again()
+            finally:
+                again.finalize()
+        return dict(top1=float(result['validation/main/accuracy']),
+                    top5=float(result['validation/main/top5']),
+                    loss=float(result['validation/main/loss']), n_val=len(dataset.test),
+                    insize=preset.insize)
+    return run.finish_run(trainer, settings, comm, model, final, optimizer, log)
 
 
-def run_classification(options, log=print):
-    """``scripts/train_darknet.py``'s body."""
-    return run.main(SYSTEM, train_classifier, 'top-1 %(top1).4f, top-5 %(top5).4f', options,
-                    log)
+def summary(metrics):
+    """What rank 0 prints of a finished run."""
+    return 'top-1 %.4f, top-5 %.4f' % (metrics['top1'], metrics['top5'])

@@ -9,6 +9,26 @@ import os
 import sys
 
 
+def training_parser(doc, default_preset, preset_doc='docs/presets.md'):
+    """A training script's :class:`Parser`: its docstring as the description, ``--preset``,
+    and the group of the preset overrides (returned too: ``(parser, overrides group)``)."""
+    p = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--preset', default=default_preset, help='settings to start from '
+                   '(default: %%(default)s; see %s)' % preset_doc)
+    return p, p.add_argument_group('overrides of preset values (default: the preset\'s)')
+
+
+def add_study_options(parser, name, script):
+    """A study's ``--out`` (default ``runs/NAME-<UTC time>``), ``--overwrite``,
+    ``--report-only`` and the options passed on to every run of ``script`` (after ``--``)."""
+    parser.add_argument('--out', help='study directory (default: a new runs/%s-<UTC time>)'
+                        % name)
+    parser.add_argument('--overwrite', action='store_true', help='clear --out first')
+    parser.add_argument('--report-only', metavar='STUDY_DIR',
+                        help='only rewrite the table and figures of an existing study')
+    parser.add_argument('train_args', nargs='*', help='after --: more %s options' % script)
+
+
 def positive_int_list(text):
     """argparse type of options such as ``--workers 1,2,4``: comma-separated positive ints."""
     try:
@@ -29,6 +49,29 @@ def launcher_rank():
     return 0
 
 
+def run(args, recipe, out_parent):
+    """A training script's body once its options are parsed; returns the exit status.
+
+    Starts the loader's forkserver before MPI (ChainerMN issue #278), makes a failure on any
+    rank end the job, then runs ``chainer_yolo_dist.<recipe>.recipe`` (imported only now: it
+    imports ChainerMN, which starts MPI) through ``core.run.main``; a setup mistake is one
+    ``error:`` line from rank 0 and status 2.
+
+    Args:
+        args: the parsed options (``--debug``: show a setup error's traceback).
+        recipe (str): the system's package, e.g. ``'detection'``.
+        out_parent (str): where runs without ``--out`` get their folder.
+    """
+    import importlib
+    from chainer_yolo_dist.core import mpi
+    mpi.start_forkserver()
+    mpi.abort_on_exception()
+    module = importlib.import_module('chainer_yolo_dist.%s.recipe' % recipe)
+    from chainer_yolo_dist.core import run as runner
+    return mpi.main(lambda: runner.main(module, dict(vars(args), out_parent=out_parent)),
+                    debug=args.debug)
+
+
 class Parser(argparse.ArgumentParser):
     """``ArgumentParser`` for scripts run under ``mpiexec``: a bad option is one line, reported
     once by rank 0, not a usage screen per rank (every rank exits with status 2)."""
@@ -37,20 +80,6 @@ class Parser(argparse.ArgumentParser):
         if launcher_rank() == 0:
             sys.stderr.write('error: %s (%s -h lists the options)\n' % (message, self.prog))
         sys.exit(2)
-
-
-# Options that override preset fields: option dest -> Preset field.
-PRESET_OPTIONS = {
-    'model': 'model', 'dataset': 'dataset', 'batchsize': 'batchsize_per_gpu',
-    'epochs': 'epochs', 'eta': 'eta', 'lr_rule': 'lr_rule', 'insize': 'insize',
-    'warmup_epochs': 'warmup_epochs', 'warmup_hold_epochs': 'warmup_hold_epochs',
-    'decay': 'decay', 'steps': 'steps', 'poly_power': 'poly_power',
-    'burn_in': 'burn_in_iterations', 'momentum': 'momentum',
-    'weight_decay': 'weight_decay', 'communicator': 'communicator',
-    'allreduce_grad_dtype': 'allreduce_grad_dtype', 'cudnn_fast_bn': 'cudnn_fast_bn',
-    'n_class': 'n_class', 'linear_from': 'linear_from', 'sampling_scale': 'sampling_scale',
-    'clip_frames': 'clip_frames',
-}
 
 
 def add_preset_overrides(group, lr_rules_help, insize_help):
@@ -78,52 +107,31 @@ def add_preset_overrides(group, lr_rules_help, insize_help):
                        help='chainer.config.cudnn_fast_batch_normalization (paper 001)')
 
 
-#: The settings of :func:`add_parallelism_options` for a script that offers none: synchronous
-#: data parallelism (ChainerMN), the papers' own.
-PARALLELISM_DEFAULTS = {'parallelism': 'sync', 'n_servers': 1, 'push_every': 1, 'pull_every': 1,
-                        'max_staleness': None, 'average_every': 4,
-                        'average_optimizer_state': False, 'lars': False}
+def add_parallelism_options(group, modes=None):
+    """``--parallelism`` with ``modes`` (default: every mode of the registry,
+    ``core/parallelism/modes.py``) and only the options those modes read."""
+    from chainer_yolo_dist.core.parallelism import modes as registry
+    registry.add_options(group, tuple(modes or registry.MODES))
 
 
-def add_parallelism_options(group, modes=('sync', 'async', 'local', 'stale')):
-    """How the workers combine their gradients (``core/parallelism.py``)."""
-    group.add_argument('--parallelism', choices=modes, default='sync',
-                       help='sync: gradients averaged every step (ChainerMN, the papers); '
-                       'async: parameter servers (paper 003, Downpour); local: weights '
-                       'averaged every --average-every steps (Darknet); stale: the average '
-                       'applied one step late (default %(default)s)')
-    group.add_argument('--servers', dest='n_servers', type=int, default=1,
-                       help='async: parameter-server ranks (the first ones)')
-    group.add_argument('--push-every', type=int, default=1,
-                       help='async: steps whose gradients are summed into one push')
-    group.add_argument('--pull-every', type=int, default=1,
-                       help='async: steps between two pulls of the parameters')
-    group.add_argument('--max-staleness', type=int, help='async: a worker waits when more '
-                       'than S versions behind (0: synchronous; default: no bound)')
-    group.add_argument('--average-every', type=int, default=4,
-                       help='local: steps between two averagings (Darknet: 4)')
-    group.add_argument('--average-optimizer-state', action='store_true',
-                       help='local: average the momentum too')
-    group.add_argument('--lars', action='store_true', help='layer-wise adaptive rate scaling '
-                       '(GradientLARS, which applies the weight decay itself)')
+#: How the image files are checked before training (``--image-check``): every system's files
+#: go through the checks split across the ranks and remembered between starts
+#: (``datasets.image_checks``).
+IMAGE_CHECKS = ('header', 'decode', 'none')
 
 
-#: Loader worker processes per rank on a GPU when --loaderjob is not given: a GPU trains at
-#: several hundred images per second, and one worker decodes and augments 140-350 per second
-#: (docs/loader.md's table: 2 workers for 200 images/s, 7-8 for 1,000 at 416-608).
-GPU_LOADER_WORKERS = 4
-
-
-def loader_workers(options, device):
-    """``--loaderjob`` in force: the user's, else :data:`GPU_LOADER_WORKERS` on a GPU, else
-    the script's CPU default (``options['cpu_loaderjob']``, 2 if absent)."""
-    if options.get('loaderjob') is not None:
-        return options['loaderjob']
-    return GPU_LOADER_WORKERS if device >= 0 else options.get('cpu_loaderjob', 2)
+def add_image_check_option(group):
+    """``--image-check {header,decode,none}``, the same default meaning on every script."""
+    group.add_argument('--image-check', choices=IMAGE_CHECKS, default='header',
+                       help='before training, check every image file across the ranks, '
+                       'remembered between starts: header (format and size from the file\'s '
+                       'header; the default), decode (every file decoded once: finds '
+                       'truncated and corrupt pixels too), none')
 
 
 def add_run_options(group, out, eval_interval, eval_batchsize, loaderjob=2):
     """Options of a distributed training run (not preset values)."""
+    from chainer_yolo_dist.core.resolve import GPU_LOADER_WORKERS
     group.add_argument('--on-bad-sample', choices=['error', 'skip'], default='error',
                        help='a bad image or box stops before training (error) or is '
                        'dropped and counted (skip)')
@@ -149,6 +157,7 @@ def add_run_options(group, out, eval_interval, eval_batchsize, loaderjob=2):
                        '(0: in-process; default: %d on CPUs, %d per GPU; --loader-workers: '
                        'the same option, paper 004\'s name)' % (loaderjob, GPU_LOADER_WORKERS))
     group.set_defaults(cpu_loaderjob=loaderjob)
+    add_image_check_option(group)
     group.add_argument('--persistent-workers', action=argparse.BooleanOptionalAction,
                        default=True, help='keep the loader worker processes alive across '
                        'epochs (Chainer\'s MultiprocessIterator; default), or re-create them '

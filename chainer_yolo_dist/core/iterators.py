@@ -6,7 +6,7 @@ import chainer
 
 from chainer_yolo_dist.core import mpi, sharding
 from chainer_yolo_dist.core.sampling import (EpochDrawSampler, EpochOrderSampler,
-                                              EpochSampledDataset, draws_per_epoch, stream_seed)
+                                             EpochSampledDataset, draws_per_epoch, stream_seed)
 
 #: Shared memory per MultiprocessIterator for passing batches from the workers (bytes).
 SHARED_MEMORY = 100 * 1000 * 1000

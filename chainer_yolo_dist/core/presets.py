@@ -15,6 +15,7 @@ import os
 import re
 import tomllib
 
+from chainer_yolo_dist.core.parallelism.modes import MODES
 from chainer_yolo_dist.core.sampling import draws_per_epoch
 from chainer_yolo_dist.core.schedules import LRSchedule, batch_fraction_check, scaled_lr
 
@@ -69,10 +70,10 @@ class Preset:
     global_batchsize / n_train``. ``multiscale`` is ``(min_size, max_size, every_iterations)``
     in pixels / iterations, or None. ``clip_frames`` is the number of frames per example of a
     video model (the Fast pathway's frames for SlowFast, paper 004 sec. 3.2), 0 for images.
-    ``parallelism``: how the paper combined its workers' gradients (``sync``, ``async``,
-    ``local``, ``stale``: ``core/parallelism.py``); a run in another mode says so among its
-    departures. ``lars``: the optimizer takes ``GradientLARS`` (which applies ``weight_decay`` itself)
-    instead of ``WeightDecay``, as ``--lars`` does (``core/optimizers.py``).
+    ``parallelism``: how the paper combined its workers' gradients (``sync``, ``async``, ``local``,
+    ``stale``: ``core/parallelism/__init__.py``); a run in another mode says so among its
+    departures. ``lars``: the optimizer takes ``GradientLARS`` (which applies ``weight_decay``
+    itself) instead of ``WeightDecay``, as ``--lars`` does (``core/optimizers.py``).
     """
 
     name: str
@@ -122,7 +123,7 @@ class Preset:
         _check_choice(where, 'augmentation', self.augmentation, AUGMENTATIONS)
         _check_choice(where, 'lr_rule', self.lr_rule, tuple(LR_RULES))
         _check_choice(where, 'decay', self.decay, DECAYS)
-        _check_choice(where, 'parallelism', self.parallelism, PARALLELISM_MODES)
+        _check_choice(where, 'parallelism', self.parallelism, tuple(MODES))
         _check_choice(where, 'poly_from', self.poly_from, POLY_FROM)
         _check_choice(where, 'communicator', self.communicator, COMMUNICATORS)
         _check_choice(where, 'allreduce_grad_dtype', self.allreduce_grad_dtype,
@@ -214,10 +215,6 @@ class Preset:
         fraction, warning = batch_fraction_check(self.global_batchsize, self.n_train,
                                                  warn_above)
         return fraction, None if self.lr_rule in UNSCALED_RULES else warning
-
-
-#: The modes of data parallelism a preset may record (``core/parallelism.py``).
-PARALLELISM_MODES = ('sync', 'async', 'local', 'stale')
 
 
 def _check_choice(where, key, value, choices):
@@ -365,7 +362,7 @@ def describe(name):
         decay = 'none'
     if p.warmup_epochs > 0:
         warmup = 'η for %s, linear to peak at %s' % (_fmt(p.warmup_hold_epochs),
-                                                      _fmt(p.warmup_epochs))
+                                                     _fmt(p.warmup_epochs))
     else:
         warmup = 'none'
     ms = ('%d-%d every %d it.' % p.multiscale) if p.multiscale else 'off'
@@ -394,8 +391,8 @@ def describe(name):
 
 
 def _paper_id(name):
-    """'000' / '001': the paper (numbered as in docs/papers.md) cited on the preset file's ``paper =`` line, or
-    '-' for a preset that reproduces no paper (the demo)."""
+    """'000' / '001': the paper (numbered as in docs/papers.md) cited on the preset file's
+    ``paper =`` line, or '-' for a preset that reproduces no paper (the demo)."""
     with open(preset_path(name), encoding='utf-8') as f:
         for line in f:
             match = re.match(r'paper\s*=.*#\s*paper (\d{3})', line)
@@ -411,4 +408,3 @@ def table(preset_names=None):
     lines = ['| ' + ' | '.join(cols) + ' |', '| ' + ' | '.join('---' for _ in cols) + ' |']
     lines += ['| ' + ' | '.join(r[c] for c in cols) + ' |' for r in rows]
     return '\n'.join(lines) + '\n'
-

@@ -90,7 +90,7 @@ def add_rank0_reports(trainer, settings, comm, columns, plots=(), make_trigger=N
     make_trigger = make_trigger or (lambda: (settings.log_interval, 'iteration'))
     trainer.extend(extensions.LogReport(trigger=make_trigger()))
     trainer.extend(extensions.PrintReport(list(columns) + ['elapsed_time'],
-                                         out=_PlainOutput()), trigger=make_trigger())
+                                          out=_PlainOutput()), trigger=make_trigger())
     for plot in plots:
         trainer.extend(plot)
     if settings.progress:
@@ -106,7 +106,6 @@ def run_metrics(trainer, settings):
     return {'epochs': trainer.updater.epoch_detail, 'iterations': trainer.updater.iteration,
             'elapsed_seconds': elapsed, 'images_per_second': examples / max(elapsed, 1e-9),
             'comm_size': settings.ranks, 'workers': settings.workers}
-
 
 
 #: Profile phases (``DataParallelUpdater(profile=True)``'s ``time/<phase>``) by kind, as paper

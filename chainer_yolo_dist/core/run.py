@@ -14,10 +14,10 @@ import time
 
 import chainer
 
-from chainer_yolo_dist.core import devices, mpi, presets, rundir, snapshots, timing
-from chainer_yolo_dist.core.cli import PARALLELISM_DEFAULTS, PRESET_OPTIONS, loader_workers
+from chainer_yolo_dist.core import (devices, mpi, parallelism, reporting, resolve, rundir,
+                                    snapshots, timing)
+from chainer_yolo_dist.core.parallelism import modes
 from chainer_yolo_dist.core.schedules import LRScheduleExtension
-from chainer_yolo_dist.core.settings import pick
 
 #: What a system's ``load_data`` returns; ``reports`` maps 'train' / 'test' to the
 #: bad-sample report of that split (None for generated data).
@@ -34,9 +34,10 @@ class System:
         data_cls: its frozen data request (fields: dataset, data options, seed, ...).
         load_data: ``data request -> Data``, run on rank 0 only.
         check: ``(Preset, options) -> None``, raising ValueError when the preset, network,
-            data or pretrained file do not fit together (run before any data is read).
-        defaults: ``(Preset, options) -> dict`` of settings whose default depends on the
-            preset (an option left at None takes it), or None.
+            data or pretrained file do not fit together (run before any data is read, with
+            the defaults below applied).
+        defaults: ``(Preset, options) -> dict`` of settings and data-request fields whose
+            default depends on the preset (an option left at None takes it), or None.
         check_images: ``(data request, comm, log) -> None`` run on every rank before rank 0
             loads the data (the image checks split across the ranks), or None.
     """
@@ -50,87 +51,10 @@ class System:
     check_images: object = None
 
 
-def preset_overrides(options):
-    """Preset fields set on the command line: ``{preset_field: value}`` (options left at
-    ``None`` keep the preset's value; ``no_multiscale`` / ``multiscale`` set ``multiscale``)."""
-    overrides = {field: options[dest] for dest, field in PRESET_OPTIONS.items()
-                 if options.get(dest) is not None}
-    if options.get('no_multiscale'):
-        overrides['multiscale'] = []
-    elif options.get('multiscale'):
-        overrides['multiscale'] = list(options['multiscale'])
-    return overrides
-
-
-def _communicator(preset, options, gpus):
-    """The communicator and AllReduce dtype in force, and why they differ from the preset's.
-
-    A communicator this node cannot run is refused (:func:`.devices.check_communicator`);
-    FP16 AllReduce is ChainerMN's ``pure_nccl`` feature, so wherever the gradients are not
-    reduced by ``pure_nccl``'s multi-node optimizer it is dropped and said, whether the preset
-    or ``--allreduce-grad-dtype`` asked for it.
-    """
-    name, dtype = preset.communicator, preset.allreduce_grad_dtype
-    departures = []
-    if options.get('communicator') is None and not gpus and name != 'naive':
-        # The papers' pure_nccl needs CUDA; on a CPU machine ChainerMN's naive communicator
-        # is the one that works.
-        departures.append('communicator %s -> naive: no CUDA GPU on this node' % name)
-        name = 'naive'
-    devices.check_communicator(name, options.get('communicator') is not None, gpus)
-    mode = options.get('parallelism') or 'sync'
-    if dtype == 'float16':
-        why = ('the naive communicator reduces in float32' if name != 'pure_nccl' else
-               '--parallelism %s reduces through float32 host buffers' % mode
-               if mode != 'sync' else None)
-        if why:
-            departures.append('float16 AllReduce dropped: %s' % why)
-            dtype = None
-    return name, dtype, departures
-
-
-def _cudnn_departure(preset, device):
-    """Why ``cudnn_fast_bn`` does nothing on this run, or None when cuDNN applies it."""
-    if not preset.cudnn_fast_bn:
-        return None
-    if device < 0:
-        return 'cudnn_fast_bn has no effect: no GPU, so no cuDNN'
-    from chainer.backends import cuda
-    if not cuda.cudnn_enabled:
-        return ('cudnn_fast_bn has no effect: Chainer finds no cuDNN (CuPy 14 has none; '
-                'docs/gpu.md)')
-    return None
-
-
 def _default_out(parent, preset_name, comm):
     """A new folder per run: ``parent/<preset>-<UTC time>`` (rank 0's clock for all ranks)."""
     return rundir.timestamped(parent, preset_name,
                               comm.bcast_obj(time.time() if comm.rank == 0 else None))
-
-
-def departures_from_preset(preset, paper_preset, options):
-    """In words, every way ``preset`` (as run) departs from ``paper_preset`` (as published)."""
-    out = ['%s = %r instead of the preset\'s %r' % (key, getattr(preset, key),
-                                                     getattr(paper_preset, key))
-           for key in sorted(preset_overrides(options))
-           if getattr(preset, key, None) != getattr(paper_preset, key, None)]
-    if paper_preset.pretrained and not options.get('pretrained'):
-        out.append('trained from scratch: the preset starts from %s weights'
-                   % paper_preset.pretrained)
-    mode = options.get('parallelism') or 'sync'
-    if mode != paper_preset.parallelism:
-        out.append('parallelism %s instead of the paper\'s %s (--parallelism %s)'
-                   % (mode, paper_preset.parallelism, paper_preset.parallelism))
-    if preset.n_train != paper_preset.n_train:
-        out.append('%d training examples instead of the preset\'s %d' % (preset.n_train,
-                                                                          paper_preset.n_train))
-    last = options.get('iterations') or preset.max_iterations
-    epochs = preset.epochs if not last else last / preset.iterations_per_epoch
-    late = [s for s in preset.steps if s >= epochs] if preset.decay == 'step' else []
-    if late:
-        out.append('decay steps at epochs %s are at or beyond the last epoch %g: the rate '
-                   'never decays there' % (', '.join('%g' % s for s in late), epochs))
-    return out
 
 
 #: Exceptions that mean a user's mistake when raised while a run is set up.
@@ -162,9 +86,10 @@ def start_run(system, options, log=print):
     """Settings, communicator, run directory and data of a run; rank 0 reports them.
 
     Everything that can be checked before training is checked here, by the name of the
-    option, file or split at fault: the preset and the options, that preset, network, data
-    and pretrained file fit together (before any data is read), the run directory, the data.
-    A mistake raises :class:`~chainer_yolo_dist.core.mpi.SetupError` on every rank.
+    option, file or split at fault: the options, preset, network, data and pretrained file
+    (:func:`~chainer_yolo_dist.core.resolve.resolve`, before any process communicates), each
+    rank's GPU, the run directory, the data. A mistake raises
+    :class:`~chainer_yolo_dist.core.mpi.SetupError` on every rank.
 
     Args:
         system (System): the system being trained.
@@ -175,83 +100,55 @@ def start_run(system, options, log=print):
         :class:`Data` every rank holds (examples are read lazily, so it is light).
     """
     from mpi4py import MPI  # the world size is the papers' k, which the preset needs
-    options = dict(PARALLELISM_DEFAULTS, **options)
-    virtual_ranks = options.get('virtual_ranks') or 1
-    # The papers' k counts the ranks that train: parameter servers (async) do not.
-    servers = (options.get('n_servers') or 1) if options.get('parallelism') == 'async' else 0
-    workers = (MPI.COMM_WORLD.size - servers) * virtual_ranks
-    try:
-        paper_preset = presets.load(options['preset'], workers)
-        preset = presets.load(options['preset'], workers, **preset_overrides(options))
-        system.check(preset, options)
-        gpus = devices.gpu_count()
-        communicator, grad_dtype, departures = _communicator(preset, options, gpus)
-    except SETUP_ERRORS as e:
-        raise mpi.SetupError(_message(e)) from e
-    comm = mpi.create_communicator(communicator, grad_dtype)
-    try:
-        # naive trains on the CPU even where GPUs are visible; server ranks train nothing.
-        on_gpu = gpus > 0 and communicator != 'naive'
-        device = devices.select_device(comm.mpi_comm, MPI.COMM_WORLD.rank >= servers,
-                                       gpus) if on_gpu else -1
-    except SETUP_ERRORS as e:
-        raise mpi.SetupError(_message(e)) from e
-    if device >= 0:
+    node = resolve.describe_node()
+    plan = _setup_step(resolve.resolve, system, options, MPI.COMM_WORLD.size, node)
+    settings = plan.settings
+    comm = mpi.create_communicator(settings.communicator, settings.allreduce_grad_dtype)
+    # naive trains on the CPU even where GPUs are visible; server ranks train nothing.
+    device = -1
+    if node.gpus and settings.communicator != 'naive':
+        device = _setup_step(devices.select_device, comm.mpi_comm,
+                             MPI.COMM_WORLD.rank >= plan.servers, node.gpus)
         chainer.backends.cuda.get_device_from_id(device).use()
-    cudnn = _cudnn_departure(preset, device)
-    departures += [cudnn] if cudnn else []
-
-    out = options.get('out') or _default_out(options['out_parent'], preset.name, comm)
-    request = pick(system.data_cls, options, dataset=preset.dataset, n_class=preset.n_class,
-                   seed=options['seed'])
+    out = settings.out or _default_out(plan.options['out_parent'], settings.preset.name, comm)
 
     def prepare():
-        removed = rundir.acquire(out, resume=bool(options.get('resume')),
-                                 overwrite=options.get('overwrite'))
-        data = Data(*system.load_data(request))
+        removed = rundir.acquire(out, resume=bool(settings.resume),
+                                 overwrite=plan.options.get('overwrite'))
+        data = Data(*system.load_data(plan.request))
         for split, report in data.reports.items():
             if report is not None:
                 report.save(os.path.join(out, 'bad_samples_%s.json' % split))
         for split, examples in (('training', data.train), ('test', data.test)):
             if len(examples) == 0:
                 raise ValueError('the %s split of dataset %s has no usable examples%s'
-                                 % (split, request.dataset, _report_hint(data, out)))
+                                 % (split, plan.request.dataset, _report_hint(data, out)))
         return removed, data
 
     if system.check_images is not None:
-        try:
-            with timing.phase('check_images'):
-                system.check_images(request, comm, log)
-        except SETUP_ERRORS as e:
-            raise mpi.SetupError(_message(e)) from e
+        with timing.phase('check_images'):
+            _setup_step(system.check_images, plan.request, comm, log)
     with timing.phase('load_data'):
         removed, data = on_rank0(comm, prepare)
     mpi.ERROR_FILE = os.path.join(out, rundir.ERROR_NAME)
-    try:
-        preset = preset.with_data(len(data.train), len(data.class_names))
-        departures += departures_from_preset(preset, paper_preset, options)
-        # A preset with ``lars = true`` turns LARS on as --lars does (settings.lars records it).
-        options = dict(options, lars=bool(options.get('lars')) or preset.lars)
-        if system.defaults is not None:
-            options = dict(options)
-            for key, value in system.defaults(preset, options).items():
-                if options.get(key) is None:
-                    options[key] = value
-        settings = pick(
-            system.settings_cls, options, preset=preset, data=request, ranks=comm.size,
-            nodes=comm.inter_size, virtual_ranks=virtual_ranks,
-            device=device, loaderjob=loader_workers(options, device),
-            communicator=communicator, allreduce_grad_dtype=grad_dtype, out=out,
-            # A progress bar only where someone watches: not in logs or CI output.
-            progress=not options.get('no_progress') and sys.stdout.isatty(),
-            departures=tuple(departures))
-    except SETUP_ERRORS as e:
-        raise mpi.SetupError(_message(e)) from e
+    settings = _setup_step(
+        resolve.with_world, plan, data, ranks=comm.size, nodes=comm.inter_size, device=device,
+        out=out,  # a progress bar only where someone watches: not in logs or CI output
+        progress=not plan.options.get('no_progress') and sys.stdout.isatty())
     if comm.rank == 0:
         for name in removed:
             log('removed %s, left by an interrupted run' % os.path.join(out, name))
         _report_start(settings, data, log)
     return settings, comm, data
+
+
+def _setup_step(step, *args, **kwargs):
+    """``step(*args, **kwargs)``, a user's mistake in it raised as a
+    :class:`~chainer_yolo_dist.core.mpi.SetupError` (one line, status 2)."""
+    try:
+        return step(*args, **kwargs)
+    except SETUP_ERRORS as e:
+        raise mpi.SetupError(_message(e)) from e
 
 
 def _report_hint(data, out):
@@ -297,14 +194,15 @@ def build_trainer(settings, comm, updater, chain, model, aggregated_keys, schedu
             ranks before snapshots).
         aggregated_keys: reported values to average over the ranks (e.g. 'main/loss').
         schedule: the extension that sets the rate; default ``LRScheduleExtension`` of
-            ``settings.schedule`` on the 'main' optimizer (an updater with several optimizers
-            passes e.g. :class:`~chainer_yolo_dist.core.schedules.MultiOptimizerSchedule`).
+            ``settings.preset.schedule()`` on the 'main' optimizer (an updater with several
+            optimizers passes e.g.
+            :class:`~chainer_yolo_dist.core.schedules.MultiOptimizerSchedule`).
     """
     from chainer_yolo_dist.core import reporting
     chainer.global_config.cudnn_fast_batch_normalization = settings.preset.cudnn_fast_bn
     trainer = chainer.training.Trainer(updater, settings.stop_trigger, out=settings.out)
-    if not settings.serving_ranks:  # with parameter servers the servers apply the schedule
-        trainer.extend(schedule or LRScheduleExtension(settings.schedule))
+    if modes.mode(settings.parallelism).applies_schedule:  # else the servers apply it
+        trainer.extend(schedule or LRScheduleExtension(settings.preset.schedule()))
     reporting.aggregate(trainer, comm, aggregated_keys)
     if settings.profile:  # the updater's time/<phase> of every update, for profile.json
         trainer.extend(reporting.ProfileRecorder(), name=reporting.PROFILE_EXTENSION)
@@ -315,16 +213,43 @@ def build_trainer(settings, comm, updater, chain, model, aggregated_keys, schedu
     return trainer
 
 
-def main(system, train, summary, options, log=print):
-    """A training script's body: :func:`start_run`, then ``train(settings, comm, data, log)``
-    (the system's recipe, returning ``metrics.json``'s content), then rank 0 logs
-    ``summary % metrics`` with the throughput. Returns the exit status (0)."""
-    settings, comm, data = start_run(system, options, log)
-    metrics = train(settings, comm, data, log)  # None on a rank that trained nothing
+def finish_run(trainer, settings, comm, model, final, optimizer=None, log=print):
+    """How every recipe ends, after ``trainer.run()``; returns ``metrics.json``'s content.
+
+    The run's measurements (:func:`~chainer_yolo_dist.core.reporting.run_metrics`), the
+    parallelism mode's last communication and statistics (``metrics['parallelism']``; every
+    rank's with ``optimizer``, a collective), ``profile.json`` with ``--profile`` (its
+    summary also as ``metrics['profile']``), then ``final()``: the system's final evaluation
+    with the trained model, a dict of results (a collective: every rank calls it and gets
+    the same), and last ``model.npz`` and ``metrics.json`` (rank 0).
+    """
+    metrics = reporting.run_metrics(trainer, settings)
+    stats = parallelism.finish(optimizer, comm) if optimizer is not None else {}
+    metrics['parallelism'] = dict(stats, mode=settings.parallelism)
+    profile = reporting.write_profile(trainer, settings, comm, log)
+    if profile is not None:
+        metrics['profile'] = {key: profile[key] for key in ('mean', 'shares', 'table4')}
+    metrics.update(final())
+    snapshots.save_results(settings, comm, metrics, model, trainer.updater.iteration)
+    return metrics
+
+
+def main(recipe, options, log=print):
+    """A training script's body: :func:`start_run`, then the recipe's
+    ``train(settings, comm, data, log)`` (returning ``metrics.json``'s content, or None on a
+    rank that trained nothing), then the first rank that trained logs the recipe's
+    ``summary(metrics)`` with the run's length and throughput. Returns the exit status (0).
+
+    ``recipe`` is a system's recipe module: ``SYSTEM``, ``train`` and ``summary``.
+    """
+    settings, comm, data = start_run(recipe.SYSTEM, options, log)
+    metrics = recipe.train(settings, comm, data, log)
     trained = comm.mpi_comm.allgather(metrics is not None)
-    if comm.rank == trained.index(True):  # the first rank that trained
-        log((summary + ' after %(iterations)d iterations, %(elapsed_seconds).1f s, '
-             '%(images_per_second).1f images/s') % metrics)
+    if comm.rank == trained.index(True):
+        log('%s after %d iteration%s, %.1f s, %.1f images/s'
+            % (recipe.summary(metrics), metrics['iterations'],
+               '' if metrics['iterations'] == 1 else 's', metrics['elapsed_seconds'],
+               metrics['images_per_second']))
     return 0
 
 

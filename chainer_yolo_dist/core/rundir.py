@@ -63,8 +63,8 @@ def acquire(out, resume=False, overwrite=False):
     f.seek(0)
     f.truncate()
     f.write('host %s, process %d, since %s UTC' % (socket.gethostname(), os.getpid(),
-                                                    time.strftime('%Y-%m-%d %H:%M:%S',
-                                                                  time.gmtime())))
+                                                   time.strftime('%Y-%m-%d %H:%M:%S',
+                                                                 time.gmtime())))
     f.flush()
     _held[os.path.abspath(out)] = f  # held until this process ends
     names = sorted(os.listdir(out))

@@ -9,16 +9,19 @@ A run's settings come from four places, merged here and nowhere else:
 4. the facts of the data actually loaded (training-set size, classes), which enter the
    batch-share report and the iterations per epoch.
 
-The learning rate is traceable in four hops: the preset file's ``eta`` and rules ->
-``settings.preset`` -> ``settings.schedule`` (an :class:`~chainer_yolo_dist.core.schedules.
-LRSchedule`) -> :class:`~chainer_yolo_dist.core.schedules.LRScheduleExtension`, which sets
-``optimizer.lr`` before every update.
+The learning rate is traceable in four modules: ``--eta`` (``core/cli.py``) ->
+``core/resolve.py`` (the preset's ``eta`` replaced) -> ``settings.preset``
+(``core/presets.py``: the rule and warmup at k workers; ``preset.schedule()``, an
+:class:`~chainer_yolo_dist.core.schedules.LRSchedule`) ->
+:class:`~chainer_yolo_dist.core.schedules.LRScheduleExtension`, which sets ``optimizer.lr``
+before every update.
 
 Each system extends :class:`RunSettings` with its own fields (a frozen dataclass subclass) and
 keeps what it loads in a frozen data-request dataclass (``settings.data``).
 """
 import dataclasses
 
+from chainer_yolo_dist.core.parallelism import modes
 from chainer_yolo_dist.core.presets import Preset
 
 
@@ -95,12 +98,7 @@ class RunSettings:
                 raise ValueError('%s must be >= %s, got %r' % (option, low, value))
         if self.double_buffering and self.virtual_ranks > 1:
             raise ValueError('--double-buffering works with --virtual-ranks 1 only')
-        if self.parallelism != 'sync' and (self.virtual_ranks > 1 or self.double_buffering):
-            raise ValueError('--parallelism %s works without --virtual-ranks and '
-                             '--double-buffering' % self.parallelism)
-        if self.parallelism == 'async' and self.resume:
-            raise ValueError('--resume is not available with --parallelism async: the servers\''
-                             ' state is not in the snapshots')
+        modes.check(self.parallelism, vars(self), {})
 
     def identity_extras(self):
         """Settings beyond the core's that a resumed run must share with the run that wrote
@@ -123,11 +121,6 @@ class RunSettings:
         return self.preset.batchsize_per_gpu
 
     @property
-    def schedule(self):
-        """The learning-rate schedule of this run (fractional epoch -> rate)."""
-        return self.preset.schedule()
-
-    @property
     def stop_trigger(self):
         """``(iterations, 'iteration')`` when ``--iterations`` is set, else the preset's
         ``max_iterations`` if it has them (an iteration-based preset), else its epochs."""
@@ -144,7 +137,7 @@ class RunSettings:
     @property
     def serving_ranks(self):
         """Ranks that hold parameters and train nothing (``--parallelism async``)."""
-        return self.n_servers if self.parallelism == 'async' else 0
+        return modes.mode(self.parallelism).serving_ranks(self.n_servers)
 
     def to_json(self):
         """The settings as ``config.json`` records them: every field, the preset's derived

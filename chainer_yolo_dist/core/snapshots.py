@@ -35,7 +35,7 @@ def run_identity(settings):
     preset = settings.preset
     identity = {'ranks': settings.ranks, 'virtual_ranks': settings.virtual_ranks,
                 'batchsize_per_worker': preset.batchsize_per_gpu, 'n_train': preset.n_train,
-                'seed': settings.seed, 'schedule': repr(settings.schedule)}
+                'seed': settings.seed, 'schedule': repr(settings.preset.schedule())}
     identity.update(settings.identity_extras())  # what the system adds (e.g. its sampling)
     return identity
 

@@ -16,11 +16,10 @@ import chainer
 import numpy as np
 from chainer.training import extensions
 
-from chainer_yolo_dist.core import iterators, optimizers, presets, reporting, run
+from chainer_yolo_dist.core import iterators, optimizers, reporting, run
 from chainer_yolo_dist.core.sampling import stream_seed
 from chainer_yolo_dist.core.schedules import MultiOptimizerSchedule
-from chainer_yolo_dist.core.snapshots import (add_rank_snapshots, record_config, resume,
-                                              save_results)
+from chainer_yolo_dist.core.snapshots import add_rank_snapshots, record_config, resume
 from chainer_yolo_dist.cyclegan import data, evaluation
 from chainer_yolo_dist.cyclegan.networks import default_n_blocks
 from chainer_yolo_dist.cyclegan.parts import (LossTrace, RankState, initial_networks,
@@ -51,15 +50,19 @@ def check(preset, options):
 def defaults(preset, options):
     """The paper's networks on image folders (ngf = ndf = 64, Zhu's block count for the size,
     paper 002 appendix A.1.1); the narrow demo networks on the synthetic domains."""
+    # The data are cropped to the preset's input size.
     if preset.dataset == 'folders':
-        return {'ngf': 64, 'ndf': 64, 'n_blocks': default_n_blocks(preset.insize)}
-    return {'ngf': DEMO_WIDTH, 'ndf': DEMO_WIDTH, 'n_blocks': DEMO_BLOCKS}
+        return {'ngf': 64, 'ndf': 64, 'n_blocks': default_n_blocks(preset.insize),
+                'image_size': preset.insize}
+    return {'ngf': DEMO_WIDTH, 'ndf': DEMO_WIDTH, 'n_blocks': DEMO_BLOCKS,
+            'image_size': preset.insize}
 
 
-SYSTEM = run.System('cyclegan', CycleGANSettings, CycleGANData, data.load_data, check, defaults)
+SYSTEM = run.System('cyclegan', CycleGANSettings, CycleGANData, data.load_data, check, defaults,
+                    data.check_images)
 
 
-def train_cyclegan(settings, comm, dataset, log=print):
+def train(settings, comm, dataset, log=print):
     """Trains CycleGAN on ``dataset.train`` across the ranks of ``comm``; measures the Frechet
     distance on ``dataset.test``. Returns ``metrics.json``'s content (the same on every rank)."""
     preset = settings.preset
@@ -84,8 +87,8 @@ def train_cyclegan(settings, comm, dataset, log=print):
     updater = CycleGANUpdater(train_iter, opts, settings.lambda_cycle, settings.lambda_id,
                               settings.pool_size, pool_seed, device=settings.device)
     trainer = run.build_trainer(settings, comm, updater, nets, nets, LOSS_KEYS,
-                                schedule=MultiOptimizerSchedule(settings.schedule, factors,
-                                                                attr='alpha'))
+                                schedule=MultiOptimizerSchedule(settings.preset.schedule(),
+                                                                factors, attr='alpha'))
     add_rank_snapshots(trainer, settings, comm, RankState(updater))
     trace = LossTrace()
     trainer.extend(trace)
@@ -108,23 +111,25 @@ def train_cyclegan(settings, comm, dataset, log=print):
                   fid_baseline=frechet.baseline)
 
     trainer.run()
-    metrics = reporting.run_metrics(trainer, settings)
-    in_sync = networks_in_sync(nets, comm)  # collective
-    # Measured at the last update by its trigger; ``last`` is the same on every rank, so all
-    # take the same branch of this collective.
-    last = frechet.last if frechet.last is not None else frechet.measure()
-    if comm.rank == 0:
-        window = max(1, min(settings.log_interval, len(trace.values) // 2))
-        metrics.update({
-            'fid': last, 'fid_baseline': frechet.baseline,
-            'fid_history': [list(p) for p in frechet.history],
-            'fid_extractor': _extractor_name(settings),
-            'cycle_loss_first': float(np.mean(trace.values[:window])) if trace.values else None,
-            'cycle_loss_last': float(np.mean(trace.values[-window:])) if trace.values else None,
-            'draws_per_epoch': draws, 'insize': preset.insize, 'networks_in_sync': in_sync})
-    metrics = comm.bcast_obj(metrics if comm.rank == 0 else None)
-    save_results(settings, comm, metrics, nets, trainer.updater.iteration)
-    return metrics
+
+    def final():  # collective: every rank measures, rank 0's values are every rank's
+        in_sync = networks_in_sync(nets, comm)
+        # Measured at the last update by its trigger; ``last`` is the same on every rank, so
+        # all take the same branch of this collective.
+        last = frechet.last if frechet.last is not None else frechet.measure()
+        out = None
+        if comm.rank == 0:
+            window = max(1, min(settings.log_interval, len(trace.values) // 2))
+            values = trace.values
+            out = {
+                'fid': last, 'fid_baseline': frechet.baseline,
+                'fid_history': [list(p) for p in frechet.history],
+                'fid_extractor': _extractor_name(settings),
+                'cycle_loss_first': float(np.mean(values[:window])) if values else None,
+                'cycle_loss_last': float(np.mean(values[-window:])) if values else None,
+                'draws_per_epoch': draws, 'insize': preset.insize, 'networks_in_sync': in_sync}
+        return comm.bcast_obj(out)
+    return run.finish_run(trainer, settings, comm, nets, final, log=log)
 
 
 def _extractor_name(settings):
@@ -174,26 +179,18 @@ def _frechet_extension(trainer, settings, comm, dataset, nets, log):
 def _add_sample_grid(trainer, settings, dataset, nets):
     """Rank 0's sample grids (no collective inside)."""
     images_a = evaluation.stack(dataset.test.domain_a, min(settings.n_samples,
-                                                            settings.fid_images))
+                                                           settings.fid_images))
     grid = evaluation.SampleGrid(nets.gen_ab, nets.gen_ba, images_a, settings.out)
     trainer.extend(grid, trigger=_every_and_at_end(settings.sample_interval, settings))
 
 
-def run_cyclegan(options, log=print):
-    """``scripts/train_cyclegan.py``'s body: settings, communicator and data, then training."""
-    if options.get('image_size') is None:  # the data are cropped to the preset's input size
-        options = dict(options, image_size=options.get('insize') or presets.read_file(
-            presets.preset_path(options['preset']))['insize'])
-    settings, comm, dataset = run.start_run(SYSTEM, options, log)
-    metrics = train_cyclegan(settings, comm, dataset, log)
-    if comm.rank == 0:
-        log('Frechet distance %s (untranslated A: %s) after %d iterations; cycle loss %.3f -> '
-            '%.3f; %.1f s, %.2f images/s'
-            % (_fmt(metrics['fid']), _fmt(metrics['fid_baseline']), metrics['iterations'],
-               metrics['cycle_loss_first'], metrics['cycle_loss_last'],
-               metrics['elapsed_seconds'], metrics['images_per_second']))
-    return 0
+def summary(metrics):
+    """What rank 0 prints of a finished run."""
+    first, last = metrics['cycle_loss_first'], metrics['cycle_loss_last']
+    return ('Frechet distance %s (untranslated A: %s); cycle loss %s -> %s'
+            % (_fmt(metrics['fid']), _fmt(metrics['fid_baseline']), _fmt(first, '%.3f'),
+               _fmt(last, '%.3f')))
 
 
-def _fmt(value):
-    return 'n/a' if value is None else '%.4g' % value
+def _fmt(value, form='%.4g'):
+    return 'n/a' if value is None else form % value

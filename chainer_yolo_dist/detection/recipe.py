@@ -10,7 +10,7 @@ from chainer.training import extensions
 from chainer.training.triggers import MaxValueTrigger
 
 from chainer_yolo_dist.core import iterators, parallelism, reporting, run
-from chainer_yolo_dist.core.snapshots import AtomicWriter, record_config, resume, save_results
+from chainer_yolo_dist.core.snapshots import AtomicWriter, record_config, resume
 from chainer_yolo_dist.core.updaters import DataParallelUpdater
 from chainer_yolo_dist.detection import data, models
 from chainer_yolo_dist.detection.evaluation import DetectionEvaluator
@@ -46,8 +46,9 @@ def check(preset, options):
         raise ValueError(
             'preset %s starts from %s weights (%d layers; %s): give --pretrained PATH (a '
             'classifier model.npz of scripts/train_darknet.py, or Darknet\'s own weights such '
-            'as darknet53.conv.74), or --from-scratch to train from random weights' % (preset.name, preset.pretrained, preset.transfer_layers,
-                                     PRETRAINING_SOURCES.get(preset.pretrained, '')))
+            'as darknet53.conv.74), or --from-scratch to train from random weights'
+            % (preset.name, preset.pretrained, preset.transfer_layers,
+               PRETRAINING_SOURCES.get(preset.pretrained, '')))
 
 
 #: Where the papers say the detectors' pretraining comes from.
@@ -57,7 +58,7 @@ SYSTEM = run.System('detection', DetectionSettings, DetectionData, data.load_dat
                     check_images=data.check_images)
 
 
-def train_detector(settings, comm, dataset, log=print):
+def train(settings, comm, dataset, log=print):
     """Trains a YOLO on ``dataset.train`` across the ranks of ``comm``; evaluates on
     ``dataset.test``. Returns ``metrics.json``'s content (the same on every rank)."""
     preset = settings.preset
@@ -120,18 +121,15 @@ def train_detector(settings, comm, dataset, log=print):
                   class_names=list(dataset.class_names))
 
     trainer.run()
-    metrics = reporting.run_metrics(trainer, settings)
-    metrics['parallelism'] = dict(parallelism.finish(optimizer, comm),  # every rank's stats
-                                  mode=settings.parallelism)
-    reporting.write_profile(trainer, settings, comm, log)  # profile.json with --profile
 
-    result = evaluator()  # with the trained model, on every rank (collective)
-    metrics.update(map=result['map'], ap=result['ap'], eval_insize=model.insize)
-    if 'ap_null' in result:
-        metrics['ap_null'] = result['ap_null']
-    metrics['counts'] = _counts(result)
-    save_results(settings, comm, metrics, model, trainer.updater.iteration)
-    return metrics
+    def final():  # with the trained model, on every rank (collective)
+        result = evaluator()
+        out = dict(map=result['map'], ap=result['ap'], eval_insize=model.insize,
+                   counts=_counts(result))
+        if 'ap_null' in result:
+            out['ap_null'] = result['ap_null']
+        return out
+    return run.finish_run(trainer, settings, comm, model, final, optimizer, log)
 
 
 def _counts(result):
@@ -139,6 +137,6 @@ def _counts(result):
     return {k: v for k, v in result['counts'].items() if k != 'per_class'}
 
 
-def run_detection(options, log=print):
-    """``scripts/train_yolo.py``'s body."""
-    return run.main(SYSTEM, train_detector, 'mAP %(map).4f', options, log)
+def summary(metrics):
+    """What rank 0 prints of a finished run."""
+    return 'mAP %.4f' % metrics['map']

@@ -12,9 +12,9 @@ epoch (Table 3's stall) and ``--profile`` times each update's phases (Table 4).
 """
 import numpy as np
 
-from chainer_yolo_dist.core import iterators, parallelism, presets, reporting, run
+from chainer_yolo_dist.core import iterators, parallelism, reporting, run
 from chainer_yolo_dist.core.sampling import ForwardRandomness
-from chainer_yolo_dist.core.snapshots import record_config, resume, save_results
+from chainer_yolo_dist.core.snapshots import record_config, resume
 from chainer_yolo_dist.core.updaters import DataParallelUpdater
 from chainer_yolo_dist.slowfast import data, models
 from chainer_yolo_dist.slowfast.batch import concat_normalised_clips
@@ -42,7 +42,14 @@ def check(preset, options):
         models.trunk_prefix(options['pretrained'])  # a readable .npz holding a trunk
 
 
-SYSTEM = run.System('slowfast', SlowFastSettings, SlowFastData, data.load_data, check)
+def defaults(preset, options):
+    """The data request's clip shape follows the preset (its ``clip_frames`` and ``insize``,
+    which ``--clip-frames`` / ``--insize`` override)."""
+    return {'clip_frames': preset.clip_frames, 'clip_size': preset.insize}
+
+
+SYSTEM = run.System('slowfast', SlowFastSettings, SlowFastData, data.load_data, check,
+                    defaults, data.check_images)
 
 
 class TrainTransform(object):
@@ -68,7 +75,7 @@ class TrainTransform(object):
         return clip, bbox, label
 
 
-def train_slowfast(settings, comm, dataset, log=print):
+def train(settings, comm, dataset, log=print):
     """Trains an action detector on ``dataset.train`` across the ranks of ``comm``; evaluates
     on ``dataset.test``. Returns ``metrics.json``'s content (the same on every rank)."""
     preset = settings.preset
@@ -117,21 +124,16 @@ def train_slowfast(settings, comm, dataset, log=print):
                   evaluated_class_ids=list(dataset.test.class_ids))
 
     trainer.run()
-    metrics = reporting.run_metrics(trainer, settings)
 
-    # Final mAP with the trained model; collective, so every rank takes the same branch.
-    if evaluator.last_iteration == trainer.updater.iteration:
-        result = evaluator.last_result
-    else:
-        result = evaluator()
-    metrics.update(map=result['map'], ap=_named_ap(result['ap'], dataset.class_names),
-                   n_test_frames=result['n_frames'], model=preset.model,
-                   initialisation=initialisation)
-    summary = reporting.write_profile(trainer, settings, comm, log)  # with --profile
-    if summary is not None:
-        metrics['profile'] = {key: summary[key] for key in ('mean', 'shares', 'table4')}
-    save_results(settings, comm, metrics, detector, trainer.updater.iteration)
-    return metrics
+    def final():  # with the trained model; collective, so every rank takes the same branch
+        if evaluator.last_iteration == trainer.updater.iteration:
+            result = evaluator.last_result
+        else:
+            result = evaluator()
+        return dict(map=result['map'], ap=_named_ap(result['ap'], dataset.class_names),
+                    n_test_frames=result['n_frames'], model=preset.model,
+                    initialisation=initialisation)
+    return run.finish_run(trainer, settings, comm, detector, final, optimizer, log)
 
 
 def _named_ap(ap, class_names):
@@ -139,22 +141,6 @@ def _named_ap(ap, class_names):
     return {class_names[i - 1]: value for i, value in sorted(ap.items())}
 
 
-def clip_defaults(options):
-    """The data request's clip shape follows the preset (its ``clip_frames`` and ``insize``)
-    unless ``--clip-frames`` / ``--insize`` say otherwise; a bad preset is left for
-    :func:`~chainer_yolo_dist.core.run.start_run` to report."""
-    options = dict(options)
-    try:
-        preset = presets.load(options['preset'], 1, **run.preset_overrides(options))
-    except (ValueError, TypeError):
-        return options
-    if options.get('clip_frames') is None:
-        options['clip_frames'] = preset.clip_frames
-    options['clip_size'] = preset.insize
-    return options
-
-
-def run_slowfast(options, log=print):
-    """``scripts/train_slowfast.py``'s body (its images/s are clips/s)."""
-    return run.main(SYSTEM, train_slowfast, 'frame mAP@0.5 %(map).4f', clip_defaults(options),
-                    log)
+def summary(metrics):
+    """What rank 0 prints of a finished run (its images/s are clips/s)."""
+    return 'frame mAP@0.5 %.4f' % metrics['map']

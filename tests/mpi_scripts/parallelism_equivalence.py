@@ -19,10 +19,10 @@ import numpy as np
 
 import parallel_common as pc
 from chainer_yolo_dist.core import mpi as distributed
-from chainer_yolo_dist.core import parameter_server as ps
-from chainer_yolo_dist.core.local_sgd import LocalSGDOptimizer
+from chainer_yolo_dist.core.parallelism import parameter_server as ps
+from chainer_yolo_dist.core.parallelism.local_sgd import LocalSGDOptimizer
 from chainer_yolo_dist.core.optimizers import add_regularization, regularization_hook
-from chainer_yolo_dist.core.stale_sync import StaleSyncOptimizer
+from chainer_yolo_dist.core.parallelism.stale_sync import StaleSyncOptimizer
 
 STEPS = 3
 LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 0.01

@@ -20,7 +20,7 @@ import numpy as np
 
 import parallel_common as pc
 from chainer_yolo_dist.core import mpi as distributed
-from chainer_yolo_dist.core import parameter_server as ps
+from chainer_yolo_dist.core.parallelism import parameter_server as ps
 from chainer_yolo_dist.core.optimizers import build_optimizer
 
 HELD_OUT = 10 ** 6  # step index of the evaluation batches (never trained on)

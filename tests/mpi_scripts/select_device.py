@@ -1,7 +1,8 @@
 """Two or more real ranks choose their GPUs with core.devices.select_device.
 
 No GPU is needed: the PCI bus id of "GPU d" is faked as a function of d alone, as on one node
-where every rank sees the same GPUs. Rank 0 prints one JSON line per rank and case (gathered, so lines never interleave):
+where every rank sees the same GPUs. Rank 0 prints one JSON line per rank and case (gathered,
+so lines never interleave):
 ``{"rank": r, "case": name, "device": d}`` or ``{"rank": r, "case": name, "error": msg}``.
 """
 import json

@@ -1,31 +1,39 @@
-"""One switch for the four data-parallel modes a recipe offers (``--parallelism``).
+"""The data-parallel modes a recipe offers (``--parallelism``), one package.
 
 * ``sync``: ChainerMN's multi-node optimizer, gradients averaged every step (papers 000-002).
-* ``async``: parameter servers (paper 003, Downpour SGD; :mod:`.parameter_server`).
+* ``async``: parameter servers (:mod:`.parameter_server`: Downpour SGD, the package's reading
+  of paper 003's unspecified asynchronous method).
 * ``local``: each worker steps alone, weights averaged every H steps (Darknet's multi-GPU
   training, H = 4; :mod:`.local_sgd`).
 * ``stale``: synchronous averaging applied one step late, overlapping the reduction
   (ChainerMN's double buffering on any device; :mod:`.stale_sync`).
 
-A recipe calls :func:`setup_parallelism` on every rank, then either :func:`serve` (server
-ranks of ``async``: they hold the parameters and run no trainer) or
-:func:`build_parallel_optimizer` (every rank that trains), and shards its data over
-``par.data_comm``, which in ``async`` excludes the servers. Every mode takes weight decay or
-LARS (:mod:`.optimizers`), added once, where the update happens (on the servers for
-``async``). After training, :func:`finish` completes the mode's last communication (final
-pull, last averaging, last stale update) and returns its statistics.
+What each mode builds, takes and records is in :mod:`.modes` (the registry); :mod:`.flat`
+moves parameters and gradients as one host vector. A recipe calls, in order:
+
+1. :func:`for_run` on every rank: the ranks split for the run's mode;
+2. on a server rank of ``async``, :func:`serve_run` (it holds the parameters and runs no
+   trainer); on a training rank, :func:`run_optimizer`, sharding its data over
+   ``par.data_comm`` (which in ``async`` excludes the servers);
+3. after training, :func:`finish`: the mode's last communication (final pull, last
+   averaging, last stale update) and its statistics.
+
+Every mode takes weight decay or LARS (``core/optimizers.py``), added once, where the update
+happens (on the servers for ``async``). :func:`setup_parallelism`, :func:`serve` and
+:func:`build_parallel_optimizer` are the same steps with explicit arguments, for tests and
+tools that have no run settings.
 """
 import collections
 
 import chainer
 
-from chainer_yolo_dist.core import parameter_server as ps
-from chainer_yolo_dist.core.local_sgd import DARKNET_PERIOD, LocalSGDOptimizer
+from chainer_yolo_dist.core.parallelism import parameter_server as ps
+from chainer_yolo_dist.core.parallelism.local_sgd import DARKNET_PERIOD, LocalSGDOptimizer
 from chainer_yolo_dist.core.optimizers import LARS_EPS, LARS_THRESHOLD, add_regularization
 from chainer_yolo_dist.core.optimizers import build_optimizer, multi_node
-from chainer_yolo_dist.core.stale_sync import StaleSyncOptimizer
+from chainer_yolo_dist.core.parallelism.stale_sync import StaleSyncOptimizer
 
-MODES = ('sync', 'async', 'local', 'stale')
+from chainer_yolo_dist.core.parallelism.modes import MODES, mode as get_mode  # noqa: F401
 
 Parallelism = collections.namedtuple(
     'Parallelism', 'mode is_server data_comm world n_servers')
@@ -48,9 +56,7 @@ def setup_parallelism(mode, comm, n_servers=1, communicator_name='naive'):
         n_servers (int): ``async`` only: ranks ``0 .. n_servers - 1`` serve.
         communicator_name (str): ChainerMN communicator for the workers of ``async``.
     """
-    if mode not in MODES:
-        raise ValueError('unknown parallelism %r: choose one of %s' % (mode, ', '.join(MODES)))
-    if mode != 'async':
+    if not get_mode(mode).serves:
         return Parallelism(mode, False, comm, comm, 0)
     import chainermn
     roles = ps.split_world(comm, n_servers)
@@ -89,27 +95,53 @@ def build_parallel_optimizer(par, model, settings, period=DARKNET_PERIOD, averag
     """
     if par.is_server:
         raise ValueError('server ranks do not train: call serve()')
-    if par.mode == 'async':
-        return ps.ParameterServerOptimizer(par.world, par.n_servers, push_every=push_every,
-                                           pull_every=pull_every,
-                                           max_staleness=max_staleness).setup(model)
+    options = dict(period=period, average_state=average_state, push_every=push_every,
+                   pull_every=pull_every, max_staleness=max_staleness,
+                   double_buffering=double_buffering)
+    return globals()[get_mode(par.mode).builder](par, model, settings, options)
+
+
+def build_sync(par, model, settings, options):
+    """ChainerMN's multi-node MomentumSGD (``double_buffering``: ChainerMN's, GPUs only)."""
     actual = chainer.optimizers.MomentumSGD(lr=settings.lr, momentum=settings.momentum)
-    if par.mode == 'sync':
-        optimizer = multi_node(actual, [], model, par.data_comm, double_buffering)
-    elif par.mode == 'local':
-        optimizer = LocalSGDOptimizer(actual, par.data_comm, period=period,
-                                      average_state=average_state).setup(model)
-    else:
-        optimizer = StaleSyncOptimizer(actual, par.data_comm).setup(model)
+    return _regularized(multi_node(actual, [], model, par.data_comm,
+                                   options['double_buffering']), settings)
+
+
+def build_local(par, model, settings, options):
+    """:class:`.LocalSGDOptimizer` (``period``, ``average_state``)."""
+    actual = chainer.optimizers.MomentumSGD(lr=settings.lr, momentum=settings.momentum)
+    return _regularized(LocalSGDOptimizer(actual, par.data_comm, period=options['period'],
+                                          average_state=options['average_state']
+                                          ).setup(model), settings)
+
+
+def build_stale(par, model, settings, options):
+    """:class:`.StaleSyncOptimizer`."""
+    actual = chainer.optimizers.MomentumSGD(lr=settings.lr, momentum=settings.momentum)
+    return _regularized(StaleSyncOptimizer(actual, par.data_comm).setup(model), settings)
+
+
+def build_async(par, model, settings, options):
+    """:class:`.ParameterServerOptimizer` (``push_every``, ``pull_every``,
+    ``max_staleness``); the optimizer itself, with its regularisation, lives on the servers."""
+    return ps.ParameterServerOptimizer(
+        par.world, par.n_servers, push_every=options['push_every'],
+        pull_every=options['pull_every'], max_staleness=options['max_staleness']).setup(model)
+
+
+def _regularized(optimizer, settings):
     return add_regularization(optimizer, settings.weight_decay, settings.lars,
                               settings.lars_threshold, settings.lars_eps)
 
 
 def for_run(settings, comm):
     """:func:`setup_parallelism` for a run's settings (``--parallelism``, ``--servers``)."""
-    if settings.parallelism == 'async' and comm.size <= settings.n_servers:
-        raise ValueError('--parallelism async with %d server rank(s) needs more processes '
-                         'than that, got %d' % (settings.n_servers, comm.size))
+    servers = get_mode(settings.parallelism).serving_ranks(settings.n_servers)
+    if servers and comm.size <= servers:
+        raise ValueError('--parallelism %s needs a server and a worker: start more than %d '
+                         'process(es) (mpiexec -n %d or more), got %d'
+                         % (settings.parallelism, servers, servers + 1, comm.size))
     return setup_parallelism(settings.parallelism, comm, settings.n_servers,
                              settings.communicator)
 

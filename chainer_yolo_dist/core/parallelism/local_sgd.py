@@ -11,15 +11,15 @@ the update with the mean gradient, and the mean of their momenta is the synchron
 its own gradient by its own norm), which is why LARS on local SGD is a different method.
 
 On GPUs an averaging costs one packed device->host copy of the parameters, an ``Allreduce`` of
-that host vector over MPI and one copy back (:class:`~chainer_yolo_dist.core.flat.PackedTransfer`;
+that host vector over MPI and one copy back (:class:`.flat.PackedTransfer`;
 docs/parallelism.md, "What the modes cost on GPUs"), every H steps.
 """
 import time
 
 import numpy as np
 
-from chainer_yolo_dist.core.flat import (FlatLayout, PackedTransfer, bcast_params, host_buffer,
-                                         mpi_comm_of)
+from chainer_yolo_dist.core.parallelism.flat import (FlatLayout, PackedTransfer, bcast_params,
+                                                     host_buffer, mpi_comm_of)
 
 #: Batches between two weight averagings in Darknet's multi-GPU training.
 DARKNET_PERIOD = 4

@@ -6,7 +6,7 @@ a global barrier, after Dean et al. 2012 (Downpour SGD, its reference [2]). This
 scheme over mpi4py, for CPU or GPU workers (the messages are host arrays).
 
 How the world splits: ranks ``0 .. n_servers - 1`` of the communicator are **servers**, the
-others **workers**. The flat parameter vector (:mod:`chainer_yolo_dist.core.flat`) is cut into
+others **workers**. The flat parameter vector (:mod:`.flat`) is cut into
 ``n_servers`` contiguous shards at parameter boundaries; server ``s`` holds shard ``s`` and a
 Chainer optimizer over it (for example ``MomentumSGD`` with ``WeightDecay``, or with
 ``GradientLARS``: the shard keeps every parameter whole). Data must be split over the workers
@@ -54,7 +54,7 @@ have pushed from ``S`` behind to ``S + 1`` ahead of it since its parameters left
 
 GPU workers: the messages are host vectors (the MPI is not CUDA-aware). A worker sums its
 gradients on its GPU and copies the packed sum to the host once per push; a pulled parameter
-vector goes back to the GPU in one copy (:class:`~chainer_yolo_dist.core.flat.PackedTransfer`).
+vector goes back to the GPU in one copy (:class:`.flat.PackedTransfer`).
 The servers hold their shards and run their optimizer in host memory (NumPy).
 """
 import collections
@@ -63,8 +63,9 @@ import time
 import chainer
 import numpy as np
 
-from chainer_yolo_dist.core.flat import FlatLayout, PackedTransfer, pack_grads, pack_params
-from chainer_yolo_dist.core.flat import host_buffer, mpi_comm_of, shard_bounds, unpack_params
+from chainer_yolo_dist.core.parallelism.flat import (FlatLayout, PackedTransfer, pack_grads,
+                                                     pack_params, host_buffer, mpi_comm_of,
+                                                     shard_bounds, unpack_params)
 
 # Message kinds and tags. A request header is int64 [kind, clock, version, want_params];
 # a reply header is int64 [version, has_params].

@@ -21,13 +21,14 @@ and in the background partly), and 0.000 s with ``MPICH_ASYNC_PROGRESS=1`` (a pr
 thread, which costs a core).
 
 On GPUs each step copies the packed gradients to the host once and the previous step's mean
-back once (:class:`~chainer_yolo_dist.core.flat.PackedTransfer`); the two host vectors are
+back once (:class:`.flat.PackedTransfer`); the two host vectors are
 page-locked and kept for the whole run.
 """
 import time
 
-from chainer_yolo_dist.core.flat import (FlatLayout, PackedTransfer, bcast_params, host_buffer,
-                                         mpi_comm_of, pack_grads, unpack_grads)
+from chainer_yolo_dist.core.parallelism.flat import (FlatLayout, PackedTransfer, bcast_params,
+                                                     host_buffer, mpi_comm_of, pack_grads,
+                                                     unpack_grads)
 
 
 class StaleSyncOptimizer(object):
