@@ -12,8 +12,6 @@ from conftest import check, run_mpi, run_python
 
 from chainer_yolo_dist.analysis import fid_figure, runs
 
-pytestmark = pytest.mark.slow
-
 # Tiny networks at 32 px on 4 training pairs: scale 4 x 4 / k draws per rank and epoch, i.e.
 # 8 updates per epoch on 2 ranks and 16 on 1.
 TINY = ['--insize', '32', '--n-train-images', '4', '--n-test-images', '8', '--fid-images', '8',
@@ -40,6 +38,7 @@ def fid_runs(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # training runs (fid_runs)
 def test_a_distance_every_half_epoch_in_the_log_with_its_epoch(fid_runs):
     # 2 ranks, 2 epochs of 8 updates: iterations 4, 8, 12, 16; the log's entries fall every 3
     # iterations, so the epoch of each distance is fid/epoch, not the entry's.
@@ -64,6 +63,7 @@ def test_a_distance_every_half_epoch_in_the_log_with_its_epoch(fid_runs):
     assert fid_figure.fid_series(one)[0] == [0.5, 1.0]
 
 
+@pytest.mark.slow  # the fid_runs fixture
 def test_fig6_form_one_curve_per_process_count_and_the_paper_apart(fid_runs):
     found = [runs.load_run(fid_runs[k]) for k in (2, 1)]
     fig = fid_figure.fid_against_epoch(found)
@@ -82,6 +82,7 @@ def test_fig6_form_one_curve_per_process_count_and_the_paper_apart(fid_runs):
     assert 'default extractor' in measured.get_title()
 
 
+@pytest.mark.slow  # the fid_runs fixture
 def test_reproduce_figures_draws_it_from_run_directories(fid_runs, tmp_path):
     out = str(tmp_path / 'figures')
     proc = check(run_python(['scripts/reproduce_figures.py', '--runs', fid_runs[1],
@@ -101,6 +102,7 @@ def test_a_run_without_distances_is_named(tmp_path):
         fid_figure.fid_against_epoch([])
 
 
+@pytest.mark.slow  # the fid_runs fixture
 def test_the_demo_summary_names_a_missing_detector_run(fid_runs, tmp_path):
     # make demo-cyclegan's last step reads cyclegan/, detector_a/ and detector_c/; the full
     # pass of the target is checked by hand (docs/cyclegan.md), this checks its error.

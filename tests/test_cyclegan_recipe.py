@@ -9,8 +9,6 @@ import pytest
 
 from conftest import check, run_mpi, run_python
 
-pytestmark = pytest.mark.slow
-
 # Tiny networks at 32 px, 4 training pairs (2 ranks x 4 draws x scale 4 / 2: 8 updates per
 # epoch), a pool of 2 so that the pools are full after two updates and their random swaps
 # decide what the discriminators see.
@@ -41,6 +39,7 @@ def _arrays(path):
         return {k: f[k] for k in f.files}
 
 
+@pytest.mark.slow  # a 2-rank training run (full_run)
 def test_two_ranks_write_every_output_and_keep_the_networks_equal(full_run):
     out, proc = full_run
     for name in ('log', 'config.json', 'loss.png', 'fid.png', 'model.npz', 'metrics.json',
@@ -66,6 +65,7 @@ def test_two_ranks_write_every_output_and_keep_the_networks_equal(full_run):
     assert 'Frechet distance' in proc.stdout
 
 
+@pytest.mark.slow  # full_run, then its resume
 def test_resume_from_the_middle_ends_exactly_as_the_uninterrupted_run(full_run, tmp_path,
                                                                       extractor):
     out, _ = full_run
@@ -83,8 +83,9 @@ def test_resume_from_the_middle_ends_exactly_as_the_uninterrupted_run(full_run, 
         np.testing.assert_array_equal(pools_a[key], pools_b[key], err_msg=key)
 
 
+@pytest.mark.slow  # full_run, then two resumes
 def test_each_rank_s_own_state_matters_and_a_missing_one_is_named(full_run, tmp_path,
-                                                                 extractor):
+                                                                  extractor):
     out, _ = full_run
     copy = str(tmp_path / 'copy')
     os.makedirs(os.path.join(copy, 'rank_states'))
@@ -108,6 +109,7 @@ def test_each_rank_s_own_state_matters_and_a_missing_one_is_named(full_run, tmp_
     assert 'snapshot_iter_6.rank1.npz' in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow  # the full_run fixture
 def test_translate_applies_the_trained_generator_to_a_folder(full_run, tmp_path):
     import PIL.Image
     out, _ = full_run
@@ -134,6 +136,7 @@ def test_translate_applies_the_trained_generator_to_a_folder(full_run, tmp_path)
     assert proc.returncode != 0 and 'config.json' in proc.stderr
 
 
+@pytest.mark.slow  # the full_run fixture
 def test_table2_sets_on_the_synthetic_domains(full_run, tmp_path):
     from chainer_yolo_dist.cyclegan.data import SyntheticDomains
     from chainer_yolo_dist.cyclegan.synthetic_detection import scene_boxes

@@ -19,9 +19,6 @@ from chainer_yolo_dist.classification.darknet import Darknet19, Darknet53
 from chainer_yolo_dist.detection.transfer import (inspect_classifier_file, transfer_pretrained)
 from chainer_yolo_dist.detection.models import YOLOv3Small, build_model
 
-# End-to-end training runs under mpiexec: left out of `make test-fast`.
-pytestmark = pytest.mark.slow
-
 N_DARKNET19_ARRAYS = 18 * 5  # conv W, BN gamma, beta, mean, variance per trunk layer
 N_DARKNET53_ARRAYS = 52 * 5
 
@@ -83,6 +80,7 @@ def test_darknet53_file_initialises_every_yolov3_trunk_array(tmp_path):
     _assert_copied(names, path, detector, lambda name: name.replace('/extractor/', 'trunk/', 1))
 
 
+@pytest.mark.slow  # a training run
 def test_yolov2_run_starts_from_the_transferred_classifier(darknet19_file, tmp_path):
     out = tmp_path / 'yolov2'
     proc = check(run_python([
@@ -146,6 +144,7 @@ def test_files_that_hold_no_classifier_are_named(tmp_path):
         transfer_pretrained(str(detector_file), build_model('yolov2', 4))
 
 
+@pytest.mark.slow  # two training runs
 def test_the_cpu_classifier_to_detector_path(tmp_path):
     """The papers' path (classifier, then the detector from its trunk) on a CPU: the small
     Darknet demo classifier starts the small YOLOv3, as Darknet-19/53 start YOLOv2/v3."""

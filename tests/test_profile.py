@@ -6,9 +6,8 @@ import pytest
 
 from conftest import check, run_mpi
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow  # a training run
 def test_async_workers_profile_their_updates(tmp_path):
     out = tmp_path / 'run'
     check(run_mpi(2, ['scripts/train_darknet.py', '--parallelism', 'async', '--profile',

@@ -9,8 +9,6 @@ import pytest
 
 from conftest import MPIEXEC, REPO, _env
 
-pytestmark = pytest.mark.slow
-
 
 def _quick_commands():
     with open(os.path.join(REPO, 'README.md'), encoding='utf-8') as f:
@@ -33,6 +31,7 @@ def test_the_readme_has_quick_commands():
     assert commands[0] == '. .venv/bin/activate' and len(commands) >= 6
 
 
+@pytest.mark.slow  # the README's runs: about 95 s
 def test_readme_quick_commands_run_as_written(tmp_path):
     for command in _quick_commands()[1:]:  # the venv is this interpreter's
         words = shlex.split(command.replace('runs/', str(tmp_path) + '/'))

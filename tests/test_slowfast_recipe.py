@@ -9,8 +9,6 @@ import pytest
 
 from conftest import check, run_mpi, run_python
 
-pytestmark = pytest.mark.slow  # training runs under mpiexec: left out of `make test-fast`
-
 TINY = ['scripts/train_slowfast.py', '--n-train-clips', '16', '--n-test-clips', '6',
         '--batchsize', '2', '--eval-batchsize', '3', '--no-progress', '--log-interval', '2']
 PHASES = ('data', 'forward', 'backward', 'allreduce', 'update')
@@ -21,6 +19,7 @@ def _load_npz(path):
         return {k: f[k] for k in f.files}
 
 
+@pytest.mark.slow  # a 2-rank training run
 def test_two_ranks_write_every_output_and_the_profile_adds_up(tmp_path):
     """2 ranks x 2 clips: 4 updates per epoch; 6 updates cross an epoch boundary with the
     loader processes re-created there (--no-persistent-workers)."""
@@ -65,6 +64,7 @@ def test_two_ranks_write_every_output_and_the_profile_adds_up(tmp_path):
     assert all(e['time/step'] > 0 and e['time/allreduce'] > 0 for e in log)
 
 
+@pytest.mark.slow  # two 2-rank training runs
 def test_resume_continues_exactly(tmp_path):
     """3 updates + resume 3 == 6 uninterrupted, across an epoch boundary, 2 ranks."""
     full, resumed = tmp_path / 'full', tmp_path / 'resumed'
@@ -80,6 +80,7 @@ def test_resume_continues_exactly(tmp_path):
         json.loads((resumed / 'metrics.json').read_text())['map']
 
 
+@pytest.mark.slow  # three training runs
 def test_pretrained_trunk_is_loaded_and_a_wrong_file_is_refused(tmp_path):
     first = tmp_path / 'first'
     check(run_python(TINY + ['--iterations', '1', '--loaderjob', '0', '--out', str(first)],
@@ -98,6 +99,7 @@ def test_pretrained_trunk_is_loaded_and_a_wrong_file_is_refused(tmp_path):
     assert proc.returncode != 0 and 'model.npz' in proc.stderr
 
 
+@pytest.mark.slow  # two training runs
 @pytest.mark.parametrize('ranks, virtual', [(1, 2)])
 def test_k_ranks_equal_one_process_acting_as_k_workers(tmp_path, ranks, virtual):
     """k = 2 workers: 2 real ranks and 1 process of 2 virtual ranks give the same weights in
@@ -147,6 +149,7 @@ def _fake_ava(root, hw=(96, 128)):
     (root / 'ava_action_list_v2.2_for_activitynet_2019.pbtxt').write_text(LABELS)
 
 
+@pytest.mark.slow  # a training run
 def test_ava_files_train_and_evaluate_on_the_60_class_list(tmp_path):
     """The AVA path end to end on hand-made files (nothing is downloaded): the augmented
     training crops, the evaluated classes read from the label map, the exclusion list."""

@@ -17,11 +17,8 @@ from chainer_yolo_dist.classification.chain import converter as classification_c
 from chainer_yolo_dist.classification.data import load_data
 from chainer_yolo_dist.classification.settings import ClassificationData
 from chainer_yolo_dist.classification.transforms import (CenterCrop, DarknetAugmentation,
-                                              rotate_scale_crop)
+                                                         rotate_scale_crop)
 from chainer_yolo_dist.classification.model_files import inspect_classifier_file, load_classifier
-
-# End-to-end training runs under mpiexec: left out of `make test-fast`.
-pytestmark = pytest.mark.slow
 
 # The CPU demo preset on half its data and 6 of its 10 epochs; 125 validation images so that
 # two ranks get unequal shares (63 + 62) and the last batch of each is partial.
@@ -65,6 +62,7 @@ def _evaluate_in_one_process(out):
     return float((model.predict(x).argmax(axis=1) == t).mean()), len(test)
 
 
+@pytest.mark.slow  # the module's two training runs (fixtures)
 @pytest.mark.parametrize('fixture', ['single', 'two_ranks'])
 def test_reaches_top1_far_above_chance_quickly(fixture, request):
     out, proc = request.getfixturevalue(fixture)
@@ -78,6 +76,7 @@ def test_reaches_top1_far_above_chance_quickly(fixture, request):
     assert proc.stdout.count('top-1 ') == 1
 
 
+@pytest.mark.slow  # the module's training runs
 @pytest.mark.parametrize('fixture', ['single', 'two_ranks'])
 def test_validation_accuracy_is_exact_over_the_whole_set(fixture, request):
     out, _ = request.getfixturevalue(fixture)
@@ -87,6 +86,7 @@ def test_validation_accuracy_is_exact_over_the_whole_set(fixture, request):
     assert metrics['top1'] == pytest.approx(top1, abs=1e-6)
 
 
+@pytest.mark.slow  # the module's training runs
 def test_outputs_and_recorded_settings(single, two_ranks):
     for out, _ in (single, two_ranks):
         for name in OUTPUTS:
@@ -111,6 +111,7 @@ def test_outputs_and_recorded_settings(single, two_ranks):
     assert (two_ranks[0] / 'snapshot_iter_48').is_file()
 
 
+@pytest.mark.slow  # the module's training runs
 def test_log_holds_training_and_validation_accuracy_every_epoch(two_ranks):
     log = _json(two_ranks[0] / 'log')
     for entry in log:
@@ -124,6 +125,7 @@ def test_log_holds_training_and_validation_accuracy_every_epoch(two_ranks):
         assert entry['validation/main/top5'] == 1.0
 
 
+@pytest.mark.slow  # the module's training runs
 def test_model_npz_and_snapshot_hold_the_same_classifier(single):
     out, _ = single
     info = inspect_classifier_file(str(out / 'snapshot_iter_96'))
@@ -138,6 +140,7 @@ def test_model_npz_and_snapshot_hold_the_same_classifier(single):
         np.testing.assert_array_equal(a[name].array, b[name].array, err_msg=name)
 
 
+@pytest.mark.slow  # a training run, then two more
 def test_fine_tuning_stage_starts_from_the_trained_classifier(single, tmp_path):
     """YOLO9000's second stage as a second run: --pretrained model.npz at a new size."""
     def finetune(insize):
@@ -167,6 +170,7 @@ def test_fine_tuning_stage_starts_from_the_trained_classifier(single, tmp_path):
                                  abs=0.1)
 
 
+@pytest.mark.slow  # the module's training runs
 def test_pretrained_of_another_network_is_refused(single, tmp_path):
     proc = run_python(RUN + ['--pretrained', str(single[0] / 'model.npz'), '--model',
                              'darknet53', '--iterations', '1', '--out', str(tmp_path)],
@@ -182,6 +186,7 @@ def _write_jpeg(path, seed, size):
     Image.fromarray(pixels).save(str(path), format='JPEG')
 
 
+@pytest.mark.slow  # a training run
 def test_imagenet_directory_layout_trains_and_skips_bad_files(tmp_path):
     """Non-square JPEGs in train/<wnid>/ and val/<wnid>/, one of them truncated; worker
     processes load the data, and the run stops mid-epoch, so the final evaluation is a new
@@ -212,6 +217,7 @@ def test_imagenet_directory_layout_trains_and_skips_bad_files(tmp_path):
     assert inspect_classifier_file(str(out / 'model.npz')).n_class == 3
 
 
+@pytest.mark.slow  # two 2-rank training runs
 def test_two_ranks_resume_continues_exactly(tmp_path):
     """4 updates + resume from rank 0's snapshot for 4 more == 8 uninterrupted updates."""
     full, resumed = tmp_path / 'full', tmp_path / 'resumed'
@@ -235,8 +241,8 @@ def test_two_ranks_resume_continues_exactly(tmp_path):
 def test_missing_imagenet_directory_is_named():
     request = ClassificationData(
         dataset='imagenet', seed=0, n_class=0, on_bad_sample='error',
-        data_dir='/nonexistent/ILSVRC', train_list=None, val_list=None, check_images=True,
-        n_train_images=0, n_test_images=0, image_size=0)
+        data_dir='/nonexistent/ILSVRC', train_list=None, val_list=None, n_train_images=0,
+        n_test_images=0, image_size=0, image_check='decode')
     with pytest.raises(FileNotFoundError, match='/nonexistent/ILSVRC/train'):
         load_data(request)
     with pytest.raises(ValueError, match='needs --data-dir'):

@@ -7,9 +7,6 @@ import pytest
 
 from conftest import check, run_mpi, run_python
 
-# End-to-end training runs under mpiexec: left out of `make test-fast`.
-pytestmark = pytest.mark.slow
-
 # A few iterations of the CPU demo recipe on a tiny synthetic split.
 TINY = ['scripts/train_yolo.py', '--n-train-images', '32', '--n-test-images', '8',
         '--image-size', '64', '--insize', '64', '--multiscale', '64', '96', '2',
@@ -21,6 +18,7 @@ def _load_npz(path):
         return {k: f[k] for k in f.files}
 
 
+@pytest.mark.slow  # a 2-rank training run, evaluation and benchmark
 def test_two_ranks_write_every_output(tmp_path):
     out = tmp_path / 'run'
     proc = check(run_mpi(2, TINY + ['--iterations', '6', '--loaderjob', '1', '--out', str(out)],
@@ -66,6 +64,7 @@ def test_two_ranks_write_every_output(tmp_path):
     assert (tmp_path / 'bench' / 'train_step_yolov3_small_64.png').stat().st_size > 0
 
 
+@pytest.mark.slow  # two 2-rank training runs
 def test_resume_continues_exactly(tmp_path):
     """Two ranks, augmentation and multi-scale on: 4 + resume 4 == 8 uninterrupted."""
     full, resumed = tmp_path / 'full', tmp_path / 'resumed'
@@ -89,6 +88,7 @@ def test_resume_continues_exactly(tmp_path):
     assert 'same number of ranks' in proc.stderr and 'snapshot_iter_4' in proc.stderr
 
 
+@pytest.mark.slow  # three training runs
 def test_the_seed_fixes_every_random_choice(tmp_path):
     """Initial weights, shuffle, augmentation and multi-scale sizes all follow --seed."""
     args = TINY + ['--iterations', '3', '--loaderjob', '0']
@@ -100,6 +100,7 @@ def test_the_seed_fixes_every_random_choice(tmp_path):
     assert any(not np.array_equal(a[key], c[key]) for key in a)
 
 
+@pytest.mark.slow  # a training run
 def test_non_finite_loss_stops_before_update(tmp_path):
     out = tmp_path / 'run'
     proc = run_python(TINY + ['--iterations', '30', '--lr', '1e12', '--warmup-epochs', '0',
