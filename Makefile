@@ -13,7 +13,7 @@ PY312 := $(VENV312)/bin/python
 # `make test-py312 TESTS="tests/test_losses.py"` runs a part of the suite.
 TESTS ?=
 
-.PHONY: setup demo demo-results demo-cyclegan demo-slowfast study study-parallelism rehearse test \
+.PHONY: lint setup demo demo-results demo-cyclegan demo-slowfast study study-parallelism rehearse test \
 	test-fast clean-venv setup-py312 test-py312
 
 setup: $(STAMP)
@@ -74,8 +74,12 @@ demo-slowfast: $(STAMP)
 rehearse: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) scripts/rehearse.py --out results/bench
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest -q
+
+# pycodestyle and pyflakes over the package, scripts, tests and tools (.flake8: 99 columns).
+lint: $(STAMP)
+	$(PY) -m flake8
 
 # Everything but the end-to-end training runs (marked slow): about a minute.
 test-fast: $(STAMP)

@@ -11,18 +11,19 @@ running the test suite there:
 restored                      removed in                used by (import or run time)
 ============================  ========================  ===========================================
 ``numpy.sctypes``             NumPy 2.0                 ``import chainer``:
-                                                        ``functions/array/as_strided.py`` builds its
-                                                        index dtypes from ``sctypes['int']`` and
-                                                        checks ``sctypes['float']``
+                                                        ``functions/array/as_strided.py`` builds
+                                                        its index dtypes from ``sctypes['int']``
+                                                        and checks ``sctypes['float']``
 ``numpy.distutils``           NumPy 2.0 (module gone;   ``import chainer``: ``_environment_check``
-(``.system_info.get_info``)   also on Python >= 3.12)   imports it; it calls ``get_info('blas_opt')``
-                                                        only on macOS to warn about Accelerate.
-                                                        The stand-in returns ``{}`` (NumPy's own
-                                                        "not found" answer), so that warning is
-                                                        never given.
-``numpy.float`` = ``float``   NumPy 1.24                ``F.resize_images`` (``dtype=numpy.float``),
-                                                        which YOLOv2's reorg/upsampling paths and
-                                                        the transforms reach at run time
+(``.system_info.get_info``)   also on Python >= 3.12)   imports it; it calls
+                                                        ``get_info('blas_opt')`` only on macOS to
+                                                        warn about Accelerate. The stand-in returns
+                                                        ``{}`` (NumPy's own "not found" answer), so
+                                                        that warning is never given.
+``numpy.float`` = ``float``   NumPy 1.24                ``F.resize_images``
+                                                        (``dtype=numpy.float``), which YOLOv2's
+                                                        reorg/upsampling paths and the transforms
+                                                        reach at run time
 ``numpy.int`` = ``int``       NumPy 1.24                ChainerCV's FCIS code (``astype(np.int)``);
                                                         not reached by this project, restored so
                                                         the same ChainerCV behaves as on 1.23

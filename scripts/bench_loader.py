@@ -20,7 +20,6 @@ import os
 for _name in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'):
     os.environ[_name] = '1'
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 
@@ -28,10 +27,11 @@ import cv2  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from chainer_yolo_dist.benchmarks import loader as bench_loader  # noqa: E402
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = cli.Parser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', default=None,
                         help='output directory (default: a new runs/bench/<timestamp>/)')
     parser.add_argument('--n-images', type=int, default=48, help='JPEGs generated (default 48)')

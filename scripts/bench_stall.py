@@ -13,16 +13,15 @@ import os
 for _name in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'):
     os.environ[_name] = '1'
 
-import argparse  # noqa: E402
 import sys  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from chainer_yolo_dist.benchmarks import stall  # noqa: E402
-from chainer_yolo_dist.core import mpi  # noqa: E402
+from chainer_yolo_dist.core import cli, mpi  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = cli.Parser(description=__doc__.split('\n')[0])
     p.add_argument('--out', help='output directory (default: a new runs/bench/<time>/)')
     p.add_argument('--workers', type=int, nargs='+', default=list(stall.WORKERS))
     p.add_argument('--n-clips', type=int, default=96, help='clips per epoch (default 96)')
@@ -44,7 +43,7 @@ def main(argv=None):
         p.error('need --epochs >= 2 and at least two batches per epoch')
     mpi.start_forkserver()  # the workers start as in the training scripts
     print('%8s %-11s %10s %12s %10s %12s' % ('workers', 'workers', 'stall s', 'epoch extra s',
-                                              'start-up s', '10 iter. s'), flush=True)
+                                             'start-up s', '10 iter. s'), flush=True)
 
     def show(r):
         print('%8d %-11s %10.3f %12.3f %10.3f %12.3f'

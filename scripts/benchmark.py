@@ -4,12 +4,12 @@
     python scripts/benchmark.py                                  # YOLOv2 at 416, batch 4
     python scripts/benchmark.py --model yolov3_small --insize 128 --batchsize 8
 
-For each process count it launches ``mpiexec -n K`` (naive communicator on CPUs, one
-thread per process) running real training steps (chainer_yolo_dist.benchmarks.train_step), then prints
-a table of images/s per process and in total, the speed-up over one process, and each
-phase's share of a step (data loading, forward, loss with target assignment, backward,
-AllReduce, update). Writes ``results/bench/train_step_<model>_<insize>.json`` and a figure
-beside it. A benchmark, not a test: run it on an otherwise idle machine.
+For each process count it launches ``mpiexec -n K`` (naive communicator on CPUs, one thread per
+process) running real training steps (chainer_yolo_dist.benchmarks.train_step), then prints a table
+of images/s per process and in total, the speed-up over one process, and each phase's share of a
+step (data loading, forward, loss with target assignment, backward, AllReduce, update). Writes
+``results/bench/train_step_<model>_<insize>.json`` and a figure beside it. A benchmark, not a test:
+run it on an otherwise idle machine.
 """
 import argparse
 import json
@@ -18,14 +18,15 @@ import platform
 import subprocess
 import sys
 import tempfile
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--model', default='yolov2')
     p.add_argument('--insize', type=int, default=416)
     p.add_argument('--batchsize', type=int, default=4, help='images per process')

@@ -21,6 +21,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from chainer_yolo_dist.benchmarks import gpu_check  # noqa: E402
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 
 def _names(text):
@@ -28,8 +29,8 @@ def _names(text):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--dry-run', action='store_true',
                    help='list the stages with their budgets and the total, run nothing')
     p.add_argument('--out', help='directory for gpu_check.json and the stages\' log tails')

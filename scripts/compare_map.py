@@ -14,7 +14,6 @@ are also put beside paper 002 Table 2's row: TP, FP, FN, precision, recall, F1 a
 (the row is the run's training split when it is named a..g, or ``--table2-row``); with
 ``--out`` also written to PREFIX_table2.md.
 """
-import argparse
 import os
 import sys
 
@@ -22,10 +21,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from chainer_yolo_dist.analysis import compare, runs  # noqa: E402
 from chainer_yolo_dist.core.atomic import write_text  # noqa: E402
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = cli.Parser(description=__doc__.split('\n')[0])
     parser.add_argument('run_dirs', nargs='+', metavar='RUN_DIR')
     parser.add_argument('--out', metavar='PREFIX',
                         help='also write PREFIX.md and PREFIX.csv')

@@ -34,11 +34,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from chainer_yolo_dist.slowfast import convert, models  # noqa: E402
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('source', help='.npz of the PyTorch state dict {name: array}')
     p.add_argument('out', help='the trunk .npz to write (for --pretrained)')
     p.add_argument('--naming', default='auto', choices=('auto',) + convert.NAMINGS,

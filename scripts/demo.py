@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -29,8 +30,8 @@ def run(cmd, timeout, env=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--out', help='run directory (default: a new runs/demo-<UTC time>)')
     p.add_argument('--processes', type=int, default=2)
     args, train_args = p.parse_known_args(argv)

@@ -23,7 +23,7 @@ from chainer_yolo_dist.core import cli  # noqa: E402
 
 def parse_args(argv=None):
     p = cli.Parser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('snapshot')
     p.add_argument('--config', help='config.json of the run (default: beside SNAPSHOT)')
     p.add_argument('--model', help='yolov2, yolov3, yolov2_tiny or yolov3_small')

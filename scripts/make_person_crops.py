@@ -15,14 +15,15 @@ and 4.1: 4,822 DeepDrive and 3,163 SYNTHIA crops).
 import argparse
 import os
 import sys
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def parse_args(argv=None):
     from chainercv.datasets import voc_bbox_label_names
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--voc-root', required=True)
     p.add_argument('--split', default='trainval', help='image-set name (default: trainval)')
     p.add_argument('--class-names', nargs='+', default=list(voc_bbox_label_names))

@@ -12,13 +12,14 @@ import argparse
 import json
 import os
 import sys
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('out_dir')
     p.add_argument('--generator', help='model.npz of train_cyclegan.py (for set c); its run\'s '
                    'image size and seed are used unless given')
@@ -43,7 +44,7 @@ def main(argv=None):
         args.n_test_images, args.size or data.get('image_size', 64),
         args.seed if args.seed is not None else data.get('seed', 0), gen)
     print('wrote %s to %s' % (', '.join('%s: %d images' % kv for kv in sorted(counts.items())),
-                               args.out_dir))
+                              args.out_dir))
     return 0
 
 

@@ -15,7 +15,6 @@ memory. Writes ``rehearsal_<job>.json`` to ``--out`` and prints a markdown table
 
 The work directory (data, runs, caches, logs) is removed afterwards unless ``--keep``.
 """
-import argparse
 import dataclasses
 import os
 import shutil
@@ -27,14 +26,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from chainer_yolo_dist.benchmarks import rehearsal  # noqa: E402
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 JOBS = {job.name: job for job in rehearsal.JOBS}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = cli.Parser(description=__doc__.split('\n')[0])
     p.add_argument('--jobs', nargs='+', choices=sorted(JOBS), default=[j.name for j in
-                                                                        rehearsal.JOBS])
+                                                                       rehearsal.JOBS])
     p.add_argument('--ranks', type=int, default=4, help='mpiexec -n (default %(default)s)')
     p.add_argument('--iterations', type=int, default=4,
                    help='updates per start (default %(default)s; the first includes start-up)')

@@ -11,17 +11,17 @@ Fig. 6, one curve per process count, the published FIDs in a panel apart) and th
 speed-up. RUN_DIR is a run directory or a directory
 of them.
 """
-import argparse
 import os
 import sys
 
 from chainer_yolo_dist.analysis import figures, runs
+from chainer_yolo_dist.core import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = cli.Parser(description=__doc__.split('\n')[0])
     parser.add_argument('--runs', nargs='+', metavar='RUN_DIR', default=[])
     parser.add_argument('--out', help='output directory (default: a new runs/figures-<time>; '
                         'results/figures holds the committed published figures)')

@@ -6,7 +6,6 @@ distances and the cycle loss, printed and written to DEMO_DIR/summary.json and s
 
 DEMO_DIR holds the runs ``cyclegan``, ``detector_a`` and ``detector_c`` (docs/cyclegan.md).
 """
-import argparse
 import os
 import sys
 
@@ -14,10 +13,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from chainer_yolo_dist.analysis import cyclegan_demo  # noqa: E402
 from chainer_yolo_dist.core.atomic import write_json, write_text  # noqa: E402
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = cli.Parser(description=__doc__.split('\n')[0])
     parser.add_argument('demo_dir', metavar='DEMO_DIR')
     args = parser.parse_args(argv)
     try:

@@ -16,11 +16,12 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from chainer_yolo_dist.analysis import slowfast_demo  # noqa: E402
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('demo_dir', help='directory holding the slowfast/ and slow/ runs')
     args = p.parse_args(argv)
     try:

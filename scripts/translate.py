@@ -15,13 +15,14 @@ import argparse
 import json
 import os
 import sys
+from chainer_yolo_dist.core import cli  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('model', help='model.npz or snapshot of train_cyclegan.py')
     p.add_argument('input_dir')
     p.add_argument('output_dir')

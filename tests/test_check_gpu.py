@@ -122,7 +122,7 @@ def test_summary_json_is_complete_and_written_atomically(tmp_path):
     summary = json.loads((out / gpu_check.SUMMARY_NAME).read_text())
     assert summary['complete'] and summary['counts'] == {'PASS': 1, 'FAIL': 1, 'SKIP': 0}
     assert [(s['stage'], s['status']) for s in summary['stages']] == [('ok', 'PASS'),
-                                                                       ('crash', 'FAIL')]
+                                                                      ('crash', 'FAIL')]
     for s in summary['stages']:
         assert set(s) >= {'stage', 'status', 'seconds', 'budget_seconds', 'summary', 'details'}
     assert (out / gpu_check.LOG_DIR_NAME / 'ok.log').read_text() == 'hello\n'
@@ -171,7 +171,7 @@ def test_stage_environment():
     assert env[worker.ENV_GPUS] == '4' and env[worker.ENV_MPIEXEC] == 'mpirun --x'
     assert float(env[worker.ENV_DEADLINE]) == 123.0
     assert worker.mpiexec_prefix('mpirun --allow-run-as-root') == ['mpirun',
-                                                                  '--allow-run-as-root']
+                                                                   '--allow-run-as-root']
     assert not worker.is_open_mpi(worker.find_mpiexec())  # the venv's MPICH
 
 

@@ -77,8 +77,9 @@ def test_apply_is_idempotent():
 def test_chainer_chainercv_chainermn_import_directly_in_the_projects_venv():
     # The tests and the MPI test scripts import chainer before chainer_yolo_dist; on NumPy 2
     # the install's .pth applies compat at interpreter start (tools/install_stack.sh).
-    proc = check(run_python(['-c', 'import chainer, chainercv, chainermn; print(chainer.__version__,'
-                                   ' chainercv.__version__)'], timeout=120))
+    code = ('import chainer, chainercv, chainermn; '
+            'print(chainer.__version__, chainercv.__version__)')
+    proc = check(run_python(['-c', code], timeout=120))
     assert proc.stdout.split() == ['7.8.1', '0.13.1']
 
 

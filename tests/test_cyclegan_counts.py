@@ -59,7 +59,7 @@ def test_duplicates_and_the_score_threshold():
 
 def test_empty_cases_and_zero_denominators():
     out = detection_counts([np.zeros((0, 4))], [np.zeros(0, int)], [np.zeros(0)],
-                          [np.zeros((0, 4))], [np.zeros(0, int)])
+                           [np.zeros((0, 4))], [np.zeros(0, int)])
     assert (out['tp'], out['fp'], out['fn'], out['precision'], out['recall'], out['f1']) == \
         (0, 0, 0, 0.0, 0.0, 0.0)
     out = detection_counts([np.zeros((0, 4))], [np.zeros(0, int)], [np.zeros(0)],

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from chainer_yolo_dist.cyclegan import inception as I
+from chainer_yolo_dist.cyclegan import inception as I  # noqa: E741
 from chainer_yolo_dist.cyclegan.networks import count_parameters
 
 

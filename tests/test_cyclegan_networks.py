@@ -109,6 +109,7 @@ def test_discriminator_shapes_and_70_pixel_receptive_field():
         seen.append(bool(abs(convs_only(x2) - base) > 1e-3))
     assert seen == [True, True, False, False]
 
+
 def test_weights_are_n_0_002_and_biases_zero():
     gen = ResnetGenerator(n_blocks=9, ngf=64)
     w = gen.blocks[0].c1.conv.W.array

@@ -94,6 +94,7 @@ def conv_arrays(seed, k, row):
     """The known arrays of conv ``k``, in Darknet's file order, as {name: array}."""
     _, n, size, c, bn = row
     rng = np.random.default_rng([seed, k])
+
     def signed(shape):
         return rng.random(shape, dtype=np.float32) * 2 - 1
 
@@ -381,7 +382,7 @@ def file_bytes(spec, n_convs):
 
 
 def test_truncated_inside_a_layer_names_the_file_and_the_layers_read(tmp_path, darknet19_file,
-                                                                   nets):
+                                                                     nets):
     cut = truncated_copy(darknet19_file, tmp_path / 'cut.weights',
                          file_bytes(DARKNET19_SPEC, 9) + 1000)
     model = nets('darknet19')

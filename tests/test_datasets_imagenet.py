@@ -53,7 +53,7 @@ def test_list_file_layout_as_chainermn_imagenet_example(imagenet, tmp_path):
     list_file = str(tmp_path / 'train.txt')
     with open(list_file, 'w') as f:
         f.write('train/%s/%s_1.JPEG 1\n\ntrain/%s/%s_0.JPEG 999\n' % (WNIDS[0], WNIDS[0],
-                                                                        WNIDS[2], WNIDS[2]))
+                                                                      WNIDS[2], WNIDS[2]))
     ds = ImageNetDataset(imagenet, list_file=list_file)
     assert len(ds) == 2 and ds.n_class == 1000
     assert [int(ds[i][1]) for i in range(2)] == [1, 999]

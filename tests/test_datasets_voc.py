@@ -91,7 +91,8 @@ def test_voc0712_train_concatenates_2007_and_2012_trainval_without_difficult(dev
     assert len(ds) == 3
     assert ds.class_names == voc_bbox_label_names
     assert ds.keys == ('img', 'bbox', 'label')
-    objects = [o for year in ('2007', '2012') for _, o in sorted(DEVKIT[(year, 'trainval')].items())]
+    objects = [o for year in ('2007', '2012')
+               for _, o in sorted(DEVKIT[(year, 'trainval')].items())]
     for i, objs in enumerate(objects):
         img, bbox, label = ds[i]
         assert img.shape == (3, H, W) and img.dtype == np.float32
@@ -188,7 +189,8 @@ def _drop_annotation(root, id_):
 BAD_CASES = {
     'truncated_jpeg': (GOOD, _truncate, r'JPEGImages/bad\.jpg: unreadable image',
                        V.UNREADABLE_IMAGE, None),
-    'missing_annotation': (GOOD, _drop_annotation, r'Annotations/bad\.xml: annotation file missing',
+    'missing_annotation': (GOOD, _drop_annotation,
+                           r'Annotations/bad\.xml: annotation file missing',
                            V.MISSING_ANNOTATION, None),
     'unknown_class': ([GOOD[0], ('alien', (1, 1, 9, 9), 0)], None,
                       r"Annotations/bad\.xml: box 1 has unknown class name 'alien'",

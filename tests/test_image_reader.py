@@ -38,7 +38,7 @@ def _with_exif_thumbnail(main, thumbnail):
     JPEG, with its own SOS and EOI markers), inserted after SOI, as cameras write it."""
     ifd0 = struct.pack('<H', 0) + struct.pack('<I', 26)  # no entries; IFD1 at offset 26
     entries = struct.pack('<HHII', 0x0201, 4, 1, 56) + struct.pack('<HHII', 0x0202, 4, 1,
-                                                                     len(thumbnail))
+                                                                   len(thumbnail))
     ifd1 = struct.pack('<H', 2) + entries + struct.pack('<I', 0)
     tiff = b'II*\x00' + struct.pack('<I', 8) + ifd0 + b'\x00' * 12 + ifd1 + thumbnail
     assert tiff.index(thumbnail) == 56

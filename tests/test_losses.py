@@ -61,7 +61,7 @@ def test_v2_single_truth_by_hand():
     # IoU_shape with (1, 1) is 1, with (2, 2) is 1/4 -> a = 0, slot 0. nh = nw = 0.5.
     locs, objs, confs = zeros(1, 8, 2)
     out = YOLOv2Loss(V2_ANCHORS, n_fg_class=2)(locs, objs, confs, [boxes((8, 8, 40, 40))],
-                                                [labels(0)], insize=64)
+                                               [labels(0)], insize=64)
     box = 1 * (2 - 0.5 * 0.5) * ((0.5 - 0.75) ** 2 * 2 + (0 - math.log(1 / 1)) ** 2 * 2)
     # Slot 0 predicts [0, 0, 1, 1]; the truth is [0.25, 0.25, 1.25, 1.25] in cells:
     # intersection 0.75^2 = 0.5625, union 1 + 1 - 0.5625.
@@ -459,7 +459,7 @@ def test_v2_no_object_mask_matches_dense_search(thresh):
     bboxes, labels_ = log_uniform_truths(rng, 2, 25, insize)
     locs, objs, confs = wide_outputs(rng, 2, len(table), bboxes, table, thresh)
     out = YOLOv2Loss(anchors, 2, thresh=thresh)(locs, objs, confs, bboxes, labels_,
-                                                 insize=insize)
+                                                insize=insize)
     best = dense_best_iou(locs, bboxes, table)
     o = sig(3.0)
     want = 0.0

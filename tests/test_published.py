@@ -1,4 +1,5 @@
-"""The published tables hold exactly the papers' numbers (docs/papers.md and the Japanese originals), and
+"""The published tables hold exactly the papers' numbers (docs/papers.md and the Japanese
+originals), and
 the numbers agree with each other the way the papers say they do."""
 import math
 

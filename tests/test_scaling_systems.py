@@ -166,7 +166,7 @@ def test_simulate_scaling_prints_both_system_models(capsys):
     data = json.loads(simulate_scaling(capsys, '--preset', 'slowfast_ava_2021', '--json'))
     assert data['gpus'] == PAPER_GPUS
     data = json.loads(simulate_scaling(capsys, '--preset', 'cyclegan_synthia2bdd_2019', '--json',
-                                '--framework', 'horovod'))
+                                       '--framework', 'horovod'))
     assert data['hours'][0] == pytest.approx(68.77)
 
 
@@ -195,7 +195,7 @@ def test_system_figures_are_registered_and_take_measured_speedups(tmp_path):
     assert figures.PUBLISHED_FIGURES['p004_scaling_model.png'] is (
         scaling_system_figures.p004_scaling_model)
     fig = scaling_system_figures.p002_speedup_model(measured={1: 1.0, 2: 1.7})
-    lines = {l.get_label(): l for l in fig.axes[0].get_lines()}
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
     measured = lines['measured (over 1 process)']
     assert list(measured.get_xdata()) == [1, 2] and list(measured.get_ydata()) == [1.0, 1.7]
     assert list(lines['paper 002 Fig. 4 (93.8x at 512 GPUs)'].get_ydata()) == [1.0, 93.8]

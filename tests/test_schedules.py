@@ -10,9 +10,10 @@ import chainer.links as L
 from chainer import training
 from chainer.training import extensions
 
-from chainer_yolo_dist.core.schedules import (LRSchedule, LRScheduleExtension, batch_fraction_check,
-                                         burn_in_factor_at, poly_factor_at, scaled_lr,
-                                         step_factor_at, warmup_value)
+from chainer_yolo_dist.core.schedules import (LRSchedule, LRScheduleExtension,
+                                              batch_fraction_check, burn_in_factor_at,
+                                              poly_factor_at, scaled_lr, step_factor_at,
+                                              warmup_value)
 
 approx = pytest.approx
 

@@ -186,7 +186,6 @@ def test_refusals_name_the_array(narrow, tmp_path):
         convert.convert(source, 'pytorchvideo')
 
 
-
 def test_script_writes_the_trunk_and_says_what_it_dropped(narrow, tmp_path):
     np.savez(tmp_path / 'state.npz', **random_source(narrow, 'pytorchvideo', 'blocks.6.proj'))
     proc = check(run_python([SCRIPT, str(tmp_path / 'state.npz'), str(tmp_path / 'trunk.npz')],

@@ -49,7 +49,7 @@ def test_every_demo_key_cites_paper_004_or_says_why_it_departs():
                 or comment.startswith('unused')), line
     p = presets.load('slowfast_demo', 2)
     assert (p.model, p.dataset, p.clip_frames, p.insize) == ('slowfast_narrow',
-                                                            'synthetic_actions', 8, 32)
+                                                             'synthetic_actions', 8, 32)
     assert p.peak_lr == approx(2 * p.eta)
 
 

@@ -131,7 +131,7 @@ def test_table_rows_from_run_directories(tmp_path):
     assert diverged['train_seconds'] == pytest.approx(40.0)
     assert diverged['images_per_second'] == pytest.approx(40 * 64 / 40.0)
     assert (failed['status'], failed['global_batch'], failed['map_percent']) == ('failed',
-                                                                                None, None)
+                                                                                 None, None)
     parsed = list(csv.DictReader(io.StringIO(study_report.to_csv(rows))))
     assert [r['run'] for r in parsed] == ['k1', 'k4', 'k4-no-warmup', 'k4-sqrt']
     assert parsed[2]['diverged_at_iteration'] == '31' and parsed[1]['diverged_at_iteration'] == ''
@@ -196,7 +196,8 @@ def test_speedups_against_the_one_worker_run_beside_the_model(tmp_path):
              (_entry('k2-sqrt', 2, 2, 'square-root rule'), two)]
     rows, notes = study_report.speedup_rows(pairs, link_bandwidth=1e9)
     assert [r['run'] for r in rows] == ['k1', 'k2']       # the main series only
-    assert rows[1]['speedup'] == pytest.approx(1.5) and rows[1]['efficiency'] == pytest.approx(0.75)
+    assert rows[1]['speedup'] == pytest.approx(1.5)
+    assert rows[1]['efficiency'] == pytest.approx(0.75)
     # The model: one rank moves 16 images in 16 / 30 s, then a ring AllReduce over 2 ranks
     # of the gradients (1 x their bytes over the link).
     from chainer_yolo_dist.analysis import scaling

@@ -91,7 +91,7 @@ def check(extra, installed, pinned):
     for name, version in installed.items():
         if name in pinned and version != pinned[name]:
             problems.append('%s would move from the pinned %s to %s' % (name, pinned[name],
-                                                                         version))
+                                                                        version))
     return problems
 
 

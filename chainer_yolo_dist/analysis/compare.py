@@ -185,7 +185,7 @@ def table2_rows(runs, row=None):
         measured['map_percent'] = 100.0 * float(run.metrics['map'])
         out.append(dict(measured, source='run %s' % run.name,
                         description='score >= %g, IoU %g' % (counts['score_thresh'],
-                                                            counts['iou_thresh']),
+                                                             counts['iou_thresh']),
                         setting=('not comparable: ' + departures) if departures else ''))
     return out
 

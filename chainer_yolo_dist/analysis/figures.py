@@ -333,7 +333,7 @@ def accuracy_figure(runs):
             x, y = runs_lib.log_series(run, 'validation/main/accuracy')
             ax.plot(x, y, color=ORANGE, label='validation')
         ax.set_title('(%s) k = %d, batch size %s' % (letter, run.comm_size,
-                                                    run.global_batchsize))
+                                                     run.global_batchsize))
         ax.set_xlabel('Epoch')
         ax.set_ylabel('Accuracy')
         ax.set_ylim(0, 1)
@@ -398,8 +398,8 @@ def _speed_groups(runs):
     for run in runs:
         r = run.recipe
         key = '%s (%s images, %s, %s px, n = %s)' % (run.group, r.get('n_train', '?'),
-                                                    r.get('model', '?'), r.get('insize', '?'),
-                                                    r.get('batchsize_per_gpu', '?'))
+                                                     r.get('model', '?'), r.get('insize', '?'),
+                                                     r.get('batchsize_per_gpu', '?'))
         groups.setdefault(key, []).append(run)
     return groups
 

@@ -1,8 +1,8 @@
 """Throughput of synchronous, periodic-averaging and asynchronous data parallelism (paper 003).
 
 The ring-AllReduce model of :mod:`.scaling` covers the papers' synchronous ChainerMN runs. This
-module adds the two other modes of ``--parallelism`` (``core/parallelism.py``) for paper 003's
-question: how many times the images per second of one GPU do k GPUs process?
+module adds the two other modes of ``--parallelism`` (``core/parallelism/__init__.py``) for
+paper 003's question: how many times the images per second of one GPU do k GPUs process?
 
 Per update of one worker (``n`` images, ``t_img`` compute seconds per image on one GPU):
 

@@ -223,7 +223,7 @@ def fig3_comparison(**model):
                                                'after RepeatSampler')[0]}
     rows = []
     for (conf, nodes), m in sorted(minutes.items(), key=lambda kv: (kv[0][0] != 'before',
-                                                                   kv[0][1])):
+                                                                    kv[0][1])):
         q = predict([nodes * GPUS_PER_NODE], conf, **model)[0]
         rows.append({'configuration': conf, 'nodes': nodes, 'published_minutes': m,
                      'predicted_minutes': q.run_seconds / 60, 'published_speedup': one / m,

@@ -155,4 +155,3 @@ def p004_scaling_model(**model):
     right.legend(loc='upper left', fontsize=7)
     right.grid(alpha=0.3)
     return fig
-

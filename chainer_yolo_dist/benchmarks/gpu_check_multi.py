@@ -104,7 +104,7 @@ def detection(report, options):
     if len(runs) < 2:
         return
     used = judges.find_key(judges.read_or_none(os.path.join(runs['float16'], 'config.json')) or {},
-                 'allreduce_grad_dtype')
+                           'allreduce_grad_dtype')
     report.check('FP16 AllReduce in force', options.cpu_smoke or used == 'float16',
                  'config: allreduce_grad_dtype = %s' % used)
     logs = {d: judges.read_or_none(os.path.join(out, 'log')) or [] for d, out in runs.items()}

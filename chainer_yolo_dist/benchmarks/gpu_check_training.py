@@ -78,7 +78,7 @@ def check_losses(report, name, out, key='main/loss', falling=False):
     report.fact(name + '_loss', trend)
     if not falling:
         return report.check(name + ' losses finite', trend['finite'],
-                             '%d log entries of %s' % (trend['entries'], key))
+                            '%d log entries of %s' % (trend['entries'], key))
     return report.check(
         name + ' loss finite and falling', trend['finite'] and trend['fell'],
         '%s: mean of log entries at iterations %s %.4g -> at %s %.4g (%d entries)'
@@ -245,8 +245,9 @@ def cyclegan(report, options):
     report.summary = ('Frechet distance %.4g in the run, %.2f s to compute again (%s); '
                       'resume %s' % (judges.number(metrics.get('fid')), timed['seconds'],
                                      timed['where'],
-                         'bitwise' if report.facts.get('cyclegan_resume', {}).get('bitwise')
-                         else 'within tolerance'))
+                                     'bitwise'
+                                     if report.facts.get('cyclegan_resume', {}).get('bitwise')
+                                     else 'within tolerance'))
 
 
 def _timed_fid(report, full, extractor, sizes, cpu_smoke):

@@ -21,8 +21,9 @@ decode. The augmentations take an interleaved view without a copy
 conversion keeps the strided layout), while :func:`read_rgb_chw`'s planes are interleaved first,
 about 0.1 ms per 500x375 image that its rate leaves out.
 
-Time is taken both as process CPU time, which is what one core delivers whatever else the
-machine runs, and as wall-clock time, which on a shared machine includes waiting for a core; the record keeps both with the load average before and after.
+Time is taken both as process CPU time, which is what one core delivers whatever else the machine
+runs, and as wall-clock time, which on a shared machine includes waiting for a core; the record
+keeps both with the load average before and after.
 
 Workers per GPU: one worker process per core at the measured CPU-time rate, so feeding ``R``
 images/s takes ``ceil(R / rate)`` cores. This assumes the workers scale linearly (no shared

@@ -282,7 +282,7 @@ def judge(kind, starts, beyond):
 def departures(job, iterations, preset_batchsize=None):
     """In words, how the rehearsal's run departs from the paper preset's."""
     out = ['%d images per rank%s' % (job.batchsize, ' instead of the preset\'s %d'
-                                      % preset_batchsize if preset_batchsize else ''),
+                                     % preset_batchsize if preset_batchsize else ''),
            '%d iterations (--iterations), evaluation off (--eval-interval 0), no snapshot '
            '(--snapshot-interval %d); each start is stopped once every rank has recorded '
            'its timing (the final evaluation is not run)' % (iterations, NO_SNAPSHOT)]

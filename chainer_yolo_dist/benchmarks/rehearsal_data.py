@@ -4,15 +4,15 @@ papers' counts, small enough to create in a minute or two and to keep on a lapto
 VOCdevkit (papers 000 and 001: train on VOC2007 + VOC2012 trainval, test on VOC2007 test):
 VOC2007 trainval 5,011 images, VOC2012 trainval 11,540, VOC2007 test 4,952, each with a real
 VOC XML annotation and a JPEG path of its own: a hard link to one of a pool of real JPEGs
-(``VOCdevkit/pool/``), so that the disk holds about 90 MB, mostly the XML files' blocks. Sizes are VOC's: the long side 500 pixels for
-nine images in ten, the other side 56-90 % of it, landscape seven times in ten. The pixels are
-smooth colour fields with a few rectangles, saved at JPEG quality 75: about 5-10 KB a file
-where VOC's own average about 100 KB, so a decode here is cheaper than on the real data (the
-loader benchmark, ``docs/loader.md``, measures files of VOC's size). Objects per image follow
-a geometric law of mean 2.4 (VOC2007+2012 trainval: 40,058 objects on 16,551 images, 2.4 each;
-most images hold one or two, a few over twenty), capped at 42; one object in six is
-``difficult`` (a reading: VOC2007 marks roughly that share); class names are VOC's 20, drawn
-uniformly (VOC's own are dominated by ``person``; the class mix does not change start-up or
+(``VOCdevkit/pool/``), so that the disk holds about 90 MB, mostly the XML files' blocks. Sizes are
+VOC's: the long side 500 pixels for nine images in ten, the other side 56-90 % of it, landscape
+seven times in ten. The pixels are smooth colour fields with a few rectangles, saved at JPEG
+quality 75: about 5-10 KB a file where VOC's own average about 100 KB, so a decode here is cheaper
+than on the real data (the loader benchmark, ``docs/loader.md``, measures files of VOC's size).
+Objects per image follow a geometric law of mean 2.4 (VOC2007+2012 trainval: 40,058 objects on
+16,551 images, 2.4 each; most images hold one or two, a few over twenty), capped at 42; one object
+in six is ``difficult`` (a reading: VOC2007 marks roughly that share); class names are VOC's 20,
+drawn uniformly (VOC's own are dominated by ``person``; the class mix does not change start-up or
 memory).
 
 ImageNet (paper 001 sec. 4.1: ILSVRC2012, 1,281,167 training images in 1,000 classes, 50,000

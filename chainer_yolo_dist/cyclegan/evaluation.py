@@ -157,7 +157,7 @@ class FrechetExtension(chainer.training.Extension):
         # Whole batches of both the generator and the extractor: without a batchsize the
         # extractor sees every image at once, so only one share is possible.
         self.unit = (TRANSLATE_BATCHSIZE * extract_batch // math.gcd(TRANSLATE_BATCHSIZE,
-                                                                      extract_batch)
+                                                                     extract_batch)
                      if extract_batch else None)
 
         def my_share(view):
@@ -271,4 +271,4 @@ class SampleGrid(chainer.training.Extension):
         path = os.path.join(self.folder, 'iter_%07d.png' % trainer.updater.iteration)
         with atomic.atomic_path(path) as tmp:
             PIL.Image.fromarray(grid_image([self.images_a, fake_b, back])).save(tmp,
-                                                                                 format='PNG')
+                                                                                format='PNG')

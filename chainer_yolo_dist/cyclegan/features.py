@@ -1,8 +1,8 @@
 """A feature extractor for Frechet distances that needs no download (the default of the demo).
 
 :class:`PooledFeatures` wraps any classifier of this package that has ``features(x)`` (Darknet-19
-and Darknet-53, :mod:`chainer_yolo_dist.classification.darknet`) and returns the global average of one of
-its feature maps. :func:`train_default_extractor` trains the default one: Darknet-19 at
+and Darknet-53, :mod:`chainer_yolo_dist.classification.darknet`) and returns the global average of
+one of its feature maps. :func:`train_default_extractor` trains the default one: Darknet-19 at
 ``channels_scale = 1/8`` (128 features) on the package's synthetic shapes classification data.
 
 Values computed with these features are Frechet distances in that network's feature space.

@@ -64,7 +64,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=EPS):
         float >= 0 (negative round-off is clipped).
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2,
-                                                                                     np.float64))
+                                                                                    np.float64))
     sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(
         np.float64)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or \

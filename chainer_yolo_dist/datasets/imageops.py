@@ -4,9 +4,9 @@ Conventions: ChainerCV's ``(C, H, W)`` float32 RGB in [0, 255] at the interfaces
 C-contiguous ``(H, W, C)`` float32 inside (:func:`hwc` and :func:`chw` convert; the datasets'
 images are ``(C, H, W)`` views of interleaved memory, which :func:`hwc` takes without a copy).
 Every resize picks its OpenCV interpolation explicitly, so that no output depends on whether
-ChainerCV would choose cv2 or PIL. Intermediate images go to per-thread reusable arrays (:func:`scratch`):
-measured in ``docs/loader.md``, fresh multi-megabyte arrays cost more in page faults than the
-arithmetic.
+ChainerCV would choose cv2 or PIL. Intermediate images go to per-thread reusable arrays
+(:func:`scratch`): measured in ``docs/loader.md``, fresh multi-megabyte arrays cost more in page
+faults than the arithmetic.
 """
 import math
 import threading

@@ -16,7 +16,8 @@ class PathTable(object):
 
     Args:
         blob (numpy.ndarray): uint8 ``(total_bytes,)``, the UTF-8 encoded paths one after another.
-        offsets (numpy.ndarray): int64 ``(n + 1,)``; path ``i`` is ``blob[offsets[i]:offsets[i + 1]]``.
+        offsets (numpy.ndarray): int64 ``(n + 1,)``; path ``i`` is
+            ``blob[offsets[i]:offsets[i + 1]]``.
     """
 
     def __init__(self, blob, offsets):

@@ -57,7 +57,8 @@ def shape_mask(kind, u, v):
         return (r2 <= 1.0) & (r2 >= 0.55 ** 2)
     if kind == 'diamond':
         return np.abs(u) + np.abs(v) <= 1.0
-    if kind == 'star':  # five points, one pointing up; radius runs 0.4 .. 1 between valleys and tips
+    if kind == 'star':
+        # five points, one pointing up; radius runs 0.4 .. 1 between valleys and tips
         phase = (np.arctan2(v, u) + 0.5 * np.pi) * (5.0 / (2.0 * np.pi))
         tip = 1.0 - 2.0 * np.abs(np.mod(phase + 0.5, 1.0) - 0.5)
         return np.hypot(u, v) <= 0.4 + 0.6 * tip
@@ -142,7 +143,8 @@ class Canvas(object):
         self._visible = []
 
     def try_add(self, class_id, cy, cx, h, w):
-        """Places the shape of ``class_id`` if it hides no earlier object too much; returns bool."""
+        """Places the shape of ``class_id`` if it hides no earlier object too much; returns
+        bool."""
         y0, x0, mask = rasterise(CLASS_NAMES[class_id], cy, cx, h, w, self.size)
         area = int(np.count_nonzero(mask))
         if area == 0:

@@ -81,7 +81,8 @@ class BadSampleReport(object):
     def as_dict(self):
         return {'on_bad_sample': self.on_bad_sample, 'n_checked': self.n_checked,
                 'n_kept': self.n_kept, 'n_dropped': self.n_dropped,
-                'n_boxes_dropped': self.n_boxes_dropped, 'counts': dict(sorted(self.counts.items())),
+                'n_boxes_dropped': self.n_boxes_dropped,
+                'counts': dict(sorted(self.counts.items())),
                 'problems': ['%s: %s' % fp for fp in self.problems]}
 
     def summary(self):
@@ -179,8 +180,9 @@ def installed_checks():
 def check_image(report, path, decode=True):
     """``(H, W)`` of a readable image, or ``None`` after recording why it is missing/unreadable.
 
-    After the start-up checks (:func:`~chainer_yolo_dist.datasets.image_checks.check_images_across_ranks`)
-    a file they covered is not opened again."""
+    After the start-up checks
+    (:func:`~chainer_yolo_dist.datasets.image_checks.check_images_across_ranks`) a file they
+    covered is not opened again."""
     result = _CHECKS.result(path, decode) if _CHECKS is not None else None
     if result is None:
         result = inspect_image(path, decode)

@@ -30,7 +30,8 @@ def evaluate_detection(model, dataset, comm=None, batchsize=8, use_07_metric=Tru
         model: a ChainerCV detector with ``predict`` (its ``insize`` sets the eval size).
         dataset: ``(img, bbox, label[, difficult])`` examples; only rank 0 reads it.
         comm: a ChainerMN communicator, or ``None`` for one process.
-        use_07_metric (bool): VOC2007's 11-point AP, as YOLO9000 and ChainerCV report (the papers name no metric: a reading, docs/papers.md).
+        use_07_metric (bool): VOC2007's 11-point AP, as YOLO9000 and ChainerCV report (the papers
+            name no metric: a reading, docs/papers.md).
     """
     rank0 = comm is None or comm.rank == 0
     # A barely trained network's raw outputs overflow exp() in ChainerCV's decoding; the
@@ -137,7 +138,7 @@ class DetectionEvaluator(chainer.training.Extension):
         observation = {'validation/main/map': result['map']}
         for name, ap in result['ap'].items():
             observation['validation/main/ap/%s' % name] = np.float32(np.nan if ap is None
-                                                                    else ap)
+                                                                     else ap)
         chainer.reporter.report(observation)
         self.last_result = result
         return result

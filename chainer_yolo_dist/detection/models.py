@@ -20,7 +20,7 @@ from chainercv.links.model.yolo.yolo_base import YOLOBase
 from chainercv.links.model.yolo.yolo_v2 import YOLOv2Base
 
 from chainer_yolo_dist.classification.darknet import (SMALL_BLOCKS, SMALL_WIDTHS,
-                                                     small_darknet_trunk)
+                                                      small_darknet_trunk)
 from chainer_yolo_dist.detection.losses import YOLOv2Loss, YOLOv3Loss
 
 

@@ -57,7 +57,8 @@ def output_shape(x_shape, W_shape, stride=1, pad=0, dilate=1):
 
 
 def column_bytes(x_shape, W_shape, stride=1, pad=0, dilate=1, itemsize=4):
-    """Bytes of Chainer's im2col buffer ``col (N, C, k1, k2, k3, o1, o2, o3)`` for this convolution.
+    """Bytes of Chainer's im2col buffer ``col (N, C, k1, k2, k3, o1, o2, o3)`` for this
+    convolution.
 
     ``x_shape`` ``(N, C, d1, d2, d3)``, ``W_shape`` ``(O, C, k1, k2, k3)``; ``itemsize`` of the
     input's dtype (4: float32). The backward pass builds buffers of the same size (see the module
@@ -225,7 +226,8 @@ def convolution_3d(x, W, stride=1, pad=0, dilate=1):
 
 
 class Conv3D(L.ConvolutionND):
-    """``L.ConvolutionND(3, ...)`` (same parameters, same names) computed by :func:`convolution_3d`.
+    """``L.ConvolutionND(3, ...)`` (same parameters, same names) computed by
+    :func:`convolution_3d`.
 
     Only the bias-free, ungrouped case the SlowFast trunk uses is accepted.
     """

@@ -117,7 +117,8 @@ def detect_naming(names):
             ('pyslowfast', '', 's1.pathway0_stem.conv.weight'),
             ('pytorchvideo', '', 'blocks.0.multipathway_blocks.0.conv.weight'),
             ('pytorchvideo', '', 'blocks.0.conv.weight'),
-            ('pytorchvideo', PTV_DETECTION[0], 'model.blocks.0.multipathway_blocks.0.conv.weight')):
+            ('pytorchvideo', PTV_DETECTION[0],
+             'model.blocks.0.multipathway_blocks.0.conv.weight')):
         if key in names:
             return naming, prefix
     raise ValueError('neither PySlowFast (s1.pathway0_stem.conv.weight) nor PyTorchVideo '
@@ -167,11 +168,11 @@ def convert(state, naming='auto', trunk=None):
     """``state`` ``{name: array}`` (a PyTorch state dict as NumPy) -> ``(arrays, info)``.
 
     ``arrays``: ``{our name: float32 array}``, every array of the :class:`SlowFast` trunk the
-    weights describe (``N`` = 0), or of ``trunk`` if given (a network already built, whose
-    names and shapes the weights must then fit; saves building an R50 here). ``info``: ``naming``, ``config`` (the SlowFast keyword
-    arguments), ``dropped`` (``{name: shape}`` of the classifier), ``n_params`` (scalars
-    converted, BN running statistics excluded), ``n_dropped_params``. ValueError with one line
-    on a missing, extra or mis-shaped array.
+    weights describe (``N`` = 0), or of ``trunk`` if given (a network already built, whose names
+    and shapes the weights must then fit; saves building an R50 here). ``info``: ``naming``,
+    ``config`` (the SlowFast keyword arguments), ``dropped`` (``{name: shape}`` of the classifier),
+    ``n_params`` (scalars converted, BN running statistics excluded), ``n_dropped_params``.
+    ValueError with one line on a missing, extra or mis-shaped array.
     """
     state = {k[len(DDP_PREFIX):] if k.startswith(DDP_PREFIX) else k: v
              for k, v in state.items()}

@@ -89,7 +89,8 @@ def roi_align_weights(rois, height, width, outsize, spatial_scale, sampling_rati
 
 
 def roi_align_2d(x, rois, roi_indices, outsize, spatial_scale, sampling_ratio=None):
-    """RoIAlign with ``F.roi_average_align_2d``'s semantics: ``(N, C, H, W)`` -> ``(R, C, oh, ow)``.
+    """RoIAlign with ``F.roi_average_align_2d``'s semantics: ``(N, C, H, W)`` ->
+    ``(R, C, oh, ow)``.
 
     On the CPU it is computed as ``Wy @ x @ Wx^T`` per box (exact, fast, differentiable); on a GPU
     it calls ``F.roi_average_align_2d``.
@@ -219,7 +220,8 @@ class ActionDetector(chainer.Chain):
 
 
 class DetectorLoss(chainer.Chain):
-    """Training chain ``forward(clips, rois, roi_indices, labels)`` -> scalar BCE loss, reported."""
+    """Training chain ``forward(clips, rois, roi_indices, labels)`` -> scalar BCE loss,
+    reported."""
 
     def __init__(self, detector):
         super(DetectorLoss, self).__init__()

@@ -4,17 +4,17 @@ Built from ``L.ConvolutionND`` (as :class:`.conv3d.Conv3D`), ``L.BatchNormalizat
 ``F.max_pooling_nd``. Layout (SlowFast paper Table 1; PySlowFast
 ``configs/AVA/SLOWFAST_32x2_R50_SHORT.yaml``):
 
-================  ==========================================  ======================================
-stage             Slow pathway                                Fast pathway (alpha x frames, C/beta)
-================  ==========================================  ======================================
-input             every alpha-th frame of the clip            all frames of the clip
-conv1             1x7x7, 64, stride (1,2,2)                   5x7x7, 8, stride (1,2,2)
-pool1             max 1x3x3, stride (1,2,2)                   max 1x3x3, stride (1,2,2)
-res2 (x3)         [1x1x1, 64;  1x3x3, 64;  1x1x1, 256]        [3x1x1, 8;  1x3x3, 8;  1x1x1, 32]
-res3 (x4)         [1x1x1, 128; 1x3x3, 128; 1x1x1, 512]        [3x1x1, 16; 1x3x3, 16; 1x1x1, 64]
-res4 (x6)         [3x1x1, 256; 1x3x3, 256; 1x1x1, 1024]       [3x1x1, 32; 1x3x3, 32; 1x1x1, 128]
-res5 (x3)         [3x1x1, 512; 1x3x3, 512; 1x1x1, 2048]       [3x1x1, 64; 1x3x3, 64; 1x1x1, 256]
-================  ==========================================  ======================================
+================  ======================================  ======================================
+stage             Slow pathway                            Fast pathway (alpha x frames, C/beta)
+================  ======================================  ======================================
+input             every alpha-th frame of the clip        all frames of the clip
+conv1             1x7x7, 64, stride (1,2,2)               5x7x7, 8, stride (1,2,2)
+pool1             max 1x3x3, stride (1,2,2)               max 1x3x3, stride (1,2,2)
+res2 (x3)         [1x1x1, 64;  1x3x3, 64;  1x1x1, 256]    [3x1x1, 8;  1x3x3, 8;  1x1x1, 32]
+res3 (x4)         [1x1x1, 128; 1x3x3, 128; 1x1x1, 512]    [3x1x1, 16; 1x3x3, 16; 1x1x1, 64]
+res4 (x6)         [3x1x1, 256; 1x3x3, 256; 1x1x1, 1024]   [3x1x1, 32; 1x3x3, 32; 1x1x1, 128]
+res5 (x3)         [3x1x1, 512; 1x3x3, 512; 1x1x1, 2048]   [3x1x1, 64; 1x3x3, 64; 1x1x1, 256]
+================  ======================================  ======================================
 
 The spatial stride of a stage sits on its 3x3 convolution (PySlowFast ``STRIDE_1X1: False``):
 res3 and res4 halve H and W;
@@ -38,8 +38,8 @@ without cuDNN by im2col in pieces whose column buffer stays under a limit (the F
 Conventions: the clip ``x`` is float32 ``(N, 3, T, H, W)`` (the Fast pathway's frames, T a
 multiple of alpha, H and W multiples of 32); the Slow pathway reads ``x[:, :, ::alpha]``.
 :meth:`SlowFast.forward` returns the res5 maps ``[slow (N, 32 width, T/alpha, H/16, W/16),
-fast (N, 32 width/beta_inv, T, H/16, W/16)]`` (2048 and 256 channels at R50). Batch normalisation is
-``L.BatchNormalization`` (PySlowFast ``BN.MOMENTUM 0.1`` = Chainer ``decay 0.9``, eps 1e-5).
+fast (N, 32 width/beta_inv, T, H/16, W/16)]`` (2048 and 256 channels at R50). Batch normalisation
+is ``L.BatchNormalization`` (PySlowFast ``BN.MOMENTUM 0.1`` = Chainer ``decay 0.9``, eps 1e-5).
 """
 import chainer
 import chainer.functions as F

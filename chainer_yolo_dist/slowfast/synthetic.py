@@ -123,7 +123,8 @@ def _draw_actor(rng, size, n_frames, keyframe, others, spin_speed, blink_period)
         spin = (rng.uniform() < SPIN_P) * rng.choice([-1, 1]) * spin_speed
         half = rng.uniform(*HALF_SIZE_RANGE) * size
         # The rotated shape reaches sqrt(2) half sides from its centre.
-        reach = math.sqrt(2) * half * math.exp(abs(growth) * max(keyframe, n_frames - 1 - keyframe))
+        reach = math.sqrt(2) * half * math.exp(abs(growth) * max(keyframe,
+                                                                 n_frames - 1 - keyframe))
         x_lo = reach + max(0., speed * keyframe, -speed * (n_frames - 1 - keyframe))
         x_hi = size - reach - max(0., -speed * keyframe, speed * (n_frames - 1 - keyframe))
         if x_lo >= x_hi or 2 * reach >= size:

@@ -1,11 +1,12 @@
 """AVA clip transforms as PySlowFast applies them (``datasets/ava_dataset.py``, cv2 path).
 
-Training: scale the short side to a random integer in ``[256, 320]`` (``DATA.TRAIN_JITTER_SCALES``),
-crop ``224 x 224`` at a random place (``DATA.TRAIN_CROP_SIZE``), flip horizontally with
-probability 0.5; boxes follow and are clipped to the crop. Test: the whole frame with its short
-side at 224 (``DATA.TEST_CROP_SIZE``; done by :class:`.ava.AVAClips` ``size``). Both then
-normalise ``(x / 255 - 0.45) / 0.225`` per channel (PySlowFast ``DATA.MEAN``, ``DATA.STD``
-defaults). PySlowFast's optional colour jitter is off in the AVA configs and is not provided.
+Training: scale the short side to a random integer in ``[256, 320]``
+(``DATA.TRAIN_JITTER_SCALES``), crop ``224 x 224`` at a random place (``DATA.TRAIN_CROP_SIZE``),
+flip horizontally with probability 0.5; boxes follow and are clipped to the crop. Test: the whole
+frame with its short side at 224 (``DATA.TEST_CROP_SIZE``; done by :class:`.ava.AVAClips`
+``size``). Both then normalise ``(x / 255 - 0.45) / 0.225`` per channel (PySlowFast ``DATA.MEAN``,
+``DATA.STD`` defaults). PySlowFast's optional colour jitter is off in the AVA configs and is not
+provided.
 
 Arrays: ``clip`` ``(3, T, H, W)`` in ``[0, 255]``, uint8 (AVA's frames) or float32 (synthetic
 clips), kept in its dtype by the transforms; ``bbox`` float32 ``(R, 4)``
