@@ -20,7 +20,8 @@ def check_loss(loss, iteration, parts=None):
 
     Args:
         loss (float): the scalar loss of the update about to be made.
-        iteration (int): the number of that update (1 for the first).
+        iteration (int or None): the number of that update (1 for the first); None when no
+            updater has set it (a chain called on its own): the message then says so.
         parts (dict or None): named parts of the loss, shown in the message.
     """
     if np.isfinite(loss):
@@ -28,6 +29,9 @@ def check_loss(loss, iteration, parts=None):
     detail = ''
     if parts:
         detail = '; %s' % ', '.join('%s %s' % (k, v) for k, v in parts.items())
+    if iteration is None:
+        raise NonFiniteLossError('non-finite loss %s at an iteration no updater named%s; no '
+                                 'update was made with it' % (loss, detail))
     after = ('the weights after update %d' % (iteration - 1) if iteration > 1
              else 'the initial weights')
     raise NonFiniteLossError('non-finite loss %s at iteration %d (computed on %s%s); training '

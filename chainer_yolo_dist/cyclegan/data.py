@@ -26,7 +26,6 @@ import chainer
 import numpy as np
 import PIL.Image
 from chainercv import transforms
-from chainercv.utils import read_image
 
 from chainer_yolo_dist.datasets import image_checks, synthetic
 from chainer_yolo_dist.datasets import validation as V
@@ -110,8 +109,11 @@ class ImageFolder(chainer.dataset.DatasetMixin):
     (:mod:`chainer_yolo_dist.datasets.validation`): 'error' raises one :class:`BadSampleError`
     naming the first unreadable file, 'skip' leaves such files out and lists them in
     ``report``. Files the start-up checks covered (:func:`check_images`, split across the
-    ranks and cached) are not opened again. A file found unreadable only when it is read
-    (after a header check or none, or changed since) raises BadSampleError naming it. An empty
+    ranks and cached) are not opened again. Images are read by the package's one reader
+    (:func:`~chainer_yolo_dist.datasets.validation.read_image`, as uint8), so a file found
+    unreadable only when it is read (after a header check or none, or changed since: a JPEG
+    cut short included) raises BadSampleError naming it, under either policy, and the run
+    ends (``docs/reliability.md``). An empty
     folder (after skipping) is an error. ``check_images`` is the former switch: True is
     'decode', False 'header'.
     """
@@ -145,9 +147,15 @@ class ImageFolder(chainer.dataset.DatasetMixin):
         float32 and converting it gives."""
         path = self.paths[i]
         try:
-            img = read_image(path, dtype=np.uint8, color=True)
+            # The package's one reader: a JPEG cut short (copied while being written, a disk
+            # that filled) is refused naming the file, where OpenCV alone decodes the part
+            # it has and greys the rest.
+            img = V.read_image(path, dtype=np.uint8)
+        except V.BadSampleError:
+            raise
         except Exception as e:  # the file changed since it was checked
-            raise V.BadSampleError('%s: unreadable image (%s: %s)' % (path, type(e).__name__, e))
+            raise V.BadSampleError('%s: unreadable image (%s: %s)'
+                                   % (path, type(e).__name__, e)) from e
         if _resized_shape(img.shape[1:], self.size, self.load_size) == img.shape[1:]:
             return np.ascontiguousarray(transforms.center_crop(img, (self.size, self.size)))
         # ChainerCV resizes float32 [0, 255] images (as read before): same numbers as ever.

@@ -22,7 +22,7 @@ import os
 import chainer
 import numpy as np
 
-from chainer_yolo_dist.core import atomic
+from chainer_yolo_dist.core import atomic, finite
 from chainer_yolo_dist.cyclegan import fid
 from chainer_yolo_dist.cyclegan.data import to_uint8
 
@@ -111,6 +111,19 @@ def default_extractor(path, log=print):
     return features.build_default_extractor(path)
 
 
+def check_features(features, what, iteration=None):
+    """Raises :class:`~chainer_yolo_dist.core.finite.NonFiniteError` naming ``what`` (and
+    ``iteration``, if known) if the ``(N, D)`` ``features`` hold NaN or infinity."""
+    bad = ~np.isfinite(features).all(axis=1)
+    if bad.any():
+        at = '' if iteration is None else ' after update %d' % iteration
+        cause = ' (gen_ab has diverged)' if what.startswith('gen_ab') else ''
+        raise finite.NonFiniteError(
+            'Frechet distance%s: the features of %s are not finite for %d of %d images '
+            '(first: image %d)%s; refusing to compute the distance'
+            % (at, what, int(bad.sum()), len(features), int(np.flatnonzero(bad)[0]), cause))
+
+
 class FrechetExtension(chainer.training.Extension):
     """Reports ``fid``, the Frechet distance of ``gen_ab(test_a)`` to ``test_b``, and
     ``fid/epoch``, the fractional epoch it was measured at. The log's entries fall every
@@ -166,10 +179,11 @@ class FrechetExtension(chainer.training.Extension):
             return stack_range(view, start, stop)
 
         self.share_a = my_share(test_a)
+        self._iteration = None  # of the measurement under way, for an error message
         # Rank 0 alone keeps the gathered features of B (fixed for the run).
         self.features_b = self._gathered(self._features(my_share(test_b)))
         features_a = self._gathered(self._features(self.share_a))
-        self.baseline = self._distance(features_a)
+        self.baseline = self._distance(features_a, 'the test images of A (untranslated)')
         self.plot_path, self.title = plot_path, title
         self.last = None
         self.history = []
@@ -190,11 +204,16 @@ class FrechetExtension(chainer.training.Extension):
             return None
         return np.concatenate([f for f in parts if f is not None])
 
-    def _distance(self, gathered_a):
-        """The distance of ``gathered_a`` to B's features, computed by rank 0 and held by
-        every rank."""
-        value = (fid.frechet_distance_of_features(gathered_a, self.features_b)
-                 if self.is_root else None)
+    def _distance(self, gathered_a, what='gen_ab(A)'):
+        """The distance of ``gathered_a`` (the features of ``what``) to B's features, computed
+        by rank 0 and held by every rank. Non-finite features (a diverged generator's NaN
+        fakes) raise :class:`~chainer_yolo_dist.core.finite.NonFiniteError` on one line, which
+        ends the run (``core/mpi``), instead of NumPy's ``LinAlgError`` from the covariance."""
+        value = None
+        if self.is_root:
+            check_features(gathered_a, what, self._iteration)
+            check_features(self.features_b, 'the test images of B', self._iteration)
+            value = fid.frechet_distance_of_features(gathered_a, self.features_b)
         return value if self.comm is None else self.comm.bcast_obj(value)
 
     def measure(self):
@@ -211,7 +230,12 @@ class FrechetExtension(chainer.training.Extension):
         return self.last
 
     def __call__(self, trainer):
-        value, epoch = self.measure(), float(trainer.updater.epoch_detail)
+        self._iteration = trainer.updater.iteration
+        try:
+            value = self.measure()
+        finally:
+            self._iteration = None
+        epoch = float(trainer.updater.epoch_detail)
         self.history.append((epoch, value))
         chainer.reporter.report({'fid': value, 'fid/epoch': epoch})
         if self.plot_path and self.is_root:

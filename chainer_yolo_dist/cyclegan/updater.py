@@ -18,6 +18,7 @@ import chainer
 import numpy as np
 from chainer.dataset import convert
 
+from chainer_yolo_dist.core import finite
 from chainer_yolo_dist.cyclegan import data, losses
 from chainer_yolo_dist.cyclegan.image_pool import POOL_SIZE, ImagePool
 
@@ -107,6 +108,13 @@ class CycleGANUpdater(chainer.training.StandardUpdater):
     Reports ``gen/loss``, ``gen/loss_gan``, ``gen/loss_cycle``, ``gen/loss_id``,
     ``dis_a/loss``, ``dis_b/loss`` (this rank's values). :meth:`serialize` adds both pools to
     what ``StandardUpdater`` saves.
+
+    Divergence: the generators' total loss is checked before the generators' update and the
+    discriminators' sum before theirs; a NaN or infinite one raises
+    :class:`~chainer_yolo_dist.core.finite.NonFiniteLossError` naming the update's number
+    (1 for the first) and the loss's parts, which ends the run (``core/mpi``) before that
+    update. (A discriminator loss that alone diverges is found after the generators' update
+    of the same iteration, made with their finite loss; no file is written in between.)
     """
 
     def __init__(self, iterator, optimizers, lambda_cycle=losses.LAMBDA_CYCLE,
@@ -139,6 +147,8 @@ class CycleGANUpdater(chainer.training.StandardUpdater):
         # simply cleared before their own step).
         out = losses.generator_losses(gen_ab, gen_ba, dis_a, dis_b, a, b,
                                       self.lambda_cycle, self.lambda_id)
+        self._check_finite(out['loss'], {'gen/' + k: out[k]
+                                         for k in ('loss_gan', 'loss_cycle', 'loss_id')})
         gen_ab.cleargrads()
         gen_ba.cleargrads()
         out['loss'].backward()
@@ -150,9 +160,11 @@ class CycleGANUpdater(chainer.training.StandardUpdater):
         # Discriminators, on fakes from the history (no graph into the generators).
         loss_dis_a = losses.discriminator_loss(dis_a, a, self.pool_a.query(fake_a))
         loss_dis_b = losses.discriminator_loss(dis_b, b, self.pool_b.query(fake_b))
+        loss_dis = loss_dis_a + loss_dis_b
+        self._check_finite(loss_dis, {'dis_a/loss': loss_dis_a, 'dis_b/loss': loss_dis_b})
         dis_a.cleargrads()
         dis_b.cleargrads()
-        (loss_dis_a + loss_dis_b).backward()
+        loss_dis.backward()
         opt['dis_a'].update()
         opt['dis_b'].update()
         chainer.report({'dis_a/loss': loss_dis_a, 'dis_b/loss': loss_dis_b})
@@ -160,6 +172,15 @@ class CycleGANUpdater(chainer.training.StandardUpdater):
         if self.auto_new_epoch and iterator.is_new_epoch:
             for o in opt.values():
                 o.new_epoch(auto=True)
+
+    def _check_finite(self, loss, parts):
+        """Raises :class:`~chainer_yolo_dist.core.finite.NonFiniteLossError` naming this
+        update's number and the loss's ``parts`` if the scalar ``loss`` is NaN or infinite,
+        before its backward pass and update (the parts cross to the host only then)."""
+        value = float(loss.array)
+        if not math.isfinite(value):
+            finite.check_loss(value, self.iteration + 1,
+                              {k: float(v.array) for k, v in parts.items()})
 
     def serialize(self, serializer):
         super(CycleGANUpdater, self).serialize(serializer)

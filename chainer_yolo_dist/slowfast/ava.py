@@ -364,15 +364,20 @@ class AVAClips(GetterDataset):
             self._annotations = [a for a, ok in zip(self._annotations, keep) if ok]
 
     def _read(self, path):
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
-        if img is None:
-            raise V.BadSampleError('%s: missing or unreadable frame' % path)
+        """One frame, uint8 ``(H, W, 3)`` RGB with the short side ``size``.
+
+        Read by the package's one reader
+        (:func:`~chainer_yolo_dist.datasets.validation.read_image`, as uint8): a missing or
+        unreadable frame, and a JPEG cut short (``cv2.imread`` alone decodes the part it has
+        and greys the rest), raise :class:`BadSampleError` naming the file. Linear resizing
+        treats the channels alike, so resizing RGB gives the pixels of resizing BGR."""
+        img = V.read_image(path, dtype=np.uint8).transpose(1, 2, 0)  # the decoder's HWC memory
         h, w = img.shape[:2]
         scale = float(self.size) / min(h, w)
         if scale != 1:
             img = cv2.resize(img, (int(round(w * scale)), int(round(h * scale))),
                              interpolation=cv2.INTER_LINEAR)
-        return img[:, :, ::-1]  # BGR -> RGB
+        return img
 
     def _get(self, i):
         video, _ = self.frame_keys[i]

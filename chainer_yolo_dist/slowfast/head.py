@@ -36,6 +36,8 @@ import chainer.functions as F
 import chainer.links as L
 from chainer.backends import cuda
 
+from chainer_yolo_dist.core import finite
+
 #: RoIAlign output size and feature stride at res5 (PySlowFast ``DETECTION.ROI_XFORM_RESOLUTION
 #: 7``, ``DETECTION.SPATIAL_SCALE_FACTOR 16``).
 ROI_SIZE = 7
@@ -221,16 +223,25 @@ class ActionDetector(chainer.Chain):
 
 class DetectorLoss(chainer.Chain):
     """Training chain ``forward(clips, rois, roi_indices, labels)`` -> scalar BCE loss,
-    reported."""
+    reported.
+
+    In training mode a non-finite loss raises
+    :class:`~chainer_yolo_dist.core.finite.NonFiniteLossError` naming the iteration
+    (``iteration``, set by the updater: :class:`~chainer_yolo_dist.core.updaters.
+    DataParallelUpdater`) before the backward pass, so no update, and no file, holds it."""
 
     def __init__(self, detector):
         super(DetectorLoss, self).__init__()
         with self.init_scope():
             self.detector = detector
+        self.iteration = None  # set by the updater for the error message
 
     def forward(self, clips, rois, roi_indices, labels):
         loss = multilabel_loss(self.detector(clips, rois, roi_indices), labels)
         # A host float: ChainerMN 7.8.1's ObservationAggregator moves a reported Variable with
         # a ChainerX call that fails without ChainerX.
-        chainer.reporter.report({'loss': float(loss.array)}, self)
+        value = float(loss.array)
+        if chainer.config.train:
+            finite.check_loss(value, self.iteration)
+        chainer.reporter.report({'loss': value}, self)
         return loss
