@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import check, load_script, resolve_script, run_mpi
+from conftest import check, load_script, run_mpi
 
 
 @pytest.mark.slow  # a training run per mode
@@ -26,13 +26,9 @@ def test_every_mode_trains_above_chance(tmp_path, mode, processes):
         assert metrics['parallelism']['pushes'] == 40
 
 
-def test_async_refuses_resume_and_detection(tmp_path, capsys):
-    """Refused before MPI starts: --resume by the resolution, async by train_yolo.py's
-    options (tests/test_faults.py checks how such a mistake ends a 2-rank job)."""
-    with pytest.raises(ValueError, match='--resume is not available'):
-        resolve_script('classification', ['--parallelism', 'async', '--resume',
-                                          str(tmp_path / 'x'), '--out', str(tmp_path / 'run')],
-                       world_size=3)
+def test_detection_refuses_async(tmp_path, capsys):
+    """Refused before MPI starts, by train_yolo.py's options (async resumes since issue 23:
+    tests/test_faults_parallelism.py)."""
     with pytest.raises(SystemExit) as exit:
         load_script('train_yolo').parse_args(['--parallelism', 'async', '--out',
                                               str(tmp_path / 'run2')])

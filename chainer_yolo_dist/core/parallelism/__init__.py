@@ -66,18 +66,20 @@ def setup_parallelism(mode, comm, n_servers=1, communicator_name='naive'):
     return Parallelism(mode, roles.is_server, data_comm, comm, n_servers)
 
 
-def serve(par, settings, max_staleness=None, on_update=None):
-    """Runs this server rank of ``async`` until every worker is done; returns its stats."""
+def serve(par, settings, max_staleness=None, on_update=None, state=None):
+    """Runs this server rank of ``async`` until every worker is done; returns its stats.
+    ``state``: this server's part of a snapshot to resume from
+    (:func:`.parameter_server.load_server_state`), or a callable giving it (or None)."""
     if not par.is_server:
         raise ValueError('serve is for the server ranks of the async mode')
     return ps.run_server(
         par.world, lambda link: build_optimizer(link, *settings), n_servers=par.n_servers,
-        max_staleness=max_staleness, on_update=on_update)
+        max_staleness=max_staleness, on_update=on_update, state=state)
 
 
 def build_parallel_optimizer(par, model, settings, period=DARKNET_PERIOD, average_state=False,
                              push_every=1, pull_every=1, max_staleness=None,
-                             double_buffering=False):
+                             double_buffering=False, snapshot_every=None):
     """The optimizer a training rank hands to its updater, set up on ``model``.
 
     Every parameter of ``model`` must be initialised (run one forward pass first). Rank 0's
@@ -92,12 +94,14 @@ def build_parallel_optimizer(par, model, settings, period=DARKNET_PERIOD, averag
         double_buffering: ``sync`` (ChainerMN's, GPUs only).
         push_every, pull_every, max_staleness: ``async`` (see
             :class:`.ParameterServerOptimizer`; the servers need the same ``max_staleness``).
+        snapshot_every: ``local``: the trainer snapshots after every step that is a multiple
+            of this (:func:`scheduled_snapshots`); every rank's state is gathered then.
     """
     if par.is_server:
         raise ValueError('server ranks do not train: call serve()')
     options = dict(period=period, average_state=average_state, push_every=push_every,
                    pull_every=pull_every, max_staleness=max_staleness,
-                   double_buffering=double_buffering)
+                   double_buffering=double_buffering, snapshot_every=snapshot_every)
     return globals()[get_mode(par.mode).builder](par, model, settings, options)
 
 
@@ -112,7 +116,8 @@ def build_local(par, model, settings, options):
     """:class:`.LocalSGDOptimizer` (``period``, ``average_state``)."""
     actual = chainer.optimizers.MomentumSGD(lr=settings.lr, momentum=settings.momentum)
     return _regularized(LocalSGDOptimizer(actual, par.data_comm, period=options['period'],
-                                          average_state=options['average_state']
+                                          average_state=options['average_state'],
+                                          snapshot_every=options['snapshot_every']
                                           ).setup(model), settings)
 
 
@@ -164,7 +169,33 @@ def run_optimizer(par, settings, target, init=None):
         par, target, optimizer_settings(settings), period=settings.average_every,
         average_state=settings.average_optimizer_state, push_every=settings.push_every,
         pull_every=settings.pull_every, max_staleness=settings.max_staleness,
-        double_buffering=settings.double_buffering)
+        double_buffering=settings.double_buffering,
+        snapshot_every=scheduled_snapshots(settings))
+
+
+def scheduled_snapshots(settings):
+    """Iterations between the run's scheduled snapshots, as ``core/snapshots.add_snapshots``
+    schedules them (``--snapshot-interval``, else the stop trigger), when counted in
+    iterations; None when counted in epochs (a snapshot at the end of an epoch-long run).
+
+    ``local`` gathers every rank's state to rank 0 after those steps; a snapshot at another
+    step (asked by wall time or a stop signal) is exact only where :func:`prepare_snapshot`
+    runs at the snapshot trigger."""
+    period, unit = ((settings.snapshot_interval, 'iteration') if settings.snapshot_interval
+                    else settings.stop_trigger)
+    return int(period) if unit == 'iteration' else None
+
+
+def prepare_snapshot(optimizer):
+    """What a training rank does at the snapshot trigger, before rank 0 writes the snapshot
+    (a collective over the training ranks for ``local``: every rank's weights and momentum
+    gathered to rank 0; nothing for the other modes, whose snapshot holds every rank's state
+    already). Called by ``local``'s optimizer itself after the scheduled snapshot steps
+    (:func:`scheduled_snapshots`); an extension at the snapshot trigger that calls it makes
+    every snapshot exact, those asked by wall time or a stop signal too."""
+    prepare = getattr(type(optimizer), 'prepare_snapshot', None)
+    if prepare is not None:
+        prepare(optimizer)
 
 
 def serve_run(par, settings, log=print):
@@ -191,9 +222,43 @@ def serve_run(par, settings, log=print):
         optimizer.lr = schedule(version * examples / preset.n_train)
 
     stats = serve(par, optimizer_settings(settings, preset), settings.max_staleness,
-                  on_update).as_dict()
+                  on_update, lambda: _server_resume_state(par, settings, log)).as_dict()
     write_json(os.path.join(settings.out, 'parallelism_server%d.json' % par.world.rank), stats)
     return None
+
+
+def _server_resume_state(par, settings, log):
+    """This server's part of the snapshot ``--resume`` means, or None (no ``--resume``, or
+    ``auto`` with nothing to resume). The snapshot is found and its run identity checked as
+    the workers' ``core.snapshots.resume`` does, after the set-up collective (where the
+    workers check theirs), so that a snapshot the workers refuse is refused here too, with
+    the same kind of error, and no rank waits for ranks that have stopped."""
+    if not settings.resume:
+        return None
+    import json
+    import numpy as np
+    from chainer_yolo_dist.core import snapshots
+    from chainer_yolo_dist.core.mpi import SetupError
+    try:
+        path = snapshots.find_snapshot(settings.resume, settings.out)
+        if path is None:
+            return None
+        with np.load(path) as npz:
+            key = 'extensions/%s/identity' % snapshots.RunIdentity.name
+            stored = json.loads(str(npz[key])) if key in npz.files else {}
+        different = ['%s %s (now %s)' % (k, stored.get(k, 'not recorded'), v)
+                     for k, v in sorted(snapshots.run_identity(settings).items())
+                     if stored.get(k) != v]
+        if different:
+            raise ValueError('the snapshot was written by a run with other settings: %s'
+                             % '; '.join(different))
+        state = ps.load_server_state(path, par.world.rank)
+    except (ValueError, OSError) as e:
+        raise SetupError('%s: parameter server %d cannot resume from it: %s'
+                         % (settings.resume, par.world.rank, e)) from e
+    if par.world.rank == 0:
+        log('parameter servers resume from %s at version %d' % (path, int(state['version'])))
+    return state
 
 
 def finish(optimizer, comm=None):

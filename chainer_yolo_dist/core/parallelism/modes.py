@@ -74,8 +74,8 @@ MODES = {m.name: m for m in (
          run_options=('virtual_ranks', 'double_buffering', 'resume'), nccl_gradients=True,
          builder='build_sync'),
     Mode('async', 'parameter servers (the package\'s reading of paper 003: Downpour)',
-         options=('n_servers', 'push_every', 'pull_every', 'max_staleness'), serves=True,
-         builder='build_async'),
+         options=('n_servers', 'push_every', 'pull_every', 'max_staleness'),
+         run_options=('resume',), serves=True, builder='build_async'),
     Mode('local', 'weights averaged every --average-every steps (Darknet)',
          options=('average_every', 'average_optimizer_state'), run_options=('resume',),
          builder='build_local'),
@@ -130,4 +130,5 @@ def _owners(dest):
     return ' or '.join(m.name for m in MODES.values() if dest in m.options)
 
 
-_WHY = {('async', 'resume'): ': the servers\' state is not in the snapshots'}
+#: Why a mode refuses a run option, said after the refusal: (mode, dest) -> text.
+_WHY = {}

@@ -39,6 +39,23 @@ uncaught exception calls ``MPI_Abort`` (ChainerMN's ``global_except_hook``, see
 :func:`chainer_yolo_dist.core.mpi.abort_on_exception`) and MPICH's ``mpiexec`` kills every
 rank when one exits without finalising MPI, so no server or worker waits forever.
 
+Snapshots and resume: the servers run no trainer. When the worker that writes the trainer
+snapshot serialises its optimizer (:meth:`ParameterServerOptimizer.serialize`), it asks every
+server for its state (message ``SNAPSHOT``): the shard's parameters, the server optimizer's
+state (momentum, its ``t``), the version, the statistics; the servers answer between two
+messages, so each state is that of one moment, and it goes into the same snapshot file with
+the worker's clock, versions and step counter. A resumed server reads its part of that file
+before it serves (:func:`load_server_state`, by ``serve_run``), and every clock restarts at
+the snapshot's. With ``max_staleness = 0`` the moment is exact: the writing worker has its
+acknowledgement of the round, so every server has applied that round and no later one (a later
+one needs this worker's next push, which follows the ``SNAPSHOT`` request in MPI's order), and
+every worker holds the same parameters and clock: a resumed run ends with the bits of an
+uninterrupted one, as long as the snapshot falls on a push (always with ``push_every = 1``; a
+partial sum of ``push_every > 1`` steps is each worker's own and is dropped). Without a bound
+(or with ``S >= 1``) the snapshot holds the servers as they were when asked and every worker
+resumes with the writing worker's parameters: resumable, not exact, as the run itself is not
+reproducible.
+
 Batch-normalisation statistics (persistents) are not served: each worker keeps its own, as
 Downpour's replicas do; a recipe averages them over the workers' communicator before
 evaluating (:func:`.persistents.mean_persistents`).
@@ -58,7 +75,10 @@ vector goes back to the GPU in one copy (:class:`.flat.PackedTransfer`).
 The servers hold their shards and run their optimizer in host memory (NumPy).
 """
 import collections
+import json
 import time
+import zipfile
+import zlib
 
 import chainer
 import numpy as np
@@ -68,9 +88,11 @@ from chainer_yolo_dist.core.parallelism.flat import (FlatLayout, PackedTransfer,
                                                      shard_bounds, unpack_params)
 
 # Message kinds and tags. A request header is int64 [kind, clock, version, want_params];
-# a reply header is int64 [version, has_params].
-PUSH, PULL, DONE = 0, 1, 2
-TAG_REQUEST, TAG_GRAD, TAG_REPLY, TAG_PARAMS = 101, 102, 103, 104
+# a reply header is int64 [version, has_params]; a server's state (SNAPSHOT) is a pickled dict.
+PUSH, PULL, DONE, SNAPSHOT = 0, 1, 2, 3
+TAG_REQUEST, TAG_GRAD, TAG_REPLY, TAG_PARAMS, TAG_STATE = 101, 102, 103, 104, 105
+#: Where a snapshot keeps the servers' state, under the writing worker's optimizer.
+SNAPSHOT_GROUP = 'parameter_servers'
 
 
 Roles = collections.namedtuple('Roles', 'is_server server_ranks worker_ranks local_comm')
@@ -161,8 +183,65 @@ class ServerStats(object):
                 'bytes_received': int(self.bytes_received), 'bytes_sent': int(self.bytes_sent),
                 'idle_s': float(self.idle_s), 'max_clock_gap': int(self.max_clock_gap)}
 
+    def load_dict(self, record):
+        """Takes back the counts of :meth:`as_dict` (a resumed server's, from a snapshot)."""
+        self.updates = int(record['updates'])
+        self.staleness = collections.Counter({int(k): v for k, v in record['staleness'].items()})
+        self.pushes = collections.Counter({int(k): v for k, v in record['pushes'].items()})
+        for key in ('bytes_received', 'bytes_sent', 'max_clock_gap'):
+            setattr(self, key, int(record[key]))
+        self.idle_s = float(record['idle_s'])
 
-def run_server(comm, optimizer, n_servers=1, max_staleness=None, hooks=(), on_update=None):
+
+def _server_state(shard, optimizer, lo, hi, version, stats):
+    """What a snapshot keeps of one server: a flat dict of host arrays."""
+    serializer = chainer.serializers.DictionarySerializer()
+    optimizer.serialize(serializer)
+    state = {'optimizer/' + key: np.array(value) for key, value in serializer.target.items()}
+    state.update(bounds=np.array([lo, hi], np.int64), params=shard.flat.copy(),
+                 version=np.array(version, np.int64),
+                 stats=np.array(json.dumps(stats.as_dict(), sort_keys=True)))
+    return state
+
+
+def load_server_state(path, rank):
+    """Server ``rank``'s state in the snapshot ``path`` (a dict for :func:`run_server`'s
+    ``state``). ValueError, in words, when the snapshot holds none (written before issue 23,
+    or by another mode) or cannot be read."""
+    suffix = '/%s/server%d/params' % (SNAPSHOT_GROUP, rank)
+    try:
+        with np.load(path) as npz:
+            found = [key for key in npz.files if key.endswith(suffix)]
+            if len(found) != 1:
+                raise ValueError('%s holds no state of parameter server %d (a snapshot of '
+                                 'another mode, or written before the servers\' state was '
+                                 'kept)' % (path, rank))
+            prefix = found[0][:-len('params')]
+            state = {key[len(prefix):]: npz[key] for key in npz.files
+                     if key.startswith(prefix)}
+            clock = npz[prefix[:-len('server%d/' % rank)] + 'clock']
+    except (OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise ValueError('%s: cannot read parameter server %d\'s state: %s' % (path, rank, e))
+    state['clock'] = clock
+    return state
+
+
+def _restore_server(state, shard, optimizer, lo, hi, stats):
+    """Puts a snapshot's :func:`_server_state` back; returns ``(version, clock)``."""
+    if tuple(int(b) for b in state['bounds']) != (lo, hi):
+        raise ValueError('the snapshot\'s shard is [%d, %d) of the parameters, this server\'s '
+                         '[%d, %d): another model or number of servers'
+                         % (tuple(int(b) for b in state['bounds']) + (lo, hi)))
+    shard.flat[...] = state['params']  # in place: the parameters are views of it
+    optimizer.serialize(chainer.serializers.NpzDeserializer(
+        {key[len('optimizer/'):]: value for key, value in state.items()
+         if key.startswith('optimizer/')}))
+    stats.load_dict(json.loads(str(state['stats'])))
+    return int(state['version']), int(state['clock'])
+
+
+def run_server(comm, optimizer, n_servers=1, max_staleness=None, hooks=(), on_update=None,
+               state=None):
     """Serves shard ``rank`` until every worker is done (call on ranks ``< n_servers``).
 
     Args:
@@ -174,6 +253,9 @@ def run_server(comm, optimizer, n_servers=1, max_staleness=None, hooks=(), on_up
             :class:`ParameterServerOptimizer` (the same on every rank).
         on_update: optional ``f(optimizer, version)`` called before each update (learning-rate
             schedules in server versions).
+        state: this server's state in a snapshot (:func:`load_server_state`), to resume
+            from: parameters, optimizer state, version, statistics, the workers' clock; or a
+            callable giving it (or None), called after the set-up collective.
 
     Returns:
         :class:`ServerStats`. The final parameters have been broadcast to every rank.
@@ -202,9 +284,13 @@ def run_server(comm, optimizer, n_servers=1, max_staleness=None, hooks=(), on_up
         optimizer = optimizer(shard)
 
     stats = ServerStats(rank)
-    version = 0
+    version, start_clock = 0, 0
+    if callable(state):
+        state = state()
+    if state is not None:
+        version, start_clock = _restore_server(state, shard, optimizer, lo, hi, stats)
     active = set(workers)
-    clock = dict.fromkeys(workers, 0)
+    clock = dict.fromkeys(workers, start_clock)
     round_grads = {}  # max_staleness == 0: this round's gradients, by worker
     held = []  # acknowledgements waiting for the bound: (worker, clock, want_params)
     sends = []  # (request, buffer) of replies in flight
@@ -276,6 +362,10 @@ def run_server(comm, optimizer, n_servers=1, max_staleness=None, hooks=(), on_up
             reply(worker, True)
         elif kind == DONE:
             active.discard(worker)
+        elif kind == SNAPSHOT:
+            # between two messages: the state of one moment (see the module docstring)
+            mpi.send(_server_state(shard, optimizer, lo, hi, version, stats), dest=worker,
+                     tag=TAG_STATE)
         else:
             raise RuntimeError('unknown message kind %d from rank %d' % (kind, worker))
         if max_staleness == 0 and round_grads and active <= set(round_grads):
@@ -378,6 +468,7 @@ class ParameterServerOptimizer(object):
         self._send_requests = []  # (request, buffer)
         self._pull = None  # requests of the pull in flight: [(server, head, req_h, req_p)]
         self._ack = None  # bounded mode: acknowledgements of the last push
+        self._done = False  # finalize has told the servers: they answer no more
         return self
 
     def _shard(self, array, s):
@@ -501,6 +592,7 @@ class ParameterServerOptimizer(object):
         for s in range(self.n_servers):
             self.mpi.Send(done, dest=s, tag=TAG_REQUEST)
             self.stats['bytes_sent'] += done.nbytes
+        self._done = True
         final = _share_final(self.mpi, self.layout, self.n_servers)
         unpack_params(self.target, final, transfer=self._param_transfer)
         self.stats['bytes_final'] = final.nbytes  # the closing broadcast, counted apart
@@ -510,9 +602,56 @@ class ParameterServerOptimizer(object):
     def new_epoch(self, auto=False):
         self.epoch += 1
 
+    #: Counts of ``stats`` a snapshot keeps (the same on every worker: functions of the step);
+    #: ``wait_s`` is this process's.
+    COUNTS = ('steps', 'pushes', 'pulls', 'bytes_sent', 'bytes_received')
+
     def serialize(self, serializer):
+        """``t``, ``epoch``, then under ``parameter_servers/``: this worker's clock, versions
+        and counts and, when writing, every server's state, asked for now
+        (``server<s>/...``: see the module docstring). Loading restores the worker's part;
+        each server reads its own part itself (:func:`load_server_state`)."""
         self.t = serializer('t', self.t)
         self.epoch = serializer('epoch', self.epoch)
+        own = serializer[SNAPSHOT_GROUP]
+        if isinstance(serializer, chainer.serializer.Serializer):
+            own('n_servers', self.n_servers)
+            own('clock', self._clock)
+            own('versions', np.array(self._versions, np.int64))
+            for key in self.COUNTS:
+                own(key, self.stats[key])
+            for s, state in enumerate(self._server_states()):
+                for key, value in sorted(state.items()):
+                    own['server%d' % s](key, value)
+            return
+        try:
+            n_servers = int(own('n_servers', 0))
+            clock = int(own('clock', 0))
+            versions = [int(v) for v in own('versions', None)]
+            counts = {key: int(own(key, 0)) for key in self.COUNTS}
+        except KeyError:
+            raise ValueError('the snapshot holds no parameter-server state (written before '
+                             'issue 23 or by another mode): --parallelism async cannot resume '
+                             'from it') from None
+        if n_servers != self.n_servers:
+            raise ValueError('the snapshot was written with %d parameter server(s), this run '
+                             'has %d' % (n_servers, self.n_servers))
+        if self._n_accum or self._pull is not None or self._clock:
+            raise RuntimeError('load a snapshot before the first step, not during a run')
+        self._clock, self._versions = clock, versions
+        self.stats.update(counts)
+
+    def _server_states(self):
+        """Every server's state, asked for now (a snapshot: see the module docstring)."""
+        if self._done:
+            raise RuntimeError('the parameter servers have ended (finalize): a snapshot after '
+                               'the last step cannot hold their state')
+        request = np.array([SNAPSHOT, self._clock, 0, 0], np.int64)
+        states = []
+        for s in range(self.n_servers):
+            self.mpi.Send(request, dest=s, tag=TAG_REQUEST)
+            states.append(self.mpi.recv(source=s, tag=TAG_STATE))
+        return states
 
 
 def gather_stats(comm, stats):

@@ -23,8 +23,19 @@ thread, which costs a core).
 On GPUs each step copies the packed gradients to the host once and the previous step's mean
 back once (:class:`.flat.PackedTransfer`); the two host vectors are
 page-locked and kept for the whole run.
+
+Snapshots and resume: every rank applies the same mean gradient to the same weights, so the
+weights and the wrapped optimizer's state are the same on every rank, and rank 0's snapshot
+holds them; what a snapshot adds (:meth:`StaleSyncOptimizer.serialize`) is the step counter
+and the reduction in flight: rank 0 completes it (its sum is the same on every rank; the
+others complete theirs at their next step, as always) and writes the sum, which every resumed
+rank applies at its next step as it would have. Any snapshot, scheduled or not, resumes
+exactly (tests/test_faults_parallelism.py).
 """
 import time
+
+import chainer
+import numpy as np
 
 from chainer_yolo_dist.core.parallelism.flat import (FlatLayout, PackedTransfer, bcast_params,
                                                      host_buffer, mpi_comm_of, pack_grads,
@@ -80,14 +91,19 @@ class StaleSyncOptimizer(object):
 
     def _wait(self):
         """Completes the reduction in flight; returns its buffer (the sum) or None."""
+        self._complete()
+        buf = self._pending
+        self.__dict__['_pending'] = None
+        return buf
+
+    def _complete(self):
+        """Waits for the reduction in flight, if any; its sum stays pending, to be applied."""
         if self._request is None:
-            return None
+            return
         start = time.perf_counter()
         self._request.Wait()
         self.stats['wait_s'] += time.perf_counter() - start
-        buf = self._pending
-        self.__dict__.update(_request=None, _pending=None)
-        return buf
+        self.__dict__['_request'] = None
 
     def _apply(self, summed):
         target = self.actual_optimizer.target
@@ -99,6 +115,43 @@ class StaleSyncOptimizer(object):
         self.stats['updates'] += 1
         # every applied gradient is one update old (the histogram, as the parameter server's)
         self.stats['staleness'] = {1: self.stats['updates']}
+
+    def serialize(self, serializer):
+        """The wrapped optimizer's state, then under ``stale_sync/``: the step counter, the
+        counts of ``stats`` and ``in_flight``, the summed gradient of the last step, not yet
+        applied (empty when none). Writing completes this rank's reduction in flight (on rank
+        0, which writes the snapshot: no collective); the others complete theirs at their next
+        step."""
+        self.actual_optimizer.serialize(serializer)
+        own = serializer['stale_sync']
+        counts = ('steps', 'updates', 'bytes_reduced')
+        if isinstance(serializer, chainer.serializer.Serializer):
+            self._complete()
+            for key in counts:
+                own(key, self.stats[key])
+            own('in_flight', self._pending if self._pending is not None
+                else np.zeros(0, self._buffers[0].dtype))
+            return
+        try:
+            values = {key: int(own(key, 0)) for key in counts}
+            in_flight = np.asarray(own('in_flight', None))
+        except KeyError:
+            raise ValueError('the snapshot holds no stale-synchronous state (written before '
+                             'issue 23 or by another mode): --parallelism stale cannot resume '
+                             'from it exactly') from None
+        if self._request is not None:
+            raise RuntimeError('load a snapshot before the first step, not during a run')
+        self.stats.update(values)
+        self.stats['staleness'] = {1: values['updates']} if values['updates'] else {}
+        pending = None
+        if in_flight.size:
+            # the buffer the step that started it filled; the next step fills the other
+            pending = self._buffers[(values['steps'] - 1) % 2]
+            if in_flight.shape != pending.shape:
+                raise ValueError('the snapshot\'s gradient in flight has %d elements, this '
+                                 'model %d' % (in_flight.size, pending.size))
+            pending[...] = in_flight
+        self.__dict__['_pending'] = pending
 
     def finalize(self):
         """Applies the last step's reduced gradient (a collective wait). Returns stats."""
