@@ -73,6 +73,11 @@ def inspect_classifier_file(path):
     import numpy as np
     from chainer_yolo_dist.classification.cnn11 import CNN11_WIDTHS
     from chainer_yolo_dist.classification.darknet import BASE_WIDTH, SMALL_WIDTHS
+    from chainer_yolo_dist.core.snapshots import npz_problem
+    problem = npz_problem(path)  # a file cut short: one line, not zipfile's traceback
+    if problem:
+        raise ValueError('%s: cannot read a classifier snapshot (npz) from it: %s'
+                         % (path, problem))
     try:
         npz = np.load(path)
     except (OSError, ValueError, EOFError) as e:
@@ -100,16 +105,27 @@ def inspect_classifier_file(path):
                                     'or 11 convolutions)' % prefix)
         if prefix + 'head/b' not in names:
             raise _not_a_classifier(path, 'no classifier head "%shead/b"' % prefix)
-        n_class = npz[prefix + 'head/b'].shape[0]
-        width = npz[prefix + _FIRST_CONV].shape[0]
+        n_class = _array(npz, path, prefix + 'head/b').shape[0]
+        width = _array(npz, path, prefix + _FIRST_CONV).shape[0]
         head = None
         if kind == 'cnn11':
-            head = 'conv' if npz[prefix + 'head/W'].ndim == 4 else 'linear'
+            head = 'conv' if _array(npz, path, prefix + 'head/W').ndim == 4 else 'linear'
             if (prefix + 'trunk/10/conv/W' in names) != (head == 'linear'):
                 raise _not_a_classifier(path, 'a CNN11 trunk of %d layers with a %s head'
                                         % (11 if head == 'conv' else 10, head))
     base = {'darknet_small': SMALL_WIDTHS[0], 'cnn11': CNN11_WIDTHS[0]}.get(kind, BASE_WIDTH)
     return ClassifierFile(path, prefix, kind, int(n_class), width / base, head)
+
+
+def _array(npz, path, key):
+    """``npz[key]``; ValueError naming ``path`` when its data are damaged."""
+    import zipfile
+    import zlib
+    try:
+        return npz[key]
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+        raise ValueError('%s: cannot read a classifier snapshot (npz) from it: corrupt array '
+                         '%s (%s: %s)' % (path, key, type(e).__name__, e)) from e
 
 
 def load_classifier(path, classifier=None):

@@ -68,20 +68,48 @@ class RankState(object):
 
 
 class LossTrace(chainer.training.Extension):
-    """Keeps the rank-averaged cycle loss of every update (for metrics.json)."""
+    """The rank-averaged cycle loss of the updates, for ``metrics.json``: the mean of the run's
+    first and of its last ``window`` updates (``window``: ``keep``, or half the updates of a
+    shorter run). Only the first and the last ``keep`` values and the count are kept, and
+    they are in the snapshots: a resumed run reports the values of the whole run, as if
+    uninterrupted."""
 
     trigger = 1, 'iteration'
     priority = chainer.training.PRIORITY_READER
     name = 'loss_trace'
 
-    def __init__(self):
-        self.values = []
+    def __init__(self, keep=10):
+        self.keep = int(keep)
+        self.head, self.tail, self.count = [], [], 0
 
     def __call__(self, trainer):
         value = trainer.observation.get('gen/loss_cycle')
         if value is not None:
-            self.values.append(float(chainer.backend.CpuDevice().send(
-                getattr(value, 'array', value))))
+            value = float(chainer.backend.CpuDevice().send(getattr(value, 'array', value)))
+            if len(self.head) < self.keep:
+                self.head.append(value)
+            self.tail = (self.tail + [value])[-self.keep:]
+            self.count += 1
+
+    def window(self):
+        return max(1, min(self.keep, self.count // 2))
+
+    def first(self):
+        """Mean of the run's first ``window()`` values; None before any update."""
+        return float(np.mean(self.head[:self.window()])) if self.count else None
+
+    def last(self):
+        """Mean of the run's last ``window()`` values; None before any update."""
+        return float(np.mean(self.tail[-self.window():])) if self.count else None
+
+    def serialize(self, serializer):
+        saving = isinstance(serializer, chainer.serializer.Serializer)
+        head = serializer('head', np.asarray(self.head, np.float64) if saving else None)
+        tail = serializer('tail', np.asarray(self.tail, np.float64) if saving else None)
+        count = serializer('count', self.count)
+        if not saving:
+            self.head, self.tail = [float(v) for v in head], [float(v) for v in tail]
+            self.count = int(count)
 
 
 def networks_in_sync(nets, comm):

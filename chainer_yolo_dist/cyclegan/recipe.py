@@ -13,7 +13,6 @@ its own beside rank 0's snapshot (:func:`~chainer_yolo_dist.core.snapshots.add_r
 import os
 
 import chainer
-import numpy as np
 from chainer.training import extensions
 
 from chainer_yolo_dist.core import iterators, optimizers, reporting, run
@@ -90,7 +89,7 @@ def train(settings, comm, dataset, log=print):
                                 schedule=MultiOptimizerSchedule(settings.preset.schedule(),
                                                                 factors, attr='alpha'))
     add_rank_snapshots(trainer, settings, comm, RankState(updater))
-    trace = LossTrace()
+    trace = LossTrace(settings.log_interval)  # in the snapshots: the whole run's, resumed
     trainer.extend(trace)
 
     frechet = _frechet_extension(trainer, settings, comm, dataset, nets, log)  # collective
@@ -119,14 +118,11 @@ def train(settings, comm, dataset, log=print):
         last = frechet.last if frechet.last is not None else frechet.measure()
         out = None
         if comm.rank == 0:
-            window = max(1, min(settings.log_interval, len(trace.values) // 2))
-            values = trace.values
             out = {
                 'fid': last, 'fid_baseline': frechet.baseline,
                 'fid_history': [list(p) for p in frechet.history],
                 'fid_extractor': _extractor_name(settings),
-                'cycle_loss_first': float(np.mean(values[:window])) if values else None,
-                'cycle_loss_last': float(np.mean(values[-window:])) if values else None,
+                'cycle_loss_first': trace.first(), 'cycle_loss_last': trace.last(),
                 'draws_per_epoch': draws, 'insize': preset.insize, 'networks_in_sync': in_sync}
         return comm.bcast_obj(out)
     return run.finish_run(trainer, settings, comm, nets, final, log=log)

@@ -293,6 +293,7 @@ def check_pretrained(path, model):
         if model not in paper_models:
             raise ValueError('%s: Darknet weights load into the paper models (--model %s), '
                              'not %s' % (path, ' or --model '.join(paper_models), model))
+        _check_darknet_length(path, model)
         return None
     info = inspect_classifier_file(path)
     paper_pairs = ('a Darknet-19 classifier transfers into YOLOv2 (--model yolov2), a '
@@ -309,6 +310,44 @@ def check_pretrained(path, model):
         raise ValueError('%s holds a %s; %s takes the paper width: train the classifier with '
                          '--channels-scale 1' % (path, info.description, model))
     return info
+
+
+def darknet_trunk_values(model):
+    """float32 values of the Darknet trunk that ``model`` ('yolov2' or 'yolov3') starts from
+    (Darknet-19's 18 convolutions, Darknet-53's 52; each BN-convolution stores beta, gamma,
+    mean and variance, then its weights), counted from the layouts of ``darknet.py``."""
+    from chainer_yolo_dist.classification.darknet import BASE_WIDTH, DARKNET19_CONVS
+    convs = []  # (out, in, ksize)
+    if model == 'yolov2':
+        in_ch = 3
+        for k, n_conv in enumerate(DARKNET19_CONVS):
+            for i in range(n_conv):
+                out_ch, ksize = ((BASE_WIDTH << k, 3) if i % 2 == 0
+                                 else (BASE_WIDTH << (k - 1), 1))
+                convs.append((out_ch, in_ch, ksize))
+                in_ch = out_ch
+    else:
+        convs.append((BASE_WIDTH, 3, 3))
+        for k, n_block in enumerate(DARKNET53_BLOCKS):
+            narrow, wide = BASE_WIDTH << k, BASE_WIDTH << (k + 1)
+            convs.append((wide, narrow, 3))
+            convs += [(narrow, wide, 1), (wide, narrow, 3)] * n_block
+    return sum(4 * out_ch + out_ch * in_ch * ksize * ksize for out_ch, in_ch, ksize in convs)
+
+
+def _check_darknet_length(path, model):
+    """ValueError naming ``path`` when the Darknet file ends before ``model``'s trunk does
+    (a cut download or copy): refused before any data is read, not when it is loaded."""
+    import os
+    from chainer_yolo_dist.detection.darknet_weights import _read_header
+    _, header_bytes = _read_header(path)
+    have = (os.path.getsize(path) - header_bytes) // 4
+    need = darknet_trunk_values(model)
+    if have < need:
+        raise ValueError('%s: truncated Darknet weights: %d float32 values after the header, '
+                         'the %s trunk needs %d (%d bytes short)'
+                         % (path, have, 'Darknet-19' if model == 'yolov2' else 'Darknet-53',
+                            need, 4 * (need - have)))
 
 
 def load_pretrained(path, detector):

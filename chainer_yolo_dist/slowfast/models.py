@@ -80,6 +80,10 @@ def trunk_prefix(path):
     """The prefix of the trunk's arrays in ``path``: a trunk-only ``.npz`` (``slow/...``), a
     ``model.npz`` of this package (``trunk/...``) or a trainer snapshot; ValueError naming the
     file otherwise."""
+    from chainer_yolo_dist.core.snapshots import npz_problem
+    problem = npz_problem(path)  # a file cut short: one line, not zipfile's traceback
+    if problem:
+        raise ValueError('%s: not a readable .npz file: %s' % (path, problem))
     try:
         with np.load(path) as f:
             keys = f.files
