@@ -44,8 +44,8 @@ def test_async_counts_only_the_workers_and_needs_one():
      '--average-every is an option of --parallelism local, not sync'),
     (['--parallelism', 'stale', '--virtual-ranks', '2'],
      '--virtual-ranks is not available with --parallelism stale'),
-    (['--parallelism', 'async', '--resume', 'x'],
-     '--resume is not available with --parallelism async: the servers'),
+    (['--parallelism', 'stale', '--double-buffering'],
+     '--double-buffering is not available with --parallelism stale'),
 ])
 def test_an_option_of_another_mode_is_refused_by_its_name(argv, message):
     with pytest.raises(ValueError, match=message):
@@ -70,3 +70,12 @@ def test_a_gpu_node_gets_pure_nccl_loader_workers_and_the_fp16_departures():
     assert any('cudnn_fast_bn has no effect' in d for d in plan.departures)
     cpu = resolve_script('detection', ['--preset', 'yolov3_voc_2019', '--from-scratch'], 4)
     assert cpu.settings.loaderjob == 2 and cpu.settings.allreduce_grad_dtype is None
+
+
+def test_a_resume_that_names_nothing_resumable_is_one_line_before_mpi(tmp_path):
+    with pytest.raises(ValueError, match='--resume auto needs --out'):
+        resolve_script('detection', ['--resume', 'auto'])
+    with pytest.raises(ValueError, match='no such file or folder'):
+        resolve_script('detection', ['--resume', str(tmp_path / 'nope')])
+    fresh = resolve_script('detection', ['--resume', 'auto', '--out', str(tmp_path / 'run')])
+    assert fresh.settings.resume == 'auto'  # nothing to resume yet: a fresh start

@@ -16,7 +16,7 @@ from chainer_yolo_dist.classification.model_files import (inspect_classifier_fil
 from chainer_yolo_dist.classification.models import CLASSIFIERS, build_classifier
 from chainer_yolo_dist.classification.settings import ClassificationData, ClassificationSettings
 from chainer_yolo_dist.classification.transforms import CenterCrop, DarknetAugmentation
-from chainer_yolo_dist.core import iterators, parallelism, reporting, run
+from chainer_yolo_dist.core import iterators, parallelism, preemption, reporting, run
 from chainer_yolo_dist.core.snapshots import record_config, resume
 from chainer_yolo_dist.core.updaters import DataParallelUpdater
 
@@ -57,6 +57,8 @@ def train(settings, comm, dataset, log=print):
     parameter server of ``--parallelism async``)."""
     par = parallelism.for_run(settings, comm)
     if par.is_server:
+        # A stop signal is the workers' to act on: they snapshot, then end the whole job.
+        preemption.SignalFlag(settings.stop_signals)
         return parallelism.serve_run(par, settings, log)
     comm = par.data_comm  # the ranks that train
     preset = settings.preset

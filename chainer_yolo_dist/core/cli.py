@@ -29,6 +29,15 @@ def add_study_options(parser, name, script):
     parser.add_argument('train_args', nargs='*', help='after --: more %s options' % script)
 
 
+def _signals(text):
+    """argparse type of ``--stop-signals``: names, as a tuple (core/preemption.py)."""
+    from chainer_yolo_dist.core.preemption import parse_signals
+    try:
+        return parse_signals(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).replace('--stop-signals: ', ''))
+
+
 def positive_int_list(text):
     """argparse type of options such as ``--workers 1,2,4``: comma-separated positive ints."""
     try:
@@ -141,8 +150,10 @@ def add_run_options(group, out, eval_interval, eval_batchsize, loaderjob=2):
                        'shuffle, the augmentation (and the multi-scale sizes)')
     group.add_argument('--out', help='run directory (default: a new %s/<preset>-<time> '
                        'folder)' % out)
-    group.add_argument('--resume', help='trainer snapshot to continue from (same number of '
-                       'ranks, batch and schedule)')
+    group.add_argument('--resume', help='continue a run (same number of ranks, batch, '
+                       'schedule and parallelism): a snapshot file, a run folder (its newest '
+                       'complete snapshot), or auto (the newest in --out, else a fresh start: '
+                       'the same job script for every resubmission)')
     group.add_argument('--overwrite', action='store_true',
                        help='clear --out first if it holds another run\'s files')
     group.add_argument('--debug', action='store_true',
@@ -173,6 +184,17 @@ def add_run_options(group, out, eval_interval, eval_batchsize, loaderjob=2):
                        help='iterations per log entry')
     group.add_argument('--snapshot-interval', type=int, default=0,
                        help='iterations between snapshots (0: at the end only)')
+    group.add_argument('--snapshot-minutes', type=float, default=30,
+                       help='also a snapshot every this many minutes of wall time, so that a '
+                       'killed job loses at most that (0: off; default %(default)s)')
+    group.add_argument('--stop-signals', type=_signals, default='SIGTERM,SIGINT,SIGUSR1',
+                       help='signals on which every rank stops at the next update, after a '
+                       'snapshot, with status 75 (resubmit with --resume auto; a second '
+                       'signal ends at once; \'\': none; default %(default)s)')
+    group.add_argument('--watchdog-minutes', type=float,
+                       help='end the job, naming the ranks that did not arrive, when no update '
+                       'completes for this long (default: 10 x the median update time, at '
+                       'least 10)')
     group.add_argument('--keep-snapshots', type=int, default=2,
                        help='snapshots kept on disk, the newest ones (default %(default)s)')
     group.add_argument('--no-progress', action='store_true')

@@ -122,8 +122,13 @@ def wait_idle(comm):
 
 def abort(message):
     """Prints ``message`` on stderr, writes it to :data:`ERROR_FILE`, then ends the whole MPI
-    job (``MPI_Abort``): the other ranks are killed wherever they wait."""
+    job (``MPI_Abort``): the other ranks are killed wherever they wait.
+
+    The message names the failing rank and its host (``rank R on HOST: ...``; MPICH's own
+    banner names only a process id): a ``rank R:`` it starts a line with gets the host, and a
+    message naming neither gets the prefix (after a leading ``error:``)."""
     rank = _world_rank()
+    message = _with_origin(message, rank)
     text = message if message.endswith('\n') else message + '\n'
     try:
         sys.stdout.flush()
@@ -141,6 +146,25 @@ def abort(message):
             os._exit(1)
 
 
+def _with_origin(message, rank):
+    """``message`` naming ``rank R on HOST``, unless it does already (see :func:`abort`)."""
+    import socket
+    origin = 'rank %d on %s' % (rank, socket.gethostname())
+    if origin + ':' in message:
+        return message
+    named = 'rank %d: ' % rank
+    lines = message.split('\n')
+    for i in reversed(range(len(lines))):  # the last: a traceback may hold anything
+        line = lines[i]
+        for lead in ('', 'error: '):
+            if line.startswith(lead + named):
+                lines[i] = lead + origin + ': ' + line[len(lead + named):]
+                return '\n'.join(lines)
+    if message.startswith('error: '):
+        return 'error: %s: %s' % (origin, message[len('error: '):])
+    return '%s: %s' % (origin, message)
+
+
 def _world_rank():
     try:
         from mpi4py import MPI
@@ -155,11 +179,39 @@ class SetupError(Exception):
     one ``error: ...`` line from rank 0 and exits with status 2, without a traceback."""
 
 
+#: Exit status of a run stopped by a signal after writing its snapshot (EX_TEMPFAIL: "try
+#: again"; core/preemption.py): a job script can requeue on it.
+PREEMPTED_STATUS = 75
+
+
+class Preempted(Exception):
+    """Raised on every training rank at the iteration boundary after a stop signal, once
+    the snapshot is written (``core.preemption.raise_if_stopped``); :func:`main` turns it
+    into :data:`PREEMPTED_STATUS`."""
+
+    def __init__(self, message, report=True, end_world=False):
+        super().__init__(message)
+        #: Whether this rank prints the message (the first training rank does).
+        self.report = report
+        #: True when ranks that run no trainer (parameter servers) must be ended too.
+        self.end_world = end_world
+
+
 def main(run, debug=False):
     """Runs ``run()`` (a script's body) and returns its exit status; a :class:`SetupError`
     becomes ``error: MESSAGE`` on rank 0's stderr and status 2 (``debug``: the traceback)."""
     try:
         return run()
+    except Preempted as e:
+        # Every training rank stops here at the same iteration, its snapshot written.
+        if e.report:
+            sys.stderr.write('%s\n' % e)
+            sys.stderr.flush()
+        if e.end_world:  # parameter servers run no trainer: they are ended with the job
+            time.sleep(FLUSH_SECONDS)
+            from mpi4py import MPI
+            MPI.COMM_WORLD.Abort(PREEMPTED_STATUS)
+        return PREEMPTED_STATUS
     except SetupError as e:
         if debug:
             raise

@@ -15,7 +15,7 @@ Tested in-process: nothing here imports MPI, touches a GPU or reads data.
 import collections
 import dataclasses
 
-from chainer_yolo_dist.core import devices, presets
+from chainer_yolo_dist.core import devices, presets, snapshots
 from chainer_yolo_dist.core.parallelism import modes
 from chainer_yolo_dist.core.settings import pick
 
@@ -124,6 +124,8 @@ def resolve(system, options, world_size, node=CPU_NODE):
         loaderjob=loader_workers(options, 0 if on_gpu else -1), communicator=communicator,
         allreduce_grad_dtype=grad_dtype, out=options.get('out') or '', progress=False,
         departures=())
+    # A --resume that names nothing resumable is one line now, before anything runs.
+    snapshots.check_resume(settings.resume, options.get('out'))
     return Resolution(settings, paper_preset, request, tuple(departures), servers, options)
 
 

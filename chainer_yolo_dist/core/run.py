@@ -14,8 +14,8 @@ import time
 
 import chainer
 
-from chainer_yolo_dist.core import (devices, mpi, parallelism, reporting, resolve, rundir,
-                                    snapshots, timing)
+from chainer_yolo_dist.core import (devices, mpi, parallelism, preemption, reporting, resolve,
+                                    rundir, snapshots, timing)
 from chainer_yolo_dist.core.parallelism import modes
 from chainer_yolo_dist.core.schedules import LRScheduleExtension
 
@@ -96,8 +96,9 @@ def start_run(system, options, log=print):
         options (dict): the script's options by name (the preset's name, overrides, run and
             data options); read here, never stored.
     Returns:
-        ``(settings, comm, data)``: the frozen settings, the ChainerMN communicator, and the
-        :class:`Data` every rank holds (examples are read lazily, so it is light).
+        :data:`Started`: the frozen settings, the ChainerMN communicator, the :class:`Data`
+        every rank holds (examples are read lazily, so it is light) and the directory's
+        claim.
     """
     from mpi4py import MPI  # the world size is the papers' k, which the preset needs
     node = resolve.describe_node()
@@ -113,33 +114,51 @@ def start_run(system, options, log=print):
     out = settings.out or _default_out(plan.options['out_parent'], settings.preset.name, comm)
 
     def prepare():
-        removed = rundir.acquire(out, resume=bool(settings.resume),
-                                 overwrite=plan.options.get('overwrite'))
-        data = Data(*system.load_data(plan.request))
-        for split, report in data.reports.items():
-            if report is not None:
-                report.save(os.path.join(out, 'bad_samples_%s.json' % split))
-        for split, examples in (('training', data.train), ('test', data.test)):
-            if len(examples) == 0:
-                raise ValueError('the %s split of dataset %s has no usable examples%s'
-                                 % (split, plan.request.dataset, _report_hint(data, out)))
-        return removed, data
+        claim = rundir.acquire(out, resume=bool(settings.resume),
+                               overwrite=plan.options.get('overwrite'))
+        try:
+            data = Data(*system.load_data(plan.request))
+            for split, report in data.reports.items():
+                if report is not None:
+                    report.save(os.path.join(out, 'bad_samples_%s.json' % split))
+            for split, examples in (('training', data.train), ('test', data.test)):
+                if len(examples) == 0:
+                    raise ValueError('the %s split of dataset %s has no usable examples%s'
+                                     % (split, plan.request.dataset, _report_hint(data, out)))
+        except BaseException:  # a failed start leaves the file system as it found it
+            rundir.release(out, claim.created)
+            raise
+        return claim, data
 
     if system.check_images is not None:
         with timing.phase('check_images'):
             _setup_step(system.check_images, plan.request, comm, log)
     with timing.phase('load_data'):
-        removed, data = on_rank0(comm, prepare)
+        claim, data = on_rank0(comm, prepare)
     mpi.ERROR_FILE = os.path.join(out, rundir.ERROR_NAME)
-    settings = _setup_step(
-        resolve.with_world, plan, data, ranks=comm.size, nodes=comm.inter_size, device=device,
-        out=out,  # a progress bar only where someone watches: not in logs or CI output
-        progress=not plan.options.get('no_progress') and sys.stdout.isatty())
+    try:
+        settings = _setup_step(
+            resolve.with_world, plan, data, ranks=comm.size, nodes=comm.inter_size,
+            device=device, out=out,  # a progress bar only where someone watches
+            progress=not plan.options.get('no_progress') and sys.stdout.isatty())
+    except mpi.SetupError:
+        if comm.rank == 0:
+            rundir.release(out, claim.created)
+        raise
     if comm.rank == 0:
-        for name in removed:
+        for name in claim:
             log('removed %s, left by an interrupted run' % os.path.join(out, name))
+        for old, new in getattr(claim, 'moved', ()):
+            log('moved %s aside as %s: the record of the earlier run\'s failure'
+                % (os.path.join(out, old), new))
         _report_start(settings, data, log)
-    return settings, comm, data
+    return Started(settings, comm, data, claim)
+
+
+#: What :func:`start_run` returns: the frozen settings, the ChainerMN communicator, the
+#: :class:`Data` every rank holds, and the run directory's claim (``rundir.acquire``'s:
+#: released when the run ends, :func:`main`).
+Started = collections.namedtuple('Started', 'settings comm data claim')
 
 
 def _setup_step(step, *args, **kwargs):
@@ -206,11 +225,32 @@ def build_trainer(settings, comm, updater, chain, model, aggregated_keys, schedu
     reporting.aggregate(trainer, comm, aggregated_keys)
     if settings.profile:  # the updater's time/<phase> of every update, for profile.json
         trainer.extend(reporting.ProfileRecorder(), name=reporting.PROFILE_EXTENSION)
-    snapshots.add_snapshots(trainer, settings, comm, chain, model)
+    # Stop signals, time-based snapshots and the watchdog; the snapshots follow the agreement.
+    agreement = preemption.install(trainer, settings, comm)
+    # Before the statistics are averaged and the snapshot written: what the mode must gather
+    # for the snapshot to hold every rank's state (local SGD's own weights and momentum).
+    trainer.extend(_PrepareSnapshot(updater.get_all_optimizers().values()),
+                   trigger=snapshots.snapshot_trigger(settings, agreement))
+    snapshots.add_snapshots(trainer, settings, comm, chain, model, agreement)
     if timing.enabled():  # per-rank start-up and update times, for the rehearsal
         trainer.extend(timing.TimingRecorder(comm.rank, os.environ[timing.ENV]),
                        name='timing')
     return trainer
+
+
+class _PrepareSnapshot(chainer.training.Extension):
+    """At the snapshot trigger, before the statistics are averaged and the set written:
+    :func:`~chainer_yolo_dist.core.parallelism.prepare_snapshot` of every optimizer."""
+
+    priority = chainer.training.PRIORITY_WRITER + 5
+    name = 'prepare_snapshot'
+
+    def __init__(self, optimizers):
+        self.optimizers = list(optimizers)
+
+    def __call__(self, trainer):
+        for optimizer in self.optimizers:
+            parallelism.prepare_snapshot(optimizer)
 
 
 def finish_run(trainer, settings, comm, model, final, optimizer=None, log=print):
@@ -223,6 +263,7 @@ def finish_run(trainer, settings, comm, model, final, optimizer=None, log=print)
     with the trained model, a dict of results (a collective: every rank calls it and gets
     the same), and last ``model.npz`` and ``metrics.json`` (rank 0).
     """
+    preemption.raise_if_stopped(trainer, comm, settings)  # a stop signal: no final evaluation
     metrics = reporting.run_metrics(trainer, settings)
     stats = parallelism.finish(optimizer, comm) if optimizer is not None else {}
     metrics['parallelism'] = dict(stats, mode=settings.parallelism)
@@ -242,8 +283,12 @@ def main(recipe, options, log=print):
 
     ``recipe`` is a system's recipe module: ``SYSTEM``, ``train`` and ``summary``.
     """
-    settings, comm, data = start_run(recipe.SYSTEM, options, log)
-    metrics = recipe.train(settings, comm, data, log)
+    settings, comm, data, claim = start_run(recipe.SYSTEM, options, log)
+    try:
+        metrics = recipe.train(settings, comm, data, log)
+    finally:  # finished, stopped by a signal or failed: no lock left (rank 0 holds it)
+        if comm.rank == 0:
+            rundir.release(settings.out, claim.created)
     trained = comm.mpi_comm.allgather(metrics is not None)
     if comm.rank == trained.index(True):
         log('%s after %d iteration%s, %.1f s, %.1f images/s'

@@ -80,6 +80,12 @@ class RunSettings:
     average_optimizer_state: bool
     lars: bool
     departures: tuple
+    # What a scheduler's stop signal and a hung rank do (core/preemption.py); keyword-only
+    # with defaults, so the systems' own fields may follow without defaults.
+    stop_signals: tuple = dataclasses.field(default=('SIGTERM', 'SIGINT', 'SIGUSR1'),
+                                            kw_only=True)
+    snapshot_minutes: float = dataclasses.field(default=30.0, kw_only=True)
+    watchdog_minutes: float | None = dataclasses.field(default=None, kw_only=True)
 
     def __post_init__(self):
         # Every option is checked before the first update, by the name the user typed.
@@ -91,7 +97,9 @@ class RunSettings:
                                                             '--virtual-ranks'),
                     ('n_servers', 1, '--servers'), ('push_every', 1, '--push-every'),
                     ('pull_every', 1, '--pull-every'), ('max_staleness', 0, '--max-staleness'),
-                    ('average_every', 1, '--average-every'))
+                    ('average_every', 1, '--average-every'),
+                    ('snapshot_minutes', 0, '--snapshot-minutes'),
+                    ('watchdog_minutes', 0, '--watchdog-minutes'))
         for field, low, option in at_least:
             value = getattr(self, field)
             if value is not None and not value >= low:
