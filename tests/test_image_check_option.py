@@ -278,7 +278,7 @@ def test_slowfast_ava_keyframes_are_checked(tmp_path, monkeypatch):
         opens_no_image(m)
         (train, test, _, _), lines = start(data, _slowfast_request(root, 'none'))
     assert len(test) == 1 and lines[0].startswith('image checks: none')
-    with pytest.raises(V.BadSampleError, match=r'vid_b_000061\.jpg: missing or unreadable'):
+    with pytest.raises(V.BadSampleError, match=r'vid_b_000061\.jpg: unreadable image'):
         test[0]
 
 
