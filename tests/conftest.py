@@ -55,6 +55,17 @@ def repo():
     return REPO
 
 
+@pytest.fixture(scope='session')
+def extractor(tmp_path_factory):
+    """A small trained default FID extractor, made once for the session's CycleGAN runs (the
+    first use would train it inside the run, about 2 minutes)."""
+    path = str(tmp_path_factory.mktemp('fid') / 'extractor.npz')
+    check(run_python(['-c', 'from chainer_yolo_dist.cyclegan import features; '
+                      'features.train_default_extractor(%r, n_images=64, epochs=1, n_test=16)'
+                      % path], timeout=120))
+    return path
+
+
 def simulate_scaling(capsys, *args):
     """``scripts/simulate_scaling.py ARGS`` run in-process (its ``main``); returns stdout."""
     import importlib.util

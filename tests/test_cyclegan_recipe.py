@@ -18,15 +18,6 @@ TINY = ['--insize', '32', '--n-train-images', '4', '--n-test-images', '8', '--fi
 
 
 @pytest.fixture(scope='module')
-def extractor(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp('fid') / 'extractor.npz')
-    check(run_python(['-c', 'from chainer_yolo_dist.cyclegan import features; '
-                      'features.train_default_extractor(%r, n_images=64, epochs=1, n_test=16)'
-                      % path], timeout=120))
-    return path
-
-
-@pytest.fixture(scope='module')
 def full_run(tmp_path_factory, extractor):
     out = str(tmp_path_factory.mktemp('cyclegan') / 'full')
     proc = check(run_mpi(2, ['scripts/train_cyclegan.py', '--out', out, '--iterations', '12',

@@ -44,13 +44,19 @@ def _crashed_run(out):
     return out
 
 
-# rundir itself, in this process
-
-def test_a_user_folder_is_refused_and_kept_as_it_was(tmp_path):
+def _users_folder(tmp_path):
+    """A folder of the user's, holding names a run might also use."""
     out = tmp_path / 'mine'
     out.mkdir()
     (out / 'thesis.tmp').write_text('chapter 1')
     (out / 'error.txt').write_text('my notes')
+    return out
+
+
+# rundir itself, in this process
+
+def test_a_user_folder_is_refused_and_kept_as_it_was(tmp_path):
+    out = _users_folder(tmp_path)
     before = _files(out)
     with pytest.raises(rundir.RunDirectoryError, match='already holds files'):
         rundir.acquire(str(out))
@@ -165,10 +171,7 @@ def test_a_start_that_fails_in_acquire_leaves_nothing(tmp_path, monkeypatch):
 # the scripts, for real
 
 def test_out_at_a_users_folder_is_refused_and_its_files_kept(tmp_path):
-    out = tmp_path / 'mine'
-    out.mkdir()
-    (out / 'thesis.tmp').write_text('chapter 1')
-    (out / 'error.txt').write_text('my notes')
+    out = _users_folder(tmp_path)
     before = _files(out)
     proc = run_python(TINY + ['--iterations', '1', '--out', str(out)], timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]

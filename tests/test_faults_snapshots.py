@@ -276,15 +276,6 @@ CYCLEGAN = ['scripts/train_cyclegan.py', '--insize', '32', '--n-train-images', '
             '--snapshot-interval', '2', '--seed', '3', '--no-progress']
 
 
-@pytest.fixture(scope='module')
-def extractor(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp('fid') / 'extractor.npz')
-    check(run_python(['-c', 'from chainer_yolo_dist.cyclegan import features; '
-                      'features.train_default_extractor(%r, n_images=64, epochs=1, n_test=16)'
-                      % path], timeout=180))
-    return path
-
-
 def _arrays(path):
     with np.load(str(path)) as f:
         return {k: f[k] for k in f.files}

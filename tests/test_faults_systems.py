@@ -26,7 +26,6 @@ from chainer_yolo_dist.slowfast import ava
 from chainer_yolo_dist.slowfast.batch import concat_clips
 from chainer_yolo_dist.slowfast.head import ActionDetector, DetectorLoss
 from chainer_yolo_dist.slowfast.networks import SlowFast
-from conftest import run_python
 from test_faults import _finish, _start, _wait_for
 from test_slowfast_recipe import _fake_ava
 
@@ -288,16 +287,6 @@ def test_slowfast_updater_stops_before_the_update_naming_the_iteration():
 
 
 # --- real jobs: a file cut short mid-run ends the job, naming it -----------------------------
-
-@pytest.fixture(scope='module')
-def extractor(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp('fid') / 'extractor.npz')
-    proc = run_python(['-c', 'from chainer_yolo_dist.cyclegan import features; '
-                       'features.train_default_extractor(%r, n_images=64, epochs=1, n_test=16)'
-                       % path], timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return path
-
 
 def _ends_naming(proc, victim, out):
     code, _, err, seconds = _finish(proc, timeout=60)

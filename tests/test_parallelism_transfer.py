@@ -128,6 +128,18 @@ def set_grads(link, step, device, skip=()):
         p.grad = g.view(DeviceArray) if device else g
 
 
+def copies_per_step(net, opt, ops, steps, device, skip=lambda step: ()):
+    """``steps`` updates of ``opt`` on set_grads' gradients: each one's (device -> host,
+    host -> device) copies, as ``ops`` counts them."""
+    copies = []
+    for step in range(steps):
+        before = ops.downloads, ops.uploads
+        set_grads(net, step, device, skip=skip(step))
+        opt.update()
+        copies.append((ops.downloads - before[0], ops.uploads - before[1]))
+    return copies
+
+
 # -- the transfer itself ------------------------------------------------------------------
 
 @pytest.mark.parametrize('dtype', [np.float16, np.float32, np.float64])
@@ -327,12 +339,7 @@ def run_local(device, ops, steps=3):
     comm = FakeComm()
     opt = LocalSGDOptimizer(chainer.optimizers.MomentumSGD(lr=0.1), comm, period=1,
                             average_state=True, average_persistents=True).setup(net)
-    copies = []
-    for step in range(steps):
-        before = ops.downloads, ops.uploads
-        set_grads(net, step, device)
-        opt.update()
-        copies.append((ops.downloads - before[0], ops.uploads - before[1]))
+    copies = copies_per_step(net, opt, ops, steps, device)
     states = {'%s/v' % n: np.asarray(p.update_rule.state['v']).view(np.ndarray).copy()
               for n, p in net.namedparams()}
     return net, opt, comm, copies, states
@@ -382,12 +389,8 @@ def test_local_sgd_averages_in_the_arithmetic_it_always_used(ops, fake_mpi):
 def run_stale(device, ops, steps=3):
     net = to_device(Net()) if device else Net()
     opt = StaleSyncOptimizer(chainer.optimizers.MomentumSGD(lr=0.1), FakeComm()).setup(net)
-    copies = []
-    for step in range(steps):
-        before = ops.downloads, ops.uploads
-        set_grads(net, step, device, skip=('/scale',) if step == 1 else ())
-        opt.update()
-        copies.append((ops.downloads - before[0], ops.uploads - before[1]))
+    copies = copies_per_step(net, opt, ops, steps, device,
+                             skip=lambda step: ('/scale',) if step == 1 else ())
     before = ops.uploads
     opt.finalize()
     copies.append((0, ops.uploads - before))
@@ -411,12 +414,7 @@ def run_worker(device, ops, push_every, steps):
     comm = FakeComm(rank=1, served=served)
     opt = ps.ParameterServerOptimizer(comm, n_servers=1, push_every=push_every,
                                       pull_every=2).setup(net)
-    copies = []
-    for step in range(steps):
-        before = ops.downloads, ops.uploads
-        set_grads(net, step, device)
-        opt.update()
-        copies.append((ops.downloads - before[0], ops.uploads - before[1]))
+    copies = copies_per_step(net, opt, ops, steps, device)
     before = ops.downloads, ops.uploads
     stats = opt.finalize()
     copies.append((ops.downloads - before[0], ops.uploads - before[1]))

@@ -30,11 +30,13 @@ def float_persistents(link):
     # Chainer 7 has no Link.namedpersistents: walk the links as ChainerMN does
     named = [(('' if path == '/' else path) + '/' + name, child.__dict__[name])
              for path, child in link.namedlinks() for name in child._persistent]
-    return sorted(((name, value) for name, value in named if _is_float_array(value)),
+    return sorted(((name, value) for name, value in named if is_float_array(value)),
                   key=lambda item: item[0])
 
 
-def _is_float_array(value):
+def is_float_array(value):
+    """Whether a persistent or optimizer state is a floating-point NumPy or CuPy array that
+    can be written in place."""
     # NumPy or CuPy arrays; NumPy scalars cannot be updated in place, so they are not arrays
     return (hasattr(value, 'dtype') and hasattr(value, 'shape')
             and not isinstance(value, np.generic) and value.dtype.kind == 'f')

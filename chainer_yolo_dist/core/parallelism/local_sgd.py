@@ -36,6 +36,7 @@ import numpy as np
 
 from chainer_yolo_dist.core.parallelism.flat import (FlatLayout, PackedTransfer, bcast_params,
                                                      host_buffer, mpi_comm_of)
+from chainer_yolo_dist.core.persistents import float_persistents, is_float_array
 
 #: Batches between two weight averagings in Darknet's multi-GPU training.
 DARKNET_PERIOD = 4
@@ -50,31 +51,9 @@ def _state_arrays(link):
             continue
         for key in sorted(rule.state):
             value = rule.state[key]
-            if _is_float_array(value):
+            if is_float_array(value):
                 arrays.append(value)
     return arrays
-
-
-def _is_float_array(value):
-    # NumPy or CuPy arrays; a NumPy scalar cannot be written in place, so it is not one
-    return (hasattr(value, 'dtype') and hasattr(value, 'shape')
-            and not isinstance(value, np.generic) and value.dtype.kind == 'f')
-
-
-def _persistent_arrays(link):
-    """Float persistents (batch normalisation's running mean and variance, not its integer
-    counters), sorted by their full names: a link's persistent names are a set, whose order
-    differs between processes, and every rank must pack them in the same order. (Chainer
-    7.8.1's links have no ``namedpersistents``; this walks ``namedlinks`` as
-    :func:`.persistents.float_persistents` does.)"""
-    named = []
-    for path, child in link.namedlinks():
-        prefix = '' if path == '/' else path
-        for name in child._persistent:
-            value = getattr(child, name)
-            if _is_float_array(value):
-                named.append((prefix + '/' + name, value))
-    return [value for _, value in sorted(named, key=lambda item: item[0])]
 
 
 def _groups_by_dtype(segments):
@@ -171,7 +150,7 @@ class LocalSGDOptimizer(object):
         if self.average_state:
             segments.append(_state_arrays(link))
         if self.average_persistents:
-            segments.append(_persistent_arrays(link))
+            segments.append([value for _, value in float_persistents(link)])
         nbytes = 0
         for dtype, group in _groups_by_dtype(segments):
             arrays = [a for segment in group for a in segment]
