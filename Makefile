@@ -14,7 +14,7 @@ PY312 := $(VENV312)/bin/python
 TESTS ?=
 
 .PHONY: lint setup demo demo-results demo-cyclegan demo-slowfast study study-parallelism rehearse test \
-	test-fast clean-venv setup-py312 test-py312
+	test-fast test-slurm clean-venv setup-py312 test-py312
 
 setup: $(STAMP)
 
@@ -76,6 +76,12 @@ rehearse: $(STAMP)
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q
+
+# examples/cluster/slurm_train_yolo.sh under a one-node Slurm started here (Debian's packages,
+# installed with apt-get where missing): the time limit's SIGTERM, a snapshot, a resubmission,
+# the uninterrupted run's weights (tests/test_slurm.py; about 3 minutes; run by .ci/run).
+test-slurm: $(STAMP)
+	PY=$(PY) tools/test_slurm.sh
 
 # pycodestyle and pyflakes over the package, scripts, tests and tools (.flake8: 99 columns).
 lint: $(STAMP)

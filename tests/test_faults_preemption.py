@@ -11,7 +11,7 @@ import signal
 import numpy as np
 import pytest
 
-from conftest import check, run_mpi
+from conftest import check, run_mpi, run_python
 from test_faults import TINY, _cmdline, _descendants, _finish, _start, _wait_for
 
 pytestmark = pytest.mark.slow  # each test trains tiny detectors under mpiexec
@@ -84,3 +84,38 @@ def test_a_stopped_rank_is_named_by_the_watchdog_and_the_job_ends(tmp_path):
                 pass
     assert code != 0, err[-3000:]
     assert 'ranks that did not arrive: 1 ' in err and 'watchdog' in err, err[-3000:]
+
+
+def test_sigterm_to_every_process_of_the_job_at_once_stops_it_once_with_a_snapshot(tmp_path):
+    """At its time limit Slurm signals every process of the job at once: mpiexec (which
+    forwards the signal to the ranks again), the ranks, their forkservers and loader workers.
+    The helpers ignore it (the rank ends them), the repeat is the same request."""
+    out = tmp_path / 'run'
+    proc = _start(2, TINY + ['--iterations', '100000', '--loaderjob', '1', '--out', str(out)])
+    _wait_for(out / 'log', proc)
+    everything = [proc.pid] + _descendants(proc.pid)
+    assert sum('forkserver' in _cmdline(p) for p in everything) >= 2  # one per rank
+    for pid in everything:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    code, _, err, _ = _finish(proc, timeout=60)
+    lines = [line for line in err.splitlines() if line.startswith('stopped by')]
+    assert code == 75 and len(lines) == 1, err[-3000:]
+    assert any(n.startswith('snapshot_iter_') for n in os.listdir(str(out)))
+
+
+def test_a_repeated_stop_signal_is_one_request_and_a_later_one_ends_at_once():
+    code = ('import os, signal, time\n'
+            'from chainer_yolo_dist.core.preemption import SignalFlag\n'
+            'flag = SignalFlag(["SIGUSR1"], repeat_seconds=1.0)\n'
+            'os.kill(os.getpid(), signal.SIGUSR1); os.kill(os.getpid(), signal.SIGUSR1)\n'
+            'print(flag.received, flush=True)\n'
+            'time.sleep(1.5)\n'
+            'os.kill(os.getpid(), signal.SIGUSR1)\n'
+            'time.sleep(5)\n'
+            'print("still alive", flush=True)\n')
+    proc = run_python(['-c', code], timeout=60)
+    assert proc.returncode == -signal.SIGUSR1, (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.stdout.split() == ['SIGUSR1']

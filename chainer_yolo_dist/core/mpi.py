@@ -12,6 +12,7 @@ The order of start-up matters:
 """
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -20,16 +21,29 @@ import traceback
 import numpy as np
 
 
-def start_forkserver():
-    """Starts the forkserver used by ``MultiprocessIterator``'s workers, before MPI."""
+def start_forkserver(ignore_signals=('SIGTERM', 'SIGINT', 'SIGUSR1')):
+    """Starts the forkserver used by ``MultiprocessIterator``'s workers, before MPI.
+
+    The forkserver and every loader worker it forks ignore ``ignore_signals`` (the run's stop
+    signals): a scheduler signals every process of the job at its time limit, and the rank,
+    not its helpers, decides when to stop; a worker that died of the signal would end the
+    job before the snapshot. Workers still end with their rank (their queues close).
+    """
     if sys.platform.startswith('linux'):
         try:
             multiprocessing.set_start_method('forkserver')
         except RuntimeError:
             pass  # already set (for example by a second call in the same process)
-        p = multiprocessing.Process()
-        p.start()
-        p.join()
+        numbers = [getattr(signal, name) for name in ignore_signals]
+        # An ignored disposition survives fork and exec: set it while the server starts.
+        previous = [signal.signal(number, signal.SIG_IGN) for number in numbers]
+        try:
+            p = multiprocessing.Process()
+            p.start()
+            p.join()
+        finally:
+            for number, handler in zip(numbers, previous):
+                signal.signal(number, handler)
 
 
 def cuda_available():

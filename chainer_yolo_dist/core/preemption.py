@@ -9,7 +9,7 @@ same iteration boundary, average their statistics, let rank 0 write a snapshot a
 (:class:`StopTrigger`, :func:`raise_if_stopped`) with status 75 and one line saying how to
 continue: the same command with ``--resume auto``. The same agreement writes a snapshot every
 ``--snapshot-minutes`` of wall time (30 by default), so a SIGKILL loses at most that. A
-second stop signal ends the process at once.
+second stop signal, more than :data:`REPEAT_SECONDS` after the first, ends the process at once.
 
 :class:`Watchdog`: when no update completes within ``--watchdog-minutes`` (default: ten
 times the median update time, and at least 10 minutes), every rank still alive says so in a
@@ -31,6 +31,10 @@ from chainer_yolo_dist.core.mpi import PREEMPTED_STATUS, Preempted  # noqa: F401
 
 DEFAULT_SIGNALS = ('SIGTERM', 'SIGINT', 'SIGUSR1')
 NONE, SNAPSHOT, STOP = 0, 1, 2
+#: A repeat within this many seconds of the first stop signal is the same request: one stop
+#: reaches each rank by several paths at once (Slurm signals every process of the job at its
+#: time limit, mpiexec forwards what it receives, the job script forwards it once more).
+REPEAT_SECONDS = 5.0
 
 
 def parse_signals(text):
@@ -46,23 +50,29 @@ def parse_signals(text):
 
 
 class SignalFlag(object):
-    """Records the first stop signal received; a second one ends the process at once (the
-    signal's default action), for a user who does not want to wait for the snapshot."""
+    """Records the first stop signal received; a second one, more than ``repeat_seconds``
+    later, ends the process at once (the signal's default action), for a user who does not
+    want to wait for the snapshot. Repeats within ``repeat_seconds`` are the same request."""
 
-    def __init__(self, names):
+    def __init__(self, names, repeat_seconds=REPEAT_SECONDS):
         self.received = None
+        self.received_at = None
+        self.repeat_seconds = repeat_seconds
         self.names = tuple(names)
         for name in self.names:
             signal.signal(getattr(signal, name), self._handle)
 
     def _handle(self, signum, frame):
         if self.received is not None:
+            if time.monotonic() - self.received_at < self.repeat_seconds:
+                return
             signal.signal(signum, signal.SIG_DFL)
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt
             os.kill(os.getpid(), signum)
             return
         self.received = signal.Signals(signum).name
+        self.received_at = time.monotonic()
 
 
 class Agreement(chainer.training.Extension):
