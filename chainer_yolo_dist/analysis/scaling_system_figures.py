@@ -104,9 +104,11 @@ def p002_speedup_model(measured=None, gpus=None, **model):
 
 def p004_scaling_model(**model):
     """Paper 004 Table 4 (communication share, published and model) and Fig. 3 (speed-up of 5
-    epochs over 1 node before the fix, published and model, before and after RepeatSampler).
+    epochs over 1 node before the fix, published and model, before and after RepeatSampler),
+    with the model's growth beyond 32 nodes and, dash-dotted, the model without it.
 
-    ``model``: keyword arguments of :func:`scaling_slowfast.predict` (``loader``, ``overlap``).
+    ``model``: keyword arguments of :func:`scaling_slowfast.predict` (``loader``, ``overlap``,
+    ``growth``).
     """
     fig = Figure(figsize=(11, 4.3), layout='constrained')
     left, right = fig.subplots(1, 2)
@@ -117,7 +119,8 @@ def p004_scaling_model(**model):
     pub = [r['published'] for r in shares]
     pred = [r['predicted'] for r in shares]
     left.bar([i - width / 2 for i in x], pub, width, color=BLUE, label='paper 004 Table 4')
-    left.bar([i + width / 2 for i in x], pred, width, color=ORANGE, label='ring model')
+    left.bar([i + width / 2 for i in x], pred, width, color=ORANGE,
+             label='model (32 nodes: fitted)')
     for i, (p, q) in enumerate(zip(pub, pred)):
         left.annotate('%.1f%%' % p, (i - width / 2, p), xytext=(0, 2),
                       textcoords='offset points', ha='center', fontsize=8)
@@ -134,16 +137,22 @@ def p004_scaling_model(**model):
 
     nodes = [1, 2, 4, 8, 16, 32, 64, 128]
     gpus = [n * scaling_slowfast.GPUS_PER_NODE for n in nodes]
-    rows = scaling_slowfast.fig3_comparison(**model)
+    minutes = scaling_slowfast.published_minutes()
+    one = minutes[('before', 1)]
+    flat = dict(model, growth='none')
     for conf, color, label in (('before', BLUE, 'before (8 workers, stall)'),
                                ('after', 'tab:red', 'after RepeatSampler (6 workers)')):
         preds = scaling_slowfast.predict(gpus, conf, **model)
         right.plot(nodes, [q.speedup for q in preds], '--', color=color,
                    label='model, ' + label)
-        pts = [(r['nodes'], r['printed_speedup'] or r['published_speedup']) for r in rows
-               if r['configuration'] == conf]
+        pts = sorted((n, one / m) for (c, n), m in minutes.items() if c == conf)
         xs, ys = zip(*pts)
         right.plot(xs, ys, 'o', color=color, markersize=7, label='paper 004 Fig. 3, ' + label)
+    right.plot(nodes, [q.speedup for q in scaling_slowfast.predict(gpus, 'after', **flat)],
+               '-.', color='tab:purple', label='model without growth, after')
+    right.plot([128], [one / scaling_slowfast.implied_128()['minutes']], 's',
+               markerfacecolor='none', color='tab:red', markersize=8,
+               label='after, 128 nodes: implied by Table 4 and the 1.8x')
     right.plot([1, 128], [1, 128], label='ideal', **IDEAL)
     right.set_xscale('log', base=2)
     right.set_xticks(nodes)

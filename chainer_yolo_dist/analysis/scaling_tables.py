@@ -10,6 +10,9 @@ Three models answer, by preset and options (:func:`report` picks one):
 * otherwise the ABCI epoch model of :mod:`.scaling`: time per epoch and speed-up against the
   published speed-ups and epoch times.
 
+With ``--calibrate`` (:func:`calibrate_report`) any of the YOLO / Darknet, CycleGAN and SlowFast
+models has its overheads fitted to two points (:mod:`.scaling_calibrate`).
+
 Every function returns the lines to print (no trailing newlines); with ``as_json`` one line
 of JSON holding only the predictions. GPU counts are totals k; times are seconds unless a
 column says otherwise.
@@ -18,8 +21,8 @@ import dataclasses
 import json
 
 from chainer_yolo_dist.core import presets
-from chainer_yolo_dist.analysis import (scaling, scaling_cyclegan, scaling_modes,
-                                        scaling_slowfast)
+from chainer_yolo_dist.analysis import (scaling, scaling_calibrate, scaling_cyclegan,
+                                        scaling_modes, scaling_slowfast)
 
 #: Presets with a system model of their own: the default GPU counts are the paper's.
 SYSTEM_MODELS = {scaling_cyclegan.PRESET: scaling_cyclegan,
@@ -43,13 +46,13 @@ def default_gpus(name, mode=None):
 def report(name, gpus=None, as_json=False, image_seconds=None, grad_dtype=None, ib_gbps=100.0,
            framework=None, overlap=False, loader=None, mode=None, servers=1, push_every=1,
            pull_every=1, average_every=4,
-           sustained_tflops=scaling_modes.K20X_SUSTAINED_FLOPS / 1e12):
+           sustained_tflops=scaling_modes.K20X_SUSTAINED_FLOPS / 1e12, growth=None):
     """The lines ``scripts/simulate_scaling.py`` prints for preset ``name``.
 
     Args: as the script's options (``grad_dtype`` 'float16' / 'float32' or None for the
     preset's; ``ib_gbps`` InfiniBand Gb/s per node; ``framework``, ``overlap``, ``loader``
-    for CycleGAN / SlowFast; ``mode`` and the rest for paper 003's modes). Options of another
-    model are ignored: the script refuses them first.
+    for CycleGAN / SlowFast, ``growth`` for SlowFast; ``mode`` and the rest for paper 003's
+    modes). Options of another model are ignored: the script refuses them first.
     """
     if mode or name in PAPER_MODES:
         return modes_report(name, gpus or default_gpus(name, mode), mode or PAPER_MODES[name],
@@ -58,20 +61,22 @@ def report(name, gpus=None, as_json=False, image_seconds=None, grad_dtype=None, 
     topology = dataclasses.replace(scaling.ABCI, ib_bandwidth=ib_gbps * 1e9 / 8)
     if name in SYSTEM_MODELS:
         return system_report(name, gpus or default_gpus(name), as_json, image_seconds,
-                             grad_dtype, topology, framework, overlap, loader)
+                             grad_dtype, topology, framework, overlap, loader, growth)
     return abci_report(name, gpus or default_gpus(name), as_json, image_seconds, grad_dtype,
                        topology)
 
 
 def system_report(name, gpus, as_json=False, image_seconds=None, grad_dtype=None,
-                  topology=scaling.ABCI, framework=None, overlap=False, loader=None):
+                  topology=scaling.ABCI, framework=None, overlap=False, loader=None,
+                  growth=None):
     """CycleGAN's or SlowFast's model (``image_seconds`` is per image pair / per clip)."""
     module = SYSTEM_MODELS[name]
     model = dict(topology=topology, bytes_per_value=2 if grad_dtype == 'float16' else 4)
     if module is scaling_cyclegan:
         model.update(image_seconds=image_seconds, framework=framework or 'chainermn')
     else:
-        model.update(clip_seconds=image_seconds, overlap=overlap, loader=loader or 'table3')
+        model.update(clip_seconds=image_seconds, overlap=overlap, loader=loader or 'table3',
+                     growth=growth or 'fitted')
     if as_json:
         return [json.dumps(module.as_json(gpus, **model))]
     return module.report(gpus, **model)
@@ -192,7 +197,7 @@ def modes_report(name, gpus, mode, as_json=False,
     paper_gpus, bound = scaling_modes.paper003_published()
     (at,) = [scaling_modes.predict_mode(mode, paper_gpus, preset.batchsize_per_gpu, t_img,
                                         param_bytes, cluster, **options[mode])]
-    lines += ['', 'Paper 003 (Results and discussion): over %gx one GPU\'s images per second '
+    lines += ['', 'Paper 003 (Overview): over %gx one GPU\'s images per second '
               'at %d GPUs; predicted (%s): %.1fx, bound by %s'
               % (bound, paper_gpus, mode, at.ratio, at.bound)]
     columns = [('sync', {'mode': 'sync'}),
@@ -212,3 +217,105 @@ def modes_report(name, gpus, mode, as_json=False,
         lines.append('| %.1f | %.4f | ' % (rate_ / 1e12, t)
                      + ' | '.join('%.1f' % r for r in ratios) + ' |')
     return lines
+
+
+def calibrate_report(name=None, gpus=None, as_json=False, run_dirs=None, ib_gbps=100.0,
+                     grad_dtype=None, framework=None, overlap=False, loader=None):
+    """``--calibrate``: the model's overheads fitted to two points, the rest predicted.
+
+    ``run_dirs`` empty: preset ``name`` fitted to its two smallest published points beyond the
+    base (:func:`.scaling_calibrate.published_calibration`); else two run folders
+    (:func:`.scaling_calibrate.run_calibration`; ``name``, if given, must be their preset).
+    ``gpus``: GPU counts predicted besides the points (default: :func:`default_gpus`). Other
+    arguments as :func:`report`. With ``as_json`` one line: ``{'preset', 'parameters':
+    [{'configuration', 'a', 'e', 'u', 'fitted_gpus'}], 'rows': [{'gpus', 'configuration',
+    'role', 'published_speedup', 'predicted_speedup', 'published_seconds',
+    'predicted_seconds'}]}``, one row per GPU count and configuration (with run folders
+    "published" is the measured value). Raises ValueError for run folders that do not fit.
+    """
+    topology = dataclasses.replace(scaling.ABCI, ib_bandwidth=ib_gbps * 1e9 / 8)
+    if run_dirs:
+        fits = [scaling_calibrate.run_calibration(run_dirs, gpus or DEFAULT_GPUS, topology)]
+        ran = fits[0]['curve'].preset
+        if name and name != ran:
+            raise ValueError('--preset %s, but the run folders trained %s' % (name, ran))
+        name = ran
+    else:
+        bytes_per_value = 2 if grad_dtype == 'float16' else 4
+        model = {'framework': framework, 'overlap': overlap, 'loader': loader,
+                 'bytes_per_value': bytes_per_value}
+        if grad_dtype and name not in SYSTEM_MODELS:
+            preset = presets.load(name, 1)
+            model['grad_bytes'] = scaling.model_facts(preset.model,
+                                                      preset.n_class)[0] * bytes_per_value
+        fits = scaling_calibrate.published_calibration(name, gpus or default_gpus(name),
+                                                       topology, **model)
+    if as_json:
+        return [json.dumps({
+            'preset': name,
+            'parameters': [{'configuration': f['curve'].configuration, 'a': f['a'],
+                            'e': f['e'], 'u': _u(f), 'fitted_gpus': [p.gpus for p in
+                                                                     f['fitted']]}
+                           for f in fits],
+            'rows': [{'gpus': r['gpus'], 'configuration': f['curve'].configuration,
+                      'role': r['role'], 'published_speedup': r['published_speedup'],
+                      'predicted_speedup': r['predicted_speedup'],
+                      'published_seconds': r['published_seconds'],
+                      'predicted_seconds': r['predicted_seconds']}
+                     for f in fits for r in f['rows']]})]
+    if not fits:
+        return ['The papers publish no timing for preset %s: give two run folders '
+                '(--calibrate RUN_DIR RUN_DIR).' % name]
+    lines = ['Calibrated planner, preset %s: T(k) = E (U(k) (a + AllReduce(k)) + s(k) + e), '
+             'a (seconds per update) and e (seconds per epoch) fitted to two points; checks '
+             'within %d%% pass (error = predicted / published - 1)'
+             % (name, round(100 * scaling_calibrate.TOLERANCE))]
+    for f in fits:
+        curve = f['curve']
+        label = ' (%s)' % curve.configuration if curve.configuration else ''
+        fitted = ' and '.join('%d GPUs (%s)' % (p.gpus, p.source) for p in f['fitted'])
+        u = _u(f)
+        per_update = 'a = %.4f s per update' % f['a']
+        if u is not None:
+            per_update += " (the model's compute %.4f s + u = %.4f s)" % (curve.compute, u)
+        lines += ['', 'Fitted%s to %s: %s, e = %.2f s per epoch%s' % (
+            label, fitted, per_update, f['e'],
+            ' (one point: e = 0)' if len(f['fitted']) == 1 else ''), '',
+            '| GPUs | role | source | {0} speed-up | predicted | error | {0} {1} '
+            '| predicted | error | within {2}% |'.format(
+                'measured' if run_dirs else 'published', curve.unit,
+                round(100 * scaling_calibrate.TOLERANCE)),
+            '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+        for r in f['rows']:
+            lines.append('| ' + ' | '.join(_calibrated_cells(curve, r)) + ' |')
+        checks = [r for r in f['rows'] if r['role'] == 'check']
+        if not checks:
+            lines.append('Two run folders: every other GPU count is a prediction.' if run_dirs
+                         else 'No published point beyond the fitted ones%s: nothing to check.'
+                         % label)
+        for r in checks:
+            if not r['within']:
+                lines.append('Miss at %d GPUs%s: %s.' % (r['gpus'], label, r['why']))
+    return lines
+
+
+def _u(fit):
+    compute = fit['curve'].compute
+    return None if compute is None else fit['a'] - compute
+
+
+def _calibrated_cells(curve, r):
+    def num(value, fmt):
+        return '' if value is None else fmt % value
+
+    def err(value):
+        return '' if value is None else '%+.1f%%' % (100 * value)
+
+    published_time = num(r['published_seconds'] and r['published_seconds'] / curve.scale,
+                         '%.2f')
+    if r['slower_than'] is not None:
+        published_time = '> %.2f' % (r['slower_than'] / curve.scale)
+    within = {None: '', True: 'yes', False: 'MISS'}[r['within']]
+    return ['%d' % r['gpus'], r['role'], r['source'], num(r['published_speedup'], '%.1f'),
+            '%.1f' % r['predicted_speedup'], err(r['speedup_error']), published_time,
+            '%.2f' % (r['predicted_seconds'] / curve.scale), err(r['time_error']), within]
