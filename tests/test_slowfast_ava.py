@@ -155,3 +155,76 @@ def test_ground_truth_csv_feeds_the_metric_with_the_60_class_filter(tmp_path):
     result = frame_map(gt, {}, classes)
     assert result['n_gt'] == {1: 1, 12: 2, 80: 1}  # action 3 (vid_b) is not evaluated
     assert result['map'] == 0.
+
+
+# --- Evaluation on a person detector's boxes (paper 004: Detectron's) -----------------------
+
+VAL_CSV = '''vid_a,0902,0.1,0.2,0.5,0.9,12,0
+vid_a,0902,0.1,0.2,0.5,0.9,80,0
+vid_a,0902,0.55,0.1,0.95,0.8,1,1
+vid_a,0903,0.1,0.2,0.5,0.9,12,0
+'''
+# The detector found both persons of 902 and the one of 903 (AVA's 7-column form, no action),
+# and a box that scores under the 0.8 threshold.
+DETECTED = '''vid_a,0902,0.1,0.2,0.5,0.9,0.95
+vid_a,0902,0.55,0.1,0.95,0.8,0.9
+vid_a,0902,0.0,0.0,0.2,0.2,0.5
+vid_a,0903,0.1,0.2,0.5,0.9,0.85
+'''
+
+
+def _ava_eval(tmp_path, boxes=None, thresh=0.8, on_bad_sample='error'):
+    """Test split and frame mAP of an untrained narrow detector on a tiny AVA folder."""
+    import chainer
+    from chainer_yolo_dist.slowfast import data
+    from chainer_yolo_dist.slowfast.evaluation import evaluate_actions
+    from chainer_yolo_dist.slowfast.models import build_detector
+    from chainer_yolo_dist.slowfast.settings import SlowFastData
+    if not (tmp_path / 'frames').exists():
+        make_frames(tmp_path, 'vid_a', 100, hw=(24, 32))
+        write(tmp_path / 'ava_train_v2.2.csv', VAL_CSV)
+        write(tmp_path / 'ava_val_v2.2.csv', VAL_CSV)
+        for name in ('ava_action_list_v2.2.pbtxt',
+                     'ava_action_list_v2.2_for_activitynet_2019.pbtxt'):
+            write(tmp_path / name, LABEL_MAP_60)
+    request = SlowFastData(dataset='ava', seed=0, n_class=80, on_bad_sample=on_bad_sample,
+                           clip_frames=16, clip_size=32, data_dir=str(tmp_path),
+                           n_train_clips=0, n_test_clips=0, max_actors=1, image_check='none',
+                           eval_boxes=boxes, eval_score_thresh=thresh)
+    _, test, _, reports = data.load_data(request)
+    np.random.seed(0)
+    detector = build_detector('slowfast_narrow', 80)
+    with chainer.using_config('train', False):
+        return test, evaluate_actions(detector, test, None, batchsize=1), reports
+
+
+def test_a_detector_box_file_is_scored_against_the_ground_truth(tmp_path):
+    truth, on_truth, _ = _ava_eval(tmp_path)
+    assert truth.boxes == 'ground truth' and on_truth['boxes'] == 'ground truth'
+    det = write(tmp_path / 'det.csv', DETECTED)
+    test, on_det, reports = _ava_eval(tmp_path, det)
+    assert on_det['boxes'] == '%s (score >= 0.8)' % det
+    assert [len(test[i][1]) for i in range(len(test))] == [2, 1]   # 0.5 < 0.8: dropped
+    assert not any(test[i][2].any() for i in range(len(test)))      # no labels from a detector
+    # The detector found exactly the ground-truth boxes: the same scores, the same metric.
+    assert on_det['n_frames'] == on_truth['n_frames'] == 2
+    assert on_det['ap'] == on_truth['ap'] and on_det['map'] == on_truth['map']
+    assert reports['test_boxes'].n_kept == 4
+    # A threshold that keeps the stray box adds a detection of every class there.
+    assert [len(t[1]) for t in _ava_eval(tmp_path, det, thresh=0.4)[0]] == [3, 1]
+    # A frame without a detected box misses its ground truth: 'stand' (id 12) has two
+    # ground-truth boxes, one of them on 903, so its recall, and AP, is at most 1/2.
+    only_902 = write(tmp_path / 'det_902.csv', DETECTED.split('vid_a,0903')[0])
+    _, partial, _ = _ava_eval(tmp_path, only_902)
+    assert partial['n_frames'] == 2 and partial['ap'][12] <= 0.5 < on_truth['ap'][12]
+
+
+def test_a_bad_detector_row_names_file_and_line(tmp_path):
+    bad = write(tmp_path / 'det_bad.csv', 'vid_a,0902,0.1,0.2,0.5,0.9,0.95\n'
+                                          'vid_a,0902,0.1,0.2,0.5,0.9,,1.5\n'
+                                          'vid_a,0902,0.1,0.2\n')
+    with pytest.raises(BadSampleError, match=r'det_bad.csv:2: score 1.5 is outside \[0, 1\]'):
+        _ava_eval(tmp_path, bad)
+    _, _, reports = _ava_eval(tmp_path, bad, on_bad_sample='skip')
+    assert reports['test_boxes'].n_kept == 1
+    assert [p for p, _ in reports['test_boxes'].problems] == [bad + ':2', bad + ':3']

@@ -166,5 +166,35 @@ def test_ava_files_train_and_evaluate_on_the_60_class_list(tmp_path):
     assert config['class_names'][11] == 'stand'
     metrics = json.loads((out / 'metrics.json').read_text())
     assert metrics['n_test_frames'] == 1  # vid_c 903 is excluded
+    assert metrics['eval_boxes'] == 'ground truth'   # the default: ava_val_v2.2.csv's boxes
     assert set(k for k, v in metrics['ap'].items() if v is not None) == {
         'bend/bow (at the waist)', 'stand', 'watch (a person)'}
+
+
+@pytest.mark.slow  # a training run
+def test_evaluation_on_a_detector_box_file_is_recorded(tmp_path):
+    """``--eval-boxes``: the run scores a person detector's boxes (AVA's CSV format) against
+    the ground truth and says so in metrics.json and its summary line; the ground-truth boxes
+    are the default, and a mistake is one line before MPI starts."""
+    from conftest import resolve_script
+    root = tmp_path / 'AVA'
+    _fake_ava(root)
+    boxes = root / 'detected.csv'
+    boxes.write_text('vid_c,0902,0.1,0.2,0.5,0.9,,0.97\nvid_c,0902,0.55,0.1,0.95,0.8,,0.6\n')
+    out = tmp_path / 'run'
+    proc = check(run_python(['scripts/train_slowfast.py', '--dataset', 'ava', '--data-dir',
+                             str(root), '--clip-frames', '16', '--insize', '64',
+                             '--batchsize', '2', '--eval-batchsize', '1', '--iterations', '1',
+                             '--loaderjob', '0', '--no-progress', '--eval-boxes', str(boxes),
+                             '--eval-score-thresh', '0.5', '--out', str(out)], timeout=120))
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['eval_boxes'] == '%s (score >= 0.5)' % boxes
+    assert '(boxes: %s (score >= 0.5))' % boxes in proc.stdout
+    assert metrics['n_test_frames'] == 1
+    with pytest.raises(ValueError, match='--eval-boxes names a person-box file of AVA'):
+        resolve_script('slowfast', ['--eval-boxes', str(boxes)])
+    with pytest.raises(ValueError, match='--eval-boxes .*nope.csv: no such file'):
+        resolve_script('slowfast', ['--dataset', 'ava', '--data-dir', str(root),
+                                    '--eval-boxes', str(root / 'nope.csv')])
+    with pytest.raises(SystemExit):   # refused when parsed: a threshold is in [0, 1]
+        resolve_script('slowfast', ['--eval-score-thresh', '1.5'])

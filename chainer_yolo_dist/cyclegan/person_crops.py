@@ -8,8 +8,17 @@ policy); "largest" is the largest box area, difficult boxes included (the paper 
 about difficulty; a difficult box is still a person). The window is centred on the box centre
 and, where that would leave the image, shifted to lie inside it (no padding, no resizing), so a
 person near the border is off-centre but every pixel is real. An image without a person box is
-left out, as is one smaller than the crop in either side (neither happens to the paper's
-1280x720 DeepDrive and 1280x760 SYNTHIA frames); both are counted in the summary.
+left out, as is one smaller than the crop in either side (neither should happen to DeepDrive's
+1280x720 or SYNTHIA's 1280x760 frames, sizes from those data sets, not from paper 002); both
+are counted in the summary.
+
+"Sufficiently large": paper 002 sec. 3.1 trains on "images that contain sufficiently large
+persons" (sec. 4.1: "images in which persons appear large") and prints no size. The reading
+here (:data:`MIN_PERSON_HEIGHT`): the person the crop is centred on is at least a quarter of
+the crop side tall (64 px in a 256-pixel crop), since the crop is what CycleGAN sees and the
+paper's aim is the person's appearance. The height may instead be a fraction of the image
+height (``relative_to='image'``) or a number of pixels (``'px'``); 0 keeps every image with a
+person. Images whose person is shorter are left out and counted (``n_too_short``).
 
 Output: ``<out_dir>/<image id>.png`` (lossless) and ``<out_dir>/crops.json`` listing each crop's
 id, its person box and its window ``(y_min, x_min, y_max, x_max)`` in the source image (0-based
@@ -24,6 +33,34 @@ from chainer_yolo_dist.core.atomic import atomic_path, write_json
 
 #: Paper 002 sec. 3.1: crop side in pixels.
 CROP_SIZE = 256
+
+#: Reading of paper 002 sec. 3.1's "sufficiently large persons" (no size is printed): the
+#: centred person's box height, at least this fraction of the crop side.
+MIN_PERSON_HEIGHT = 0.25
+
+#: What ``min_person_height`` is measured against: the crop side (the reading), the image
+#: height, or plain pixels.
+RELATIVE_TO = ('crop', 'image', 'px')
+
+
+def min_height_pixels(min_person_height, relative_to, image_height, size=CROP_SIZE):
+    """The smallest person box height (pixels) that counts as "sufficiently large".
+
+    ``min_person_height`` is a fraction in [0, 1] of the crop side ``size`` (``relative_to=
+    'crop'``) or of ``image_height`` (``'image'``), or pixels >= 0 (``'px'``). ValueError
+    names the bad value.
+    """
+    if relative_to not in RELATIVE_TO:
+        raise ValueError('relative_to must be one of %s, got %r' % (RELATIVE_TO, relative_to))
+    if relative_to == 'px':
+        if not min_person_height >= 0:
+            raise ValueError('a minimum person height in pixels must be >= 0, got %r'
+                             % (min_person_height,))
+        return float(min_person_height)
+    if not 0 <= min_person_height <= 1:
+        raise ValueError('a minimum person height relative to the %s must be in [0, 1], got %r'
+                         % (relative_to, min_person_height))
+    return min_person_height * (size if relative_to == 'crop' else image_height)
 
 
 def largest_box(bbox, label, person_label):
@@ -53,8 +90,10 @@ def crop_window(box, height, width, size=CROP_SIZE):
     return y0, x0, y0 + size, x0 + size
 
 
-def make_person_crops(dataset, out_dir, person_label, size=CROP_SIZE):
-    """Writes one crop per image of ``dataset`` that has a person; returns the summary dict.
+def make_person_crops(dataset, out_dir, person_label, size=CROP_SIZE,
+                      min_person_height=MIN_PERSON_HEIGHT, relative_to='crop'):
+    """Writes one crop per image of ``dataset`` whose largest person is tall enough; returns
+    the summary dict.
 
     Args:
         dataset: a :class:`VOCFormatDataset` (``ids``, ``report``, sliceable ``img`` /
@@ -62,16 +101,22 @@ def make_person_crops(dataset, out_dir, person_label, size=CROP_SIZE):
         out_dir (str): created if missing.
         person_label (int): index of the person class in ``dataset.class_names``.
         size (int): crop side.
+        min_person_height, relative_to: the size criterion (:func:`min_height_pixels`): the
+            largest-area person box (the one the crop is centred on) must be at least that
+            tall; ``y_max - y_min`` of the box, in pixels.
 
     Returns:
-        dict with ``n_images``, ``n_crops``, ``n_no_person``, ``n_too_small``, ``crops`` (one
-        entry per written file) and ``bad_samples`` (the dataset's report); also written to
+        dict with ``n_images``, ``n_crops``, ``n_no_person``, ``n_too_small`` (image smaller
+        than the crop), ``n_too_short`` (person below the criterion), the criterion
+        (``min_person_height``, ``relative_to``), ``crops`` (one entry per written file),
+        the skipped ids and ``bad_samples`` (the dataset's report); also written to
         ``crops.json``.
     """
+    min_height_pixels(min_person_height, relative_to, 0, size)   # a bad criterion: now
     os.makedirs(out_dir, exist_ok=True)
     annotations = dataset.slice[:, ('bbox', 'label')]  # no image is decoded for these
     images = dataset.slice[:, 'img']
-    crops, no_person, too_small = [], [], []
+    crops, no_person, too_small, too_short = [], [], [], []
     for i in range(len(dataset)):
         id_ = dataset.ids[i]
         bbox, label = annotations[i]
@@ -84,6 +129,10 @@ def make_person_crops(dataset, out_dir, person_label, size=CROP_SIZE):
         if height < size or width < size:
             too_small.append(id_)
             continue
+        box_height = bbox[k][2] - bbox[k][0]
+        if box_height < min_height_pixels(min_person_height, relative_to, height, size):
+            too_short.append(id_)
+            continue
         y0, x0, y1, x1 = crop_window(bbox[k], height, width, size)
         crop = np.clip(np.round(img[:, y0:y1, x0:x1]), 0, 255).astype(np.uint8)
         name = id_.replace('/', '_') + '.png'
@@ -93,8 +142,10 @@ def make_person_crops(dataset, out_dir, person_label, size=CROP_SIZE):
         crops.append({'id': id_, 'file': name, 'box': [float(v) for v in bbox[k]],
                       'window': [y0, x0, y1, x1]})
     summary = {'n_images': len(dataset), 'n_crops': len(crops), 'n_no_person': len(no_person),
-               'n_too_small': len(too_small), 'crop_size': size, 'crops': crops,
-               'no_person': no_person, 'too_small': too_small,
+               'n_too_small': len(too_small), 'n_too_short': len(too_short),
+               'crop_size': size, 'min_person_height': min_person_height,
+               'relative_to': relative_to, 'crops': crops,
+               'no_person': no_person, 'too_small': too_small, 'too_short': too_short,
                'bad_samples': dataset.report.as_dict() if getattr(dataset, 'report', None)
                else None}
     write_json(os.path.join(out_dir, 'crops.json'), summary)

@@ -12,8 +12,9 @@ Files the user supplies (names as on the AVA download page and in PySlowFast's `
 * ``ava_{train,val}_excluded_timestamps_v2.2.csv``: ``video_id, second`` rows not evaluated.
 * person-detector boxes for validation, e.g. PySlowFast's
   ``person_box_67091280_iou90/ava_detection_val_boxes_and_labels.csv``:
-  ``video_id, second, x1, y1, x2, y2, (empty action), score``; boxes scoring under 0.8 are
-  dropped (PySlowFast ``AVA.DETECTION_SCORE_THRESH: 0.8`` in ``SLOWFAST_32x2_R50_SHORT``).
+  ``video_id, second, x1, y1, x2, y2, (empty or an action id), score``, or the same without
+  the action column (7 columns); boxes scoring under 0.8 are dropped (PySlowFast
+  ``AVA.DETECTION_SCORE_THRESH: 0.8`` in ``SLOWFAST_32x2_R50_SHORT``).
 * frames: ``<root>/frames/<video_id>/<video_id>_%06d.jpg``, the 15-minute segment from second 900
   decoded at 30 fps and numbered from 1 by ffmpeg (PySlowFast ``DATASET.md``: ``ffmpeg -ss 900 -t
   901``, then ``-r 30 -q:v 1 "<video_id>_%06d.jpg"``). Frame index ``i`` (0-based) is file
@@ -30,8 +31,9 @@ every alpha-th (:mod:`.networks`). Two readings (:data:`CLIP_READINGS`):
   volume on it (32 labels x 16 frames = 512 images per node and iteration). 16 Fast frames at
   stride 2 (Slow: 4 frames at stride 8), one second of video.
 * ``'slowfast_32x2'``: PySlowFast's published AVA configuration ``SLOWFAST_32x2_R50_SHORT``
-  (``DATA.NUM_FRAMES 32, SAMPLING_RATE 2``), which paper 004 says it follows ("the authors'
-  code"): 32 Fast frames at stride 2 (Slow: 8 at stride 8), about two seconds.
+  (``DATA.NUM_FRAMES 32, SAMPLING_RATE 2``), the package's choice for what paper 004 leaves
+  to "[1]" (the SlowFast paper; it names no configuration file): 32 Fast frames at stride 2
+  (Slow: 8 at stride 8), about two seconds.
 
 AVA frames are decoded at 30 fps; paper 004's "32 fps" is its round figure for the arithmetic.
 
@@ -77,7 +79,8 @@ VALID_SECONDS = range(902, 1799)
 N_ACTIONS = 80
 #: Person-detector score threshold for validation boxes (PySlowFast SLOWFAST_32x2_R50_SHORT).
 DETECTION_SCORE_THRESH = 0.8
-#: Input short side (paper 004 sec. 3.2: 224 x 224 crops; PySlowFast TEST_CROP_SIZE 224).
+#: Input short side (reading: PySlowFast TEST_CROP_SIZE 224; paper 004 sec. 3.2 names
+#: 224 x 224 only in a data-volume estimate).
 SIZE = 224
 
 ClipReading = collections.namedtuple('ClipReading', ['n_frames', 'stride'])
@@ -142,7 +145,8 @@ def read_box_csv(path, report, n_actions=N_ACTIONS, scored=False):
         path (str): the CSV.
         report (BadSampleReport): collects (or raises at) bad rows.
         n_actions (int): action ids must lie in ``[1, n_actions]``.
-        scored (bool): detector-box file (last column a score in [0, 1], action may be empty).
+        scored (bool): detector-box file (last column a score in [0, 1], action may be empty
+            or its column absent).
 
     Returns:
         list of :class:`BoxRow`: ``box`` is ``(y1, x1, y2, x2)`` normalised, ``action`` the action
@@ -165,8 +169,11 @@ def read_box_csv(path, report, n_actions=N_ACTIONS, scored=False):
 
 
 def _parse_row(row, where, report, n_actions, scored):
+    if scored and len(row) == 7:  # a detector file without the action column
+        row = row[:6] + [''] + row[6:]
     if len(row) != 8:
-        report.record(V.MALFORMED_ENTRY, where, 'has %d columns, expected 8' % len(row))
+        report.record(V.MALFORMED_ENTRY, where, 'has %d columns, expected %s'
+                      % (len(row), '7 or 8' if scored else '8'))
         return None
     try:
         video_id = row[0].strip()
@@ -296,7 +303,9 @@ class AVAClips(GetterDataset):
             (:func:`keyframe_files`, checked across the ranks) answer for the files they
             covered. The module docstring says why the keyframe only.
 
-    Attributes: ``frame_keys`` (list of ``(video_id, second)`` per example), ``report``.
+    Attributes: ``frame_keys`` (list of ``(video_id, second)`` per example), ``report``,
+    ``annotations`` (per example ``(boxes (R, 4) normalised (y1, x1, y2, x2) float32, labels
+    (R, n_actions) int32 multi-hot)``, as in the CSV, before any resizing).
     """
 
     def __init__(self, root, box_csv, reading=DEFAULT_READING, size=SIZE, scored=False,
@@ -336,6 +345,10 @@ class AVAClips(GetterDataset):
 
     def __len__(self):
         return len(self.frame_keys)
+
+    @property
+    def annotations(self):
+        return list(self._annotations)
 
     def frame_indices(self, i):
         """0-based frame indices of example ``i``'s clip (Fast pathway order)."""

@@ -6,8 +6,10 @@
   ``ava_train_v2.2.csv`` for training, ``ava_val_v2.2.csv`` (ground-truth person boxes) for
   evaluation, ``ava_val_excluded_timestamps_v2.2.csv`` when present, the 80 actions trained and
   the 60 of ``ava_action_list_v2.2_for_activitynet_2019.pbtxt`` evaluated; frames under
-  ``data_dir/frames``. Reading: evaluation on the ground-truth person boxes; PySlowFast
-  evaluates on a person detector's boxes (docs/slowfast.md).
+  ``data_dir/frames``. The evaluation scores the ground-truth person boxes by default, or,
+  with ``eval_boxes``, a person detector's boxes from a CSV in AVA's format (as paper 004,
+  on Detectron's boxes, and PySlowFast do), those scoring at least ``eval_score_thresh``;
+  the ground truth of the metric stays ``ava_val_v2.2.csv``'s (docs/slowfast.md).
 
 Examples are ``(clip (3, T, H, W) in [0, 255], bbox (R, 4), label (R, n_class))``, the clip
 uint8 for AVA (decoded frames) and float32 for synthetic clips; each test example also has a frame
@@ -35,13 +37,24 @@ AVA_FILES = {'train': 'ava_train_v2.2.csv', 'test': 'ava_val_v2.2.csv',
              'excluded': 'ava_val_excluded_timestamps_v2.2.csv'}
 
 
+#: What a test split's ``boxes`` says when the examples' own boxes and labels are scored.
+GROUND_TRUTH_BOXES = 'ground truth'
+
+
 class ActionData(object):
     """One split: ``dataset`` (examples), ``keys`` (frame key per example), ``class_ids``
-    (evaluated action ids; column ``j`` of a label is id ``j + 1``), ``excluded`` keys."""
+    (evaluated action ids; column ``j`` of a label is id ``j + 1``), ``excluded`` keys.
 
-    def __init__(self, dataset, keys, class_ids, excluded=()):
+    A test split also says which boxes its examples hold (``boxes``: :data:`GROUND_TRUTH_BOXES`
+    or the detector file and threshold) and, when they are a detector's,
+    ``ground_truth``: ``{frame key: (boxes (G, 4) normalised (y1, x1, y2, x2), labels (G,
+    n_class) multi-hot)}``, the metric's ground truth (None: the examples' own labels)."""
+
+    def __init__(self, dataset, keys, class_ids, excluded=(), boxes=GROUND_TRUTH_BOXES,
+                 ground_truth=None):
         self.dataset, self.keys = dataset, list(keys)
         self.class_ids, self.excluded = list(class_ids), set(excluded)
+        self.boxes, self.ground_truth = boxes, ground_truth
 
     def __len__(self):
         return len(self.dataset)
@@ -67,6 +80,8 @@ def check_images(request, comm, log):
         return
     paths = [p for split in ('train', 'test')
              for p in ava.keyframe_files(root, os.path.join(root, AVA_FILES[split]))]
+    if request.eval_boxes:  # the detector's keyframes: mostly the same files
+        paths = sorted(set(paths).union(ava.keyframe_files(root, request.eval_boxes, True)))
     counts = image_checks.check_files(paths, comm, request.image_check,
                                       image_checks.default_cache_path(root))
     if comm.rank == 0 and paths:
@@ -112,6 +127,15 @@ def _load_ava(request):
     excluded = (ava.read_exclusions(path['excluded'], test.report)
                 if os.path.isfile(path['excluded']) else set())
     class_names = tuple(names.get(i, str(i)) for i in range(1, ava.N_ACTIONS + 1))
+    reports = {'train': train.report, 'test': test.report}
+    if not request.eval_boxes:
+        return (ActionData(train, train.frame_keys, class_ids),
+                ActionData(test, test.frame_keys, class_ids, excluded), class_names, reports)
+    detected = ava.AVAClips(root, request.eval_boxes, scored=True,
+                            min_score=request.eval_score_thresh, **kwargs)
+    reports['test_boxes'] = detected.report
+    ground_truth = dict(zip(test.frame_keys, test.annotations))
+    boxes = '%s (score >= %g)' % (request.eval_boxes, request.eval_score_thresh)
     return (ActionData(train, train.frame_keys, class_ids),
-            ActionData(test, test.frame_keys, class_ids, excluded), class_names,
-            {'train': train.report, 'test': test.report})
+            ActionData(detected, detected.frame_keys, class_ids, excluded, boxes, ground_truth),
+            class_names, reports)

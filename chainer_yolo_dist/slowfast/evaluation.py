@@ -8,8 +8,12 @@ the number a single process gets for the same model. Every rank must hold the sa
 (parameters and batch-normalisation statistics: ``core.persistents.mean_persistents``).
 
 Each test example is one keyframe with its boxes; every box is scored for every evaluated
-class (as PySlowFast's ``get_ava_eval_data``), and the ground truth is the example's
-multi-hot labels (one ``(box, action)`` pair per positive label).
+class (as PySlowFast's ``get_ava_eval_data``). The boxes are the ground truth's, whose
+multi-hot labels are then the ground truth (one ``(box, action)`` pair per positive label),
+or a person detector's (``ActionData.boxes`` says which), scored against the split's
+``ground_truth``; a ground-truth frame without a detected box counts its boxes as missed.
+Boxes enter the metric normalised by their clip's height and width, the CSVs' coordinates
+(IoU does not change under that scaling).
 """
 import chainer
 import numpy as np
@@ -32,15 +36,19 @@ def _scorer(detector):
         x, rois, roi_indices, _ = concat_normalised_clips(batch, device)
         probs = chainer.backend.CpuDevice().send(detector.predict(x, rois, roi_indices))
         counts = np.cumsum([len(b) for b in bboxes])[:-1]
-        return np.split(probs, counts), list(bboxes)
+        normalised = [np.asarray(b, np.float64).reshape(-1, 4)
+                      / np.tile(np.asarray(c.shape[2:], np.float64), 2)
+                      for c, b in zip(clips, bboxes)]
+        return np.split(probs, counts), normalised
     return score
 
 
 def evaluate_actions(detector, test, comm=None, batchsize=4):
     """Frame mAP@0.5 of ``detector`` on ``test`` (:class:`~.data.ActionData`).
 
-    Returns ``{'map': float, 'ap': {action id: float or None}, 'n_frames': int}`` on every
-    rank (None: no ground truth of that action in the evaluated frames).
+    Returns ``{'map': float, 'ap': {action id: float or None}, 'n_frames': int, 'boxes':
+    str}`` on every rank (None: no ground truth of that action in the evaluated frames;
+    ``boxes``: which boxes were scored, ``test.boxes``).
     """
     out = None
     if comm is None or comm.rank == 0:
@@ -60,17 +68,28 @@ def evaluate_actions(detector, test, comm=None, batchsize=4):
 def _frame_map(test, scores, bboxes, labels):
     """Ground truth and detections per frame key, then the metric (rank 0).
 
-    ``scores[i]`` ``(R_i, n_class)``, ``bboxes[i]`` ``(R_i, 4)`` in pixels (one system for both
-    sides) and ``labels[i]`` ``(R_i, n_class)`` multi-hot are test example ``i``'s."""
+    ``scores[i]`` ``(R_i, n_class)``, ``bboxes[i]`` ``(R_i, 4)`` normalised and ``labels[i]``
+    ``(R_i, n_class)`` multi-hot are test example ``i``'s; the labels are the ground truth
+    unless ``test.ground_truth`` holds it (the examples' boxes then being a detector's)."""
     boxes = [np.asarray(b, np.float64).reshape(-1, 4) for b in bboxes]
     keys = [key for key, b in zip(test.keys, boxes) for _ in range(len(b))]
     scores = [np.asarray(s, np.float64).reshape(len(b), -1) for s, b in zip(scores, boxes)]
-    labels = [np.asarray(lb).reshape(len(b), -1) for lb, b in zip(labels, boxes)]
-    ground_truth = ground_truth_from_labels(keys, _rows(boxes), _rows(labels))
+    if getattr(test, 'ground_truth', None) is None:
+        labels = [np.asarray(lb).reshape(len(b), -1) for lb, b in zip(labels, boxes)]
+        ground_truth = ground_truth_from_labels(keys, _rows(boxes), _rows(labels))
+    else:
+        frames = list(test.ground_truth)
+        gt_boxes = [np.asarray(test.ground_truth[k][0], np.float64).reshape(-1, 4)
+                    for k in frames]
+        gt_labels = [np.asarray(test.ground_truth[k][1]) for k in frames]
+        ground_truth = ground_truth_from_labels(
+            [k for k, b in zip(frames, gt_boxes) for _ in range(len(b))], _rows(gt_boxes),
+            _rows(gt_labels))
     detections = detections_from_scores(keys, _rows(boxes), _rows(scores), test.class_ids)
     result = frame_map(ground_truth, detections, test.class_ids, test.excluded)
     ap = {int(c): None if np.isnan(v) else float(v) for c, v in result['ap'].items()}
-    return {'map': result['map'], 'ap': ap, 'n_frames': result['n_frames']}
+    return {'map': result['map'], 'ap': ap, 'n_frames': result['n_frames'],
+            'boxes': getattr(test, 'boxes', 'ground truth')}
 
 
 def _rows(arrays):

@@ -10,6 +10,8 @@ gathered across ranks (:mod:`chainer_yolo_dist.slowfast.evaluation`). Sec. 4.2's
 are options of every run: ``--no-persistent-workers`` re-creates the loader processes at each
 epoch (Table 3's stall) and ``--profile`` times each update's phases (Table 4).
 """
+import os
+
 import numpy as np
 
 from chainer_yolo_dist.core import iterators, parallelism, reporting, run
@@ -40,6 +42,14 @@ def check(preset, options):
                          % (preset.name, preset.clip_frames))
     if options.get('pretrained'):
         models.trunk_prefix(options['pretrained'])  # a readable .npz holding a trunk
+    boxes, thresh = options.get('eval_boxes'), options.get('eval_score_thresh', 0.8)
+    if boxes and preset.dataset != 'ava':
+        raise ValueError('--eval-boxes names a person-box file of AVA; --dataset %s is '
+                         'evaluated on its own boxes' % preset.dataset)
+    if boxes and not os.path.isfile(boxes):
+        raise ValueError('--eval-boxes %s: no such file' % boxes)
+    if not 0 <= thresh <= 1:
+        raise ValueError('--eval-score-thresh must be in [0, 1], got %r' % thresh)
 
 
 def defaults(preset, options):
@@ -91,6 +101,7 @@ def train(settings, comm, dataset, log=print):
             initialisation += '; paper 004 sec. 3.3 starts from %s weights' % preset.pretrained
     if comm.rank == 0:
         log('initialisation: %s' % initialisation)
+        log('evaluation boxes: %s' % dataset.test.boxes)
     # Every parameter exists, drawn on the host from the seeded generator, before the move (a
     # lazily shaped one would otherwise be drawn on the GPU, from CuPy's generator).
     models.materialise_parameters(detector)
@@ -131,7 +142,8 @@ def train(settings, comm, dataset, log=print):
         else:
             result = evaluator()
         return dict(map=result['map'], ap=_named_ap(result['ap'], dataset.class_names),
-                    n_test_frames=result['n_frames'], model=preset.model,
+                    n_test_frames=result['n_frames'], eval_boxes=result['boxes'],
+                    model=preset.model,
                     initialisation=initialisation)
     return run.finish_run(trainer, settings, comm, detector, final, optimizer, log)
 
@@ -143,4 +155,5 @@ def _named_ap(ap, class_names):
 
 def summary(metrics):
     """What rank 0 prints of a finished run (its images/s are clips/s)."""
-    return 'frame mAP@0.5 %.4f' % metrics['map']
+    return 'frame mAP@0.5 %.4f (boxes: %s)' % (metrics['map'],
+                                               metrics.get('eval_boxes', 'ground truth'))

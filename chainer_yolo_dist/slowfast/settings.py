@@ -29,6 +29,13 @@ class SlowFastData:
     #: truncation too) or 'none' (a bad file is found when training reads it). On AVA: each
     #: keyframe's file (:func:`chainer_yolo_dist.slowfast.data.check_images`).
     image_check: str = 'header'
+    #: The boxes the evaluation scores (AVA only): None, the ground-truth person boxes of
+    #: ``ava_val_v2.2.csv``; or a person detector's boxes in AVA's CSV format (``video_id,
+    #: second, x1, y1, x2, y2, [action_id,] score``, normalised), those scoring at least
+    #: ``eval_score_thresh`` (PySlowFast ``AVA.DETECTION_SCORE_THRESH`` 0.8), matched to the
+    #: ground truth by the metric (paper 004 evaluates on Detectron's boxes, sec. 4.1).
+    eval_boxes: str | None = None
+    eval_score_thresh: float = 0.8
 
 
 @dataclasses.dataclass(frozen=True)
