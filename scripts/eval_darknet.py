@@ -7,8 +7,10 @@
     python scripts/eval_darknet.py m1.npz m2.npz --synthetic --n-test-images 512
 
 Each MODEL is a ``model.npz`` or trainer snapshot of ``train_darknet.py``. The ensemble is the
-mean of the members' softmax (paper 003's 13.89% is an ensemble's top-5 error; the way its
-members were combined is a reading: ``classification/ensemble.py``). Unless ``--data-dir`` or
+mean of the members' softmax (paper 003's 13.89% is an ensemble's top-5 error on the ILSVRC2012
+*test* set; the way its members were combined is a reading: ``classification/ensemble.py``).
+This script evaluates on a validation set (ImageNet ``val/``), never on that test set, and says
+so beside its numbers. Unless ``--data-dir`` or
 ``--synthetic`` is given, the data, its sizes and the input size are those of the run whose
 ``config.json`` lies beside the first MODEL (its validation set). ``--out`` also writes the
 result as JSON.
@@ -32,16 +34,19 @@ def parse_args(argv=None):
     p.add_argument('--val-list', help='"path label" lines of the validation images')
     p.add_argument('--synthetic', action='store_true',
                    help='the synthetic classification crops\' test split')
-    p.add_argument('--n-test-images', type=int, help='synthetic test images (default: the '
+    p.add_argument('--n-test-images', type=cli.COUNT, help='synthetic test images (default: the '
                    'run\'s, else 256)')
-    p.add_argument('--image-size', type=int, help='synthetic image size (default: the run\'s, '
+    p.add_argument('--image-size', type=cli.COUNT,
+                   help='synthetic image size (default: the run\'s, '
                    'else 32)')
-    p.add_argument('--seed', type=int, help='synthetic data seed (default: the run\'s, else 0)')
-    p.add_argument('--insize', type=int, help='centre-crop size, a multiple of 32 (default: '
+    p.add_argument('--seed', type=cli.SEED,
+                   help='synthetic data seed (default: the run\'s, else 0)')
+    p.add_argument('--insize', type=cli.COUNT, help='centre-crop size, a multiple of 32 (default: '
                    'the run\'s, else 224 on ImageNet and the image size on synthetic data)')
     p.add_argument('--on-bad-sample', choices=['error', 'skip'], default='error')
-    p.add_argument('--batchsize', type=int, default=32)
-    p.add_argument('--device', type=int, help='GPU id, or -1 for the CPU (default: GPU 0 '
+    p.add_argument('--batchsize', type=cli.COUNT, default=32)
+    p.add_argument('--device', type=cli.Bounded(int, -1),
+                   help='GPU id, or -1 for the CPU (default: GPU 0 '
                    'where CUDA sees one, else the CPU)')
     p.add_argument('--out', help='write the result as JSON here')
     p.add_argument('--debug', action='store_true', help='show the traceback of an error')
@@ -74,11 +79,17 @@ def evaluate(args):
         print('  ' + score_line(member))
     print('ensemble of %d (mean of the softmax):' % len(models))
     print('  ' + score_line(result))
+    print(PAPER_003_NOTE)
     if args.out:
         from chainer_yolo_dist.core.atomic import write_json
         write_json(args.out, dict(result, models=list(args.models), data=description,
                                   insize=insize))
     return 0
+
+
+#: Printed under the scores: what paper 003's figure was measured on, and what these were.
+PAPER_003_NOTE = ('paper 003: top-5 error 13.89% for its ensemble on the ILSVRC2012 test set; '
+                  'the errors above are on the validation data named above, not that test set')
 
 
 def score_line(scores):

@@ -28,13 +28,13 @@ def parse_args(argv=None):
     p.add_argument('--config', help='config.json of the run (default: beside SNAPSHOT)')
     p.add_argument('--model', help='yolov2, yolov3, yolov2_tiny or yolov3_small')
     p.add_argument('--dataset', help='synthetic, voc0712 or vocformat')
-    p.add_argument('--n-class', type=int, help='synthetic classes')
+    p.add_argument('--n-class', type=cli.COUNT, help='synthetic classes')
     p.add_argument('--data-dir')
     p.add_argument('--class-names', nargs='+')
     p.add_argument('--test-split')
-    p.add_argument('--insize', type=int, help='evaluation input size (multiple of 32)')
-    p.add_argument('--batchsize', type=int, default=8)
-    p.add_argument('--score-thresh', type=float, default=None,
+    p.add_argument('--insize', type=cli.COUNT, help='evaluation input size (multiple of 32)')
+    p.add_argument('--batchsize', type=cli.COUNT, default=8)
+    p.add_argument('--score-thresh', type=cli.Bounded(float, 0, 1), default=None,
                    help='score threshold of the TP/FP/FN counts (default 0.25, the reading '
                    'of paper 002 Table 2: AlexeyAB darknet\'s detector map)')
     p.add_argument('--communicator', choices=['pure_nccl', 'naive'], default=None,
@@ -54,8 +54,10 @@ def main(argv=None):
 
 def evaluate(args):
     from chainer_yolo_dist.core import mpi
-    from chainer_yolo_dist.detection.evaluation import evaluate_saved_model, saved_run_request
+    from chainer_yolo_dist.detection.evaluation import (detector_prefix, evaluate_saved_model,
+                                                        saved_run_request)
     try:
+        detector_prefix(args.snapshot)  # what the file is comes before what it needs
         request, model, insize = saved_run_request(vars(args))
     except (ValueError, OSError) as e:
         raise mpi.SetupError(str(e)) from e

@@ -29,21 +29,21 @@ def parse_args(argv=None):
     p.add_argument('--workers', type=cli.positive_int_list,
                    default=list(study.DEFAULT_WORKERS), help='the values of k (default '
                    '%s)' % ','.join(str(k) for k in study.DEFAULT_WORKERS))
-    p.add_argument('--ranks', type=int, default=study.DEFAULT_RANKS,
+    p.add_argument('--ranks', type=cli.COUNT, default=study.DEFAULT_RANKS,
                    help='most real MPI ranks per run (default %(default)s)')
-    p.add_argument('--epochs', type=int, default=study.DEFAULT_EPOCHS,
+    p.add_argument('--epochs', type=cli.COUNT, default=study.DEFAULT_EPOCHS,
                    help='epochs of every run (default %(default)s)')
-    p.add_argument('--steps', type=float, nargs='*',
+    p.add_argument('--steps', type=cli.POSITIVE, nargs='*',
                    help='x0.1 decay epochs of every run (default: 70%%%% and 90%%%% of '
                    '--epochs, %s for %d)' % (' '.join('%g' % s for s in study.DEFAULT_STEPS),
                                              study.DEFAULT_EPOCHS))
-    p.add_argument('--n-train-images', type=int, default=study.DEFAULT_N_TRAIN,
+    p.add_argument('--n-train-images', type=cli.COUNT, default=study.DEFAULT_N_TRAIN,
                    help='synthetic training images (default %(default)s)')
     p.add_argument('--ablations', nargs='*', default=list(study.ABLATIONS),
                    choices=list(study.ABLATIONS), help='at the largest k (default: all)')
-    p.add_argument('--run-timeout', type=float, default=3600,
+    p.add_argument('--run-timeout', type=cli.POSITIVE, default=3600,
                    help='seconds one run may take before it is ended (default %(default)s)')
-    p.add_argument('--link-bandwidth', type=float,
+    p.add_argument('--link-bandwidth', type=cli.POSITIVE,
                    help='AllReduce bytes/s for the scaling model (default: from the measured '
                    'benchmark in results/bench)')
     cli.add_study_options(p, 'study', 'train_yolo.py')

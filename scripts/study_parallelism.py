@@ -32,19 +32,20 @@ def parse_args(argv=None):
                    % ','.join(str(k) for k in sp.DEFAULT_WORKERS))
     p.add_argument('--variants', nargs='+', default=list(sp.VARIANTS),
                    choices=list(sp.VARIANTS), help='(default: all)')
-    p.add_argument('--ranks', type=int, default=sp.DEFAULT_RANKS,
+    p.add_argument('--ranks', type=cli.COUNT, default=sp.DEFAULT_RANKS,
                    help='most processes of a sync run (default %(default)s)')
-    p.add_argument('--epochs', type=int, default=sp.DEFAULT_EPOCHS,
+    p.add_argument('--epochs', type=cli.COUNT, default=sp.DEFAULT_EPOCHS,
                    help='epochs of every run (default %(default)s)')
-    p.add_argument('--warmup-epochs', type=float, default=sp.DEFAULT_WARMUP_EPOCHS,
+    p.add_argument('--warmup-epochs', type=cli.NON_NEGATIVE, default=sp.DEFAULT_WARMUP_EPOCHS,
                    help='epoch at which the warmup reaches the peak (default %(default)s)')
-    p.add_argument('--warmup-hold-epochs', type=float, default=sp.DEFAULT_WARMUP_HOLD_EPOCHS,
+    p.add_argument('--warmup-hold-epochs', type=cli.NON_NEGATIVE,
+                   default=sp.DEFAULT_WARMUP_HOLD_EPOCHS,
                    help='epochs at the first rate eta (default %(default)s)')
-    p.add_argument('--n-train-images', type=int, default=sp.DEFAULT_N_TRAIN)
-    p.add_argument('--n-test-images', type=int, default=sp.DEFAULT_N_TEST)
-    p.add_argument('--target', type=float, default=sp.DEFAULT_TARGET,
+    p.add_argument('--n-train-images', type=cli.COUNT, default=sp.DEFAULT_N_TRAIN)
+    p.add_argument('--n-test-images', type=cli.COUNT, default=sp.DEFAULT_N_TEST)
+    p.add_argument('--target', type=cli.Bounded(float, 0, 1), default=sp.DEFAULT_TARGET,
                    help='validation top-1 of the time-to-target column (default %(default)s)')
-    p.add_argument('--run-timeout', type=float, default=sp.DEFAULT_RUN_TIMEOUT,
+    p.add_argument('--run-timeout', type=cli.POSITIVE, default=sp.DEFAULT_RUN_TIMEOUT,
                    help='seconds one run may take before it is ended (default %(default)s)')
     cli.add_study_options(p, 'parallelism', 'train_darknet.py')
     return p.parse_args(argv)

@@ -64,7 +64,7 @@ def parse_args(argv=None):
         'sqrt_k_eta (sqrt(k)*eta)',
         insize_help='training and validation input size (multiple of 32): 224, or 448 for '
         'the fine-tuning stage')
-    g.add_argument('--n-class', type=int, help='synthetic classes (ImageNet: from the data)')
+    g.add_argument('--n-class', type=cli.COUNT, help='synthetic classes (ImageNet: from the data)')
 
     r = p.add_argument_group('run')
     cli.add_parallelism_options(p.add_argument_group('data parallelism'))
@@ -83,18 +83,18 @@ def parse_args(argv=None):
     r.add_argument('--no-check-images', dest='image_check', action='store_const',
                    const='none', default=argparse.SUPPRESS,
                    help='deprecated: --image-check none')
-    r.add_argument('--n-train-images', type=int, default=1024, help='synthetic train size')
-    r.add_argument('--n-test-images', type=int, default=256, help='synthetic test size')
-    r.add_argument('--image-size', type=int, default=32, help='synthetic image size')
+    r.add_argument('--n-train-images', type=cli.COUNT, default=1024, help='synthetic train size')
+    r.add_argument('--n-test-images', type=cli.COUNT, default=256, help='synthetic test size')
+    r.add_argument('--image-size', type=cli.COUNT, default=32, help='synthetic image size')
     r.add_argument('--pretrained', help='classifier (model.npz or snapshot of this script) to '
                    'start from, same network and classes: the 448 fine-tuning stage')
     r.add_argument('--no-augment', dest='augment', action='store_false',
                    help='centre crop only, no augmentation')
-    r.add_argument('--min-crop', type=int, help='shortest side before the random crop '
+    r.add_argument('--min-crop', type=cli.COUNT, help='shortest side before the random crop '
                    '(default --insize, Darknet\'s)')
-    r.add_argument('--max-crop', type=int, help='longest side before the random crop '
+    r.add_argument('--max-crop', type=cli.COUNT, help='longest side before the random crop '
                    '(default 2 x --insize, Darknet\'s)')
-    r.add_argument('--angle', type=float, default=7.0,
+    r.add_argument('--angle', type=cli.Bounded(float, 0, 180), default=7.0,
                    help='largest random rotation in degrees (darknet19.cfg: 7)')
     return p.parse_args(argv)
 

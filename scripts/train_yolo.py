@@ -18,6 +18,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from chainer_yolo_dist.core import cli  # noqa: E402
 
 OUT_PARENT = 'runs'
+#: A synthetic object's side as a fraction of the image side.
+OBJECT_SCALE = cli.Bounded(float, 0, 1, low_open=True)
 
 
 def parse_args(argv=None):
@@ -29,11 +31,11 @@ def parse_args(argv=None):
         '(k*n/256*eta), sqrt_k_eta (sqrt(k)*eta: square-root scaling, not in the papers)',
         insize_help='input size (multiple of 32) without multi-scale; '
         'also the first batches\' size and the evaluation size')
-    g.add_argument('--multiscale', type=int, nargs=3, metavar=('MIN', 'MAX', 'EVERY'),
+    g.add_argument('--multiscale', type=cli.COUNT, nargs=3, metavar=('MIN', 'MAX', 'EVERY'),
                    help='draw the input size from MIN..MAX (multiples of 32) every EVERY '
                    'iterations')
     g.add_argument('--no-multiscale', action='store_true', help='train at --insize only')
-    g.add_argument('--n-class', type=int, help='synthetic classes (default: the preset\'s)')
+    g.add_argument('--n-class', type=cli.COUNT, help='synthetic classes (default: the preset\'s)')
 
     d = p.add_argument_group('data')
     d.add_argument('--data-dir', help='VOCdevkit directory (voc0712) or dataset root '
@@ -41,17 +43,17 @@ def parse_args(argv=None):
     d.add_argument('--class-names', nargs='+', help='class names (vocformat)')
     d.add_argument('--train-split', default='trainval', help='vocformat training split')
     d.add_argument('--test-split', default='test', help='vocformat test split')
-    d.add_argument('--n-train-images', type=int, default=1000, help='synthetic train size')
-    d.add_argument('--n-test-images', type=int, default=300, help='synthetic test size')
-    d.add_argument('--image-size', type=int, default=128, help='synthetic image size')
-    d.add_argument('--object-scales', type=float, nargs=2, default=(1 / 16., 2 / 3.),
+    d.add_argument('--n-train-images', type=cli.COUNT, default=1000, help='synthetic train size')
+    d.add_argument('--n-test-images', type=cli.COUNT, default=300, help='synthetic test size')
+    d.add_argument('--image-size', type=cli.COUNT, default=128, help='synthetic image size')
+    d.add_argument('--object-scales', type=OBJECT_SCALE, nargs=2, default=(1 / 16., 2 / 3.),
                    metavar=('MIN', 'MAX'), help='synthetic object sides as fractions of the '
                    'image side (default: 1/16 2/3)')
     d.add_argument('--scale-distribution', choices=['log', 'uniform'], default='log',
                    help='how synthetic object sides are drawn between MIN and MAX')
     d.add_argument('--no-augment', dest='augment', action='store_false',
                    help='resize only, no augmentation')
-    d.add_argument('--jitter', type=float, default=0.2, help='crop jitter (Darknet)')
+    d.add_argument('--jitter', type=cli.FRACTION, default=0.2, help='crop jitter (Darknet)')
 
     r = p.add_argument_group('run')
     cli.add_parallelism_options(p.add_argument_group('data parallelism'),
@@ -64,8 +66,14 @@ def parse_args(argv=None):
                    'although the preset names pretraining')
     r.add_argument('--sync-bn', action='store_true', help='batch statistics over all ranks '
                    '(chainermn.links.create_mnbn_model); not used by the papers')
-    r.add_argument('--eval-insize', type=int, help='evaluation input size (default --insize)')
-    return p.parse_args(argv)
+    r.add_argument('--eval-insize', type=cli.COUNT,
+                   help='evaluation input size (default --insize)')
+    args = p.parse_args(argv)
+    if args.object_scales[0] > args.object_scales[1]:
+        p.error('--object-scales: MIN %g is larger than MAX %g' % tuple(args.object_scales))
+    if args.multiscale and args.no_multiscale:
+        p.error('--multiscale and --no-multiscale contradict each other: give one')
+    return args
 
 
 def main(argv=None):

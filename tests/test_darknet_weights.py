@@ -11,6 +11,7 @@ import os
 import chainer
 import numpy as np
 import pytest
+from chainercv.links import Conv2DBNActiv
 from chainercv.links import YOLOv2
 from chainercv.links import YOLOv3
 
@@ -230,9 +231,15 @@ def test_is_darknet_weights_file_tells_darknet_from_npz_by_content(tmp_path):
     assert is_darknet_weights_file(weights)
     assert is_darknet_weights_file(str(renamed))
     assert not is_darknet_weights_file(str(npz))
-    assert not is_darknet_weights_file(str(text))
+    # Named as Darknet names its files and no zip archive: refused as Darknet weights, by
+    # what is wrong with it, not as a broken .npz.
+    assert is_darknet_weights_file(str(text))
+    junk = tmp_path / 'junk.bin'
+    junk.write_text('these are not weights, only text\n')
+    assert not is_darknet_weights_file(str(junk))
     assert not is_darknet_weights_file(str(tmp_path / 'missing.conv.74'))
-    with pytest.raises(ValueError, match='notes.weights: not a Darknet weights file'):
+    with pytest.raises(ValueError, match=r'notes.weights: not a Darknet weights file \(its '
+                       r'header is no version Darknet writes, 0.1.x or 0.2.x\), nor an .npz'):
         read_darknet_weights(str(text))
 
 
@@ -449,3 +456,43 @@ def test_pretrained_takes_darknets_own_file_for_the_paper_detector(tmp_path, net
     model = nets('yolov2')
     assert load_pretrained(path, model) == '18 Darknet layers'
     assert_layer_holds(model, spec, 23, 17)
+
+
+# --- Darknet's batch normalisation ------------------------------------------------------------
+
+def test_loaded_layers_normalise_with_darknets_eps(tmp_path, nets):
+    # Darknet's GPU forward divides by sqrt(var + 1e-5), ChainerCV's Conv2DBNActiv by
+    # sqrt(var + 2e-5): with a running variance of 1e-6..1e-3 the outputs would differ by up
+    # to 0.2 relative, so the layers a Darknet file fills take Darknet's eps.
+    spec = darknet19_trunk_spec('/extractor')
+    arrays = [conv_arrays(7, k, row) for k, row in enumerate(spec)]
+    arrays[0]['var'][:4] = [1e-6, 1e-5, 1e-4, 1e-3]        # tiny variances, as trained nets have
+    path = str(tmp_path / 'darknet19_448.conv.23')
+    with open(path, 'wb') as f:
+        f.write(np.array([0, 2, 0], '<i4').tobytes() + np.array([0], '<i8').tobytes())
+        for layer in arrays:
+            for array in layer.values():
+                f.write(array.astype('<f4').tobytes())
+    assert Conv2DBNActiv(3, 4, 3).bn.eps == 2e-5    # ChainerCV's (Chainer's) default
+    model = nets('yolov2')
+    for i in range(22):    # as built: the shared model may hold an earlier test's file
+        model.extractor[i].bn.eps = 2e-5
+    load_darknet_trunk(path, model)
+    assert {model.extractor[i].bn.eps for i in range(18)} == {1e-5}
+    assert {model.extractor[i].bn.eps for i in (18, 19, 20, 21)} == {2e-5}   # not in the file
+
+    first, a = model.extractor[0], arrays[0]
+    x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    with chainer.using_config('train', False), chainer.no_backprop_mode():
+        conv = first.conv(x).array
+        out = first(x).array
+    shape = (1, -1, 1, 1)
+    darknet = ((conv - a['mean'].reshape(shape)) / np.sqrt(a['var'].reshape(shape) + 1e-5)
+               * a['gamma'].reshape(shape) + a['beta'].reshape(shape))
+    darknet = np.where(darknet > 0, darknet, 0.1 * darknet)   # Darknet's leaky ReLU
+    np.testing.assert_allclose(out, darknet, rtol=1e-4, atol=1e-4)
+    # The same formula at ChainerCV's eps does not match on the tiny channels: eps matters.
+    chainercv = ((conv - a['mean'].reshape(shape)) / np.sqrt(a['var'].reshape(shape) + 2e-5)
+                 * a['gamma'].reshape(shape) + a['beta'].reshape(shape))
+    chainercv = np.where(chainercv > 0, chainercv, 0.1 * chainercv)
+    assert not np.allclose(out[:, :4], chainercv[:, :4], rtol=1e-2, atol=1e-4)

@@ -142,20 +142,26 @@ def test_samples_identical_to_chainercv_voc_bbox_dataset(devkit, year, split, us
             np.testing.assert_array_equal(a, b)
 
 
-def test_missing_voc_data_names_every_path_and_downloads_nothing(tmp_path, monkeypatch):
+def test_missing_voc_data_is_one_line_naming_what_is_missing_and_downloads_nothing(
+        tmp_path, monkeypatch):
     devkit = tmp_path / 'VOCdevkit'
     add_image(str(devkit / 'VOC2007'), '000001', [('dog', (1, 1, 9, 9), 0)])
     write_split(str(devkit / 'VOC2007'), 'trainval', ['000001'])
     with pytest.raises(FileNotFoundError) as e:
         voc0712_train(str(devkit))
     msg = str(e.value)
-    assert 'never downloads' in msg
-    for path in (devkit / 'VOC2012', devkit / 'VOC2012' / 'ImageSets' / 'Main' / 'trainval.txt',
-                 devkit / 'VOC2012' / 'Annotations', devkit / 'VOC2012' / 'JPEGImages'):
-        assert 'MISSING %s' % path in msg
-    assert 'found   %s' % (devkit / 'VOC2007' / 'JPEGImages') in msg
+    assert 'never downloads' in msg and '\n' not in msg
+    # A missing year is named once, not with every file under it; what exists is not named.
+    assert 'missing %s/;' % (devkit / 'VOC2012') in msg
+    assert 'VOC2007/JPEGImages' not in msg and 'VOC2012/JPEGImages' not in msg
     with pytest.raises(FileNotFoundError, match='test.txt'):
         voc07_test(str(devkit))
+    # The parent of a VOCdevkit: the subfolder to give instead.
+    with pytest.raises(FileNotFoundError, match='holds a VOCdevkit folder: give --data-dir %s$'
+                       % devkit):
+        voc0712_train(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match='no such folder: give --data-dir VOCDEVKIT'):
+        voc0712_train(str(tmp_path / 'nope'))
 
     # The default location is ChainerCV's, under CHAINER_DATASET_ROOT, and is not created.
     monkeypatch.setattr(download, '_dataset_root', str(tmp_path / 'root'))
@@ -228,6 +234,10 @@ def test_bad_input_raises_naming_file_and_problem_by_default(tmp_path, case):
         VOCFormatDataset(root, 'train', FILMROLE)
     assert str(e.value).startswith(root)
     assert isinstance(e.value, ValueError)
+    # ... and how to go on: the class to add where that is the problem, else skipping.
+    assert '--on-bad-sample skip drops' in str(e.value)
+    if case == 'unknown_class':
+        assert "add 'alien' to --class-names" in str(e.value)
 
 
 @pytest.mark.parametrize('case', sorted(BAD_CASES))

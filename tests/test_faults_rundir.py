@@ -157,8 +157,12 @@ def test_a_busy_folder_is_refused_and_its_owners_lock_kept(tmp_path):
 
 def test_a_start_that_fails_in_acquire_leaves_nothing(tmp_path, monkeypatch):
     (tmp_path / 'file').write_text('x')
-    with pytest.raises(OSError):
-        rundir.acquire(str(tmp_path / 'file' / 'run'))  # 'file' is no directory
+    # 'file' is no folder: one line naming it, not the OS's [Errno 20]
+    with pytest.raises(rundir.RunDirectoryError, match=r'file/run: .*file is a file, not a '
+                       'folder'):
+        rundir.acquire(str(tmp_path / 'file' / 'run'))
+    with pytest.raises(rundir.RunDirectoryError, match=r'--out .*file: it is a file'):
+        rundir.acquire(str(tmp_path / 'file'))
 
     def cannot_lock(out):
         raise PermissionError(13, os.strerror(13), os.path.join(out, rundir.LOCK_NAME))

@@ -291,6 +291,56 @@ def test_docs_table_is_the_generated_one(repo):
     assert presets.table() in doc, 'regenerate the table in docs/presets.md with presets.table()'
 
 
+def _optimizer(name):
+    p = presets.load(name, 1)
+    if p.model.startswith('cyclegan'):
+        return 'Adam'
+    return 'MomentumSGD + LARS' if p.lars else 'MomentumSGD'
+
+
+def _readme_preset_rows(repo):
+    with open(os.path.join(repo, 'README.md'), encoding='utf-8') as f:
+        text = f.read()
+    section = text[text.index('\n## Presets'):]
+    section = section[:section.index('\n## ', 1)]
+    lines = [line for line in section.splitlines() if line.startswith('| ')]
+    header = [c.strip() for c in lines[0].strip('|').split('|')]
+    return {row[0]: dict(zip(header, row)) for row in
+            ([c.strip() for c in line.strip('|').split('|')] for line in lines[2:])}
+
+
+def test_readme_lists_every_preset_with_its_optimizer_and_schedule(repo):
+    """Issue 25: README's table once held only the YOLO and Darknet presets and said every
+    preset warms up with MomentumSGD; each row is now the preset's own settings."""
+    rows = _readme_preset_rows(repo)
+    assert sorted(rows) == sorted(presets.names())
+    for name, row in rows.items():
+        described = presets.describe(name)
+        assert row.pop('optimizer') == _optimizer(name), name
+        assert row == {column: described[column] for column in row}, name
+    assert rows['cyclegan_synthia2bdd_2019']['warmup (epochs)'] == 'none'
+
+
+def test_docs_presets_names_every_preset_and_the_optimizer_of_each_system(repo):
+    with open(os.path.join(repo, 'docs', 'presets.md'), encoding='utf-8') as f:
+        doc = f.read()
+    assert all(name in doc for name in presets.names())
+    optimizers = doc[doc.index('Optimizer and schedule per system'):]
+    for name in presets.names():
+        if _optimizer(name) != 'MomentumSGD':
+            assert name in optimizers, name
+
+
+def test_the_async_preset_documents_the_rate_of_each_mode(repo):
+    """CNN11's table rate is the k = 48 one; its own mode (async, no bound) runs k = 1's."""
+    assert presets.load('cnn11_imagenet_async_2015', 48).peak_lr == approx(0.06)
+    one = presets.load('cnn11_imagenet_async_2015', 1).peak_lr
+    assert one == approx(0.00125)
+    with open(os.path.join(repo, 'docs', 'presets.md'), encoding='utf-8') as f:
+        doc = ' '.join(f.read().split())
+    assert 'k = 1 rate, 0.01 × 16 / 128 = 0.00125' in doc
+
+
 def test_paper_003_preset_records_its_asynchronous_mode_and_a_sync_run_says_it_departs():
     from chainer_yolo_dist.core.resolve import departures_from_preset
     paper = presets.load('cnn11_imagenet_async_2015', 48)
@@ -305,3 +355,14 @@ def test_paper_003_preset_records_its_asynchronous_mode_and_a_sync_run_says_it_d
 def test_unknown_parallelism_mode_is_refused():
     with pytest.raises(ValueError, match="parallelism must be one of"):
         presets.load('synthetic_demo', 1, parallelism='gossip')
+
+
+def test_only_paper_004_gives_loader_workers_and_its_preset_carries_6():
+    # Paper 004 sec. 4.2: 6 workers once they are kept across epochs (8 before, sec. 4.1);
+    # papers 000-003 give no count, so their presets leave it to the machine (None).
+    assert presets.load('slowfast_ava_2021', 4).loader_workers == 6
+    assert {name: presets.load(name, 1).loader_workers
+            for name in presets.names() if name != 'slowfast_ava_2021'} == {
+        name: None for name in presets.names() if name != 'slowfast_ava_2021'}
+    with pytest.raises(ValueError, match='loader_workers must be >= 0'):
+        presets.load('slowfast_demo', 1, loader_workers=-1)

@@ -79,3 +79,47 @@ def test_a_resume_that_names_nothing_resumable_is_one_line_before_mpi(tmp_path):
         resolve_script('detection', ['--resume', str(tmp_path / 'nope')])
     fresh = resolve_script('detection', ['--resume', 'auto', '--out', str(tmp_path / 'run')])
     assert fresh.settings.resume == 'auto'  # nothing to resume yet: a fresh start
+
+
+def test_the_preset_s_loader_workers_apply_cut_to_the_cores_and_a_change_is_a_departure():
+    ava = ['--preset', 'slowfast_ava_2021', '--data-dir', 'AVA']
+    abci = resolve.Node(gpus=4, cudnn=True, cpus=40)  # paper 004's node: 4 GPUs, 40 cores
+    plan = resolve_script('slowfast', ava, 4, abci)
+    assert plan.settings.loaderjob == 6 and not any('loader' in d for d in plan.departures)
+    small = resolve_script('slowfast', ava, 4, resolve.Node(gpus=4, cudnn=True, cpus=12))
+    assert small.settings.loaderjob == 3
+    assert ("loader workers 3 per rank instead of the preset's 6: 3 CPU core(s) per rank on "
+            "this node (--loaderjob sets them)") in small.departures
+    before_fix = resolve_script('slowfast', ava + ['--loader-workers', '8'], 4, abci)
+    assert before_fix.settings.loaderjob == 8
+    assert "loader workers 8 per rank instead of the preset's 6 (--loaderjob)" in (
+        before_fix.departures)
+    # A preset without a count keeps the machine's default, and the user's count is no
+    # departure from it.
+    demo = resolve_script('slowfast', ['--loader-workers', '3'], 2, resolve.Node(0, False, 2))
+    assert demo.settings.loaderjob == 3 and not any('loader' in d for d in demo.departures)
+    assert resolve_script('slowfast', [], 2, resolve.Node(0, False, 2)).settings.loaderjob == 2
+
+
+@pytest.mark.parametrize('system, argv, message', [
+    # a preset field set on the command line is named by the option typed, not the field
+    ('detection', ['--insize', '100'],
+     r'^--insize 100 is not a multiple of the stride 32 \(preset synthetic_demo\)$'),
+    ('detection', ['--lr-rule', 'k'], r'^--lr-rule must be one of .*, got \'k\''),
+    ('slowfast', ['--clip-frames', '6'], r'^--clip-frames 6 is not a positive multiple'),
+    # a typo of a preset: the near names, not all of them
+    ('detection', ['--preset', 'synthetic_dmo'],
+     r'^unknown preset \'synthetic_dmo\': did you mean synthetic_demo'),
+    # each trunk's own Darknet file as the example of what --pretrained takes
+    ('detection', ['--preset', 'yolov2_voc_2018'], r'such as darknet19_448\.conv\.23\)'),
+    ('detection', ['--preset', 'yolov3_voc_2019'], r'such as darknet53\.conv\.74\)'),
+])
+def test_a_mistake_is_named_as_the_user_typed_it(system, argv, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_script(system, argv)
+
+
+def test_an_option_is_taken_only_by_its_whole_name(capsys):
+    with pytest.raises(SystemExit):
+        load_script('train_yolo').parse_args(['--iter', '1'])
+    assert 'unrecognized arguments: --iter 1' in capsys.readouterr().err

@@ -87,6 +87,13 @@ def inspect_classifier_file(path):
         names = set(npz.files)
         prefixes = sorted(k[:-len(_FIRST_CONV)] for k in names
                           if k == _FIRST_CONV or k.endswith('/' + _FIRST_CONV))
+        if not prefixes and any('extractor/' in k for k in names):
+            raise ValueError('%s: this is a detector (train_yolo.py\'s), not a classifier: '
+                             'evaluate it with scripts/eval_yolo.py' % path)
+        if not prefixes and any('slow/conv1/' in k for k in names):
+            raise ValueError('%s: this is a SlowFast model, not a classifier: '
+                             'train_slowfast.py evaluates it (frame mAP, in its run\'s '
+                             'metrics.json)' % path)
         if len(prefixes) != 1:
             raise _not_a_classifier(path, 'expected one "%s" array, found %d'
                                     % (_FIRST_CONV, len(prefixes)))

@@ -8,6 +8,10 @@ import argparse
 import os
 import sys
 
+# The argparse types of the numeric options (re-exported: scripts read them as cli.COUNT).
+from chainer_yolo_dist.core.numbers import (  # noqa: F401
+    COUNT, FRACTION, NATURAL, NON_NEGATIVE, POSITIVE, SEED, Bounded)
+
 
 def training_parser(doc, default_preset, preset_doc='docs/presets.md'):
     """A training script's :class:`Parser`: its docstring as the description, ``--preset``,
@@ -73,7 +77,7 @@ def run(args, recipe, out_parent):
     """
     import importlib
     from chainer_yolo_dist.core import mpi
-    mpi.start_forkserver()
+    mpi.start_forkserver(getattr(args, 'stop_signals', ()))
     mpi.abort_on_exception()
     module = importlib.import_module('chainer_yolo_dist.%s.recipe' % recipe)
     from chainer_yolo_dist.core import run as runner
@@ -83,7 +87,13 @@ def run(args, recipe, out_parent):
 
 class Parser(argparse.ArgumentParser):
     """``ArgumentParser`` for scripts run under ``mpiexec``: a bad option is one line, reported
-    once by rank 0, not a usage screen per rank (every rank exits with status 2)."""
+    once by rank 0, not a usage screen per rank (every rank exits with status 2). An option
+    is taken only by its whole name: an abbreviation (``--iter`` for ``--iterations``) would
+    change meaning when an option is added."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault('allow_abbrev', False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         if launcher_rank() == 0:
@@ -93,21 +103,22 @@ class Parser(argparse.ArgumentParser):
 
 def add_preset_overrides(group, lr_rules_help, insize_help):
     """The options that replace a preset's value (default ``None``: keep the preset's)."""
-    group.add_argument('--batchsize', type=int, help='images per process (the papers\' n)')
-    group.add_argument('--epochs', type=int)
-    group.add_argument('--eta', '--lr', type=float, dest='eta',
+    group.add_argument('--batchsize', type=COUNT, help='images per process (the papers\' n)')
+    group.add_argument('--epochs', type=COUNT)
+    group.add_argument('--eta', '--lr', type=POSITIVE, dest='eta',
                        help='the papers\' base rate eta: the single-worker learning rate; the '
                        'peak rate follows from --lr-rule (--lr: deprecated alias)')
     group.add_argument('--lr-rule', help=lr_rules_help)
-    group.add_argument('--insize', type=int, help=insize_help)
-    group.add_argument('--warmup-epochs', type=float)
-    group.add_argument('--warmup-hold-epochs', type=float)
+    group.add_argument('--insize', type=COUNT, help=insize_help)
+    group.add_argument('--warmup-epochs', type=NON_NEGATIVE)
+    group.add_argument('--warmup-hold-epochs', type=NON_NEGATIVE)
     group.add_argument('--decay', help='step, poly or constant')
-    group.add_argument('--steps', type=float, nargs='*')
-    group.add_argument('--poly-power', type=float)
-    group.add_argument('--burn-in', type=int, help='Darknet burn-in iterations (0: off)')
-    group.add_argument('--momentum', type=float)
-    group.add_argument('--weight-decay', type=float)
+    group.add_argument('--steps', type=POSITIVE, nargs='*', help='epochs at which a step decay '
+                       'divides the rate')
+    group.add_argument('--poly-power', type=POSITIVE)
+    group.add_argument('--burn-in', type=NATURAL, help='Darknet burn-in iterations (0: off)')
+    group.add_argument('--momentum', type=FRACTION)
+    group.add_argument('--weight-decay', type=NON_NEGATIVE)
     group.add_argument('--communicator', help='ChainerMN communicator (default: pure_nccl '
                        'with CUDA, naive without)')
     group.add_argument('--allreduce-grad-dtype', choices=['float16', 'float32'],
@@ -144,9 +155,9 @@ def add_run_options(group, out, eval_interval, eval_batchsize, loaderjob=2):
     group.add_argument('--on-bad-sample', choices=['error', 'skip'], default='error',
                        help='a bad image or box stops before training (error) or is '
                        'dropped and counted (skip)')
-    group.add_argument('--iterations', type=int, help='stop after this many updates instead '
+    group.add_argument('--iterations', type=COUNT, help='stop after this many updates instead '
                        'of at the preset\'s epochs (the schedule stays in epochs)')
-    group.add_argument('--seed', type=int, default=0, help='seeds the synthetic data, the '
+    group.add_argument('--seed', type=SEED, default=0, help='seeds the synthetic data, the '
                        'shuffle, the augmentation (and the multi-scale sizes)')
     group.add_argument('--out', help='run directory (default: a new %s/<preset>-<time> '
                        'folder)' % out)
@@ -158,15 +169,17 @@ def add_run_options(group, out, eval_interval, eval_batchsize, loaderjob=2):
                        help='clear --out first if it holds another run\'s files')
     group.add_argument('--debug', action='store_true',
                        help='show the traceback of a setup error')
-    group.add_argument('--virtual-ranks', type=int, default=1,
+    group.add_argument('--virtual-ranks', type=COUNT, default=1,
                        help='data-parallel workers per process: k = processes x this enters '
                        'the learning-rate rule (the papers\' scaling experiment on few cores)')
     group.add_argument('--double-buffering', action='store_true',
                        help='overlap AllReduce with the next step (pure_nccl only)')
-    group.add_argument('--loaderjob', '--loader-workers', type=int, default=None,
+    group.add_argument('--loaderjob', '--loader-workers', type=NATURAL, default=None,
                        dest='loaderjob', help='worker processes per rank for data loading '
-                       '(0: in-process; default: %d on CPUs, %d per GPU; --loader-workers: '
-                       'the same option, paper 004\'s name)' % (loaderjob, GPU_LOADER_WORKERS))
+                       '(0: in-process; default: the preset\'s loader_workers where the paper '
+                       'gives them, cut to the CPU cores per rank, else %d on CPUs, %d per '
+                       'GPU; --loader-workers: the same option, paper 004\'s name)'
+                       % (loaderjob, GPU_LOADER_WORKERS))
     group.set_defaults(cpu_loaderjob=loaderjob)
     add_image_check_option(group)
     group.add_argument('--persistent-workers', action=argparse.BooleanOptionalAction,
@@ -177,24 +190,24 @@ def add_run_options(group, out, eval_interval, eval_batchsize, loaderjob=2):
     group.add_argument('--profile', action='store_true',
                        help='time every iteration\'s data wait, forward, backward, AllReduce '
                        'and update on every rank (profile.json; paper 004 Table 4)')
-    group.add_argument('--eval-interval', type=float, default=eval_interval,
+    group.add_argument('--eval-interval', type=NON_NEGATIVE, default=eval_interval,
                        help='evaluate every N epochs during training (0: only at the end)')
-    group.add_argument('--eval-batchsize', type=int, default=eval_batchsize)
-    group.add_argument('--log-interval', type=int, default=10,
+    group.add_argument('--eval-batchsize', type=COUNT, default=eval_batchsize)
+    group.add_argument('--log-interval', type=COUNT, default=10,
                        help='iterations per log entry')
-    group.add_argument('--snapshot-interval', type=int, default=0,
+    group.add_argument('--snapshot-interval', type=NATURAL, default=0,
                        help='iterations between snapshots (0: at the end only)')
-    group.add_argument('--snapshot-minutes', type=float, default=30,
+    group.add_argument('--snapshot-minutes', type=NON_NEGATIVE, default=30,
                        help='also a snapshot every this many minutes of wall time, so that a '
                        'killed job loses at most that (0: off; default %(default)s)')
     group.add_argument('--stop-signals', type=_signals, default='SIGTERM,SIGINT,SIGUSR1',
                        help='signals on which every rank stops at the next update, after a '
                        'snapshot, with status 75 (resubmit with --resume auto; a second '
-                       'signal ends at once; \'\': none; default %(default)s)')
-    group.add_argument('--watchdog-minutes', type=float,
+                       'signal over 5 s later ends at once; \'\': none; default %(default)s)')
+    group.add_argument('--watchdog-minutes', type=POSITIVE,
                        help='end the job, naming the ranks that did not arrive, when no update '
                        'completes for this long (default: 10 x the median update time, at '
                        'least 10)')
-    group.add_argument('--keep-snapshots', type=int, default=2,
+    group.add_argument('--keep-snapshots', type=COUNT, default=2,
                        help='snapshots kept on disk, the newest ones (default %(default)s)')
     group.add_argument('--no-progress', action='store_true')

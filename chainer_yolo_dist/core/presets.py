@@ -10,6 +10,7 @@ TOML has no null, so the files write ``"none"`` for an absent string (``pretrain
 ``allreduce_grad_dtype``) and ``[]`` for no multi-scale training.
 """
 import dataclasses
+import difflib
 import math
 import os
 import re
@@ -70,6 +71,9 @@ class Preset:
     global_batchsize / n_train``. ``multiscale`` is ``(min_size, max_size, every_iterations)``
     in pixels / iterations, or None. ``clip_frames`` is the number of frames per example of a
     video model (the Fast pathway's frames for SlowFast, paper 004 sec. 3.2), 0 for images.
+    ``loader_workers``: loader worker processes per rank where the paper gives them (paper
+    004 sec. 4.2: 6), None where it does not (the machine's default then applies,
+    ``core/resolve.py``).
     ``parallelism``: how the paper combined its workers' gradients (``sync``, ``async``, ``local``,
     ``stale``: ``core/parallelism/__init__.py``); a run in another mode says so among its
     departures. ``lars``: the optimizer takes ``GradientLARS`` (which applies ``weight_decay``
@@ -113,6 +117,7 @@ class Preset:
     clip_frames: int = 0
     lars: bool = False
     parallelism: str = 'sync'
+    loader_workers: int | None = None
     global_batchsize: int = dataclasses.field(init=False)
     peak_lr: float = dataclasses.field(init=False)
     warmup_start_lr: float = dataclasses.field(init=False)
@@ -145,6 +150,9 @@ class Preset:
         if self.sampling_scale is not None and not self.sampling_scale > 0:
             raise ValueError('%s: sampling_scale must be positive, got %r'
                              % (where, self.sampling_scale))
+        if self.loader_workers is not None and self.loader_workers < 0:
+            raise ValueError('%s: loader_workers must be >= 0, got %r'
+                             % (where, self.loader_workers))
         if self.clip_frames < 0:
             raise ValueError('%s: clip_frames must be >= 0, got %r' % (where, self.clip_frames))
         if self.insize % STRIDE:
@@ -262,6 +270,7 @@ _CONVERT = {
     'max_iterations': lambda v: None if v in (None, 0, _NONE_STRING) else int(v),
     'sampling_scale': lambda v: None if v in (None, _NONE_STRING) else float(v),
     'clip_frames': int, 'lars': _bool, 'parallelism': str,
+    'loader_workers': lambda v: None if v in (None, _NONE_STRING) else int(v),
 }
 # Keys a file may leave out: the field's default applies. linear_from: epochs at the full rate
 # before decay = "linear" (paper 002 A.1.2: 100); sampling_scale: "none" reads a fixed share
@@ -270,9 +279,10 @@ _CONVERT = {
 # rather than after `epochs` (Darknet's max_batches; paper 002 sec. 3.3: 5,000);
 # clip_frames: frames read per clip (paper 004 sec. 3.2; 0: an image model); lars: LARS in
 # place of plain weight decay (papers 000 sec. 6 and 001 sec. 6 name it as future work);
-# parallelism: the paper's mode of data parallelism (paper 003: asynchronous).
+# parallelism: the paper's mode of data parallelism (paper 003: asynchronous); loader_workers:
+# loader processes per rank where the paper gives them (paper 004 sec. 4.2: 6).
 _OPTIONAL_KEYS = ('reference_batch', 'augmentation', 'linear_from', 'sampling_scale',
-                  'max_iterations', 'clip_frames', 'lars', 'parallelism')
+                  'max_iterations', 'clip_frames', 'lars', 'parallelism', 'loader_workers')
 _DERIVED = tuple(f.name for f in dataclasses.fields(Preset) if not f.init)
 
 
@@ -284,6 +294,10 @@ def names():
 def preset_path(name):
     """Path of the TOML file of preset ``name``."""
     if name not in names():
+        close = difflib.get_close_matches(str(name), names(), n=3)
+        if close:  # a typo: the near names, not the whole list
+            raise ValueError('unknown preset %r: did you mean %s? (docs/presets.md lists them '
+                             'all)' % (name, ' or '.join(close)))
         raise ValueError('unknown preset %r; known presets: %s' % (name, ', '.join(names())))
     return os.path.join(PRESET_DIR, name + '.toml')
 

@@ -13,9 +13,12 @@ nodes, each rank's GPU, the run directory, and the data's size.
 Tested in-process: nothing here imports MPI, touches a GPU or reads data.
 """
 import collections
+import contextlib
 import dataclasses
+import re
+import os
 
-from chainer_yolo_dist.core import devices, presets, snapshots
+from chainer_yolo_dist.core import devices, presets, rundir, snapshots
 from chainer_yolo_dist.core.parallelism import modes
 from chainer_yolo_dist.core.settings import pick
 
@@ -38,12 +41,27 @@ PRESET_OPTIONS = {
 GPU_LOADER_WORKERS = 4
 
 
-def loader_workers(options, device):
-    """``--loaderjob`` in force: the user's, else :data:`GPU_LOADER_WORKERS` on a GPU, else
-    the script's CPU default (``options['cpu_loaderjob']``, 2 if absent)."""
-    if options.get('loaderjob') is not None:
-        return options['loaderjob']
-    return GPU_LOADER_WORKERS if device >= 0 else options.get('cpu_loaderjob', 2)
+def loader_workers(options, device, preset_workers=None, cores_per_rank=None):
+    """Loader workers per rank in force, and why they differ from the preset's (or None).
+
+    The user's ``--loaderjob`` wins (a departure when the preset gives another count); else
+    the preset's ``loader_workers`` (the paper's count, e.g. paper 004 sec. 4.2's 6), cut to
+    ``cores_per_rank`` (None: not known, no cut) when the node has fewer CPU cores per rank,
+    since more workers than cores only compete for them; else :data:`GPU_LOADER_WORKERS` on
+    a GPU, else the script's CPU default (``options['cpu_loaderjob']``, 2 if absent).
+    """
+    given = options.get('loaderjob')
+    if given is not None:
+        differs = preset_workers is not None and given != preset_workers
+        return given, ('loader workers %d per rank instead of the preset\'s %d (--loaderjob)'
+                       % (given, preset_workers) if differs else None)
+    if preset_workers is None:
+        return (GPU_LOADER_WORKERS if device >= 0 else options.get('cpu_loaderjob', 2)), None
+    if cores_per_rank is not None and preset_workers > cores_per_rank:
+        return cores_per_rank, ('loader workers %d per rank instead of the preset\'s %d: %d '
+                                'CPU core(s) per rank on this node (--loaderjob sets them)'
+                                % (cores_per_rank, preset_workers, cores_per_rank))
+    return preset_workers, None
 
 
 #: What :func:`resolve` returns. ``settings``: the system's frozen settings with the preset at
@@ -55,8 +73,9 @@ def loader_workers(options, device):
 Resolution = collections.namedtuple(
     'Resolution', 'settings paper_preset request departures servers options')
 
-#: A node as the resolution needs to know it: visible CUDA GPUs, and whether Chainer uses cuDNN.
-Node = collections.namedtuple('Node', 'gpus cudnn')
+#: A node as the resolution needs to know it: visible CUDA GPUs, whether Chainer uses cuDNN,
+#: and the CPU cores this process may run on (None: not known, as in the tests' CPU_NODE).
+Node = collections.namedtuple('Node', 'gpus cudnn cpus', defaults=(None,))
 CPU_NODE = Node(0, False)
 
 
@@ -67,7 +86,17 @@ def describe_node():
     if gpus:
         from chainer.backends import cuda
         cudnn = bool(cuda.cudnn_enabled)
-    return Node(gpus, cudnn)
+    return Node(gpus, cudnn, len(os.sched_getaffinity(0)))
+
+
+def cores_per_rank(node, world_size, on_gpu):
+    """CPU cores per rank on this node, or None when ``node.cpus`` is not known. The ranks on
+    the node: one per GPU up to the world's size on GPUs, else the whole world (a CPU run's
+    ranks are on one machine)."""
+    if node.cpus is None:
+        return None
+    here = min(world_size, node.gpus) if on_gpu else world_size
+    return max(1, node.cpus // max(1, here))
 
 
 def preset_overrides(options):
@@ -80,6 +109,25 @@ def preset_overrides(options):
     elif options.get('multiscale'):
         overrides['multiscale'] = list(options['multiscale'])
     return overrides
+
+
+@contextlib.contextmanager
+def by_option(options):
+    """Re-raises a ValueError that blames a preset field the user set on the command line
+    (``preset 'NAME': insize 100 is not ...``) as one that names the option typed
+    (``--insize 100 is not ... (preset NAME)``): the user never typed the field's name."""
+    try:
+        yield
+    except ValueError as e:
+        match = re.match(r"preset '?([\w.-]+)'?: (\w+)(.*)$", str(e), re.S)
+        flags = {field: '--' + dest.replace('_', '-') for dest, field in PRESET_OPTIONS.items()
+                 if options.get(dest) is not None}
+        if options.get('multiscale') or options.get('no_multiscale'):
+            flags['multiscale'] = '--multiscale'
+        if not match or match.group(2) not in flags:
+            raise
+        raise ValueError('%s%s (preset %s)' % (flags[match.group(2)], match.group(3),
+                                               match.group(1))) from None
 
 
 def resolve(system, options, world_size, node=CPU_NODE):
@@ -104,26 +152,33 @@ def resolve(system, options, world_size, node=CPU_NODE):
     virtual_ranks = options.get('virtual_ranks') or 1
     workers = (world_size - servers) * virtual_ranks
     paper_preset = presets.load(options['preset'], workers)
-    preset = presets.load(options['preset'], workers, **preset_overrides(options))
+    with by_option(options):
+        preset = presets.load(options['preset'], workers, **preset_overrides(options))
     # A preset with ``lars = true`` turns LARS on as --lars does (settings.lars records it).
     options['lars'] = bool(options.get('lars')) or preset.lars
     if system.defaults is not None:
         for key, value in system.defaults(preset, options).items():
             if options.get(key) is None:  # an option the user left out takes it
                 options[key] = value
-    system.check(preset, options)
+    with by_option(options):
+        system.check(preset, options)
     communicator, grad_dtype, departures = communicator_in_force(preset, options, node.gpus)
     on_gpu = node.gpus > 0 and communicator != 'naive'
     cudnn = cudnn_departure(preset, on_gpu, node.cudnn)
     departures += [cudnn] if cudnn else []
+    workers, why = loader_workers(options, 0 if on_gpu else -1, preset.loader_workers,
+                                  cores_per_rank(node, world_size, on_gpu))
+    departures += [why] if why else []
     request = pick(system.data_cls, options, dataset=preset.dataset, n_class=preset.n_class,
                    seed=options['seed'])
     settings = pick(
         system.settings_cls, options, preset=preset, data=request, ranks=world_size, nodes=1,
         virtual_ranks=virtual_ranks, device=-1,
-        loaderjob=loader_workers(options, 0 if on_gpu else -1), communicator=communicator,
+        loaderjob=workers, communicator=communicator,
         allreduce_grad_dtype=grad_dtype, out=options.get('out') or '', progress=False,
         departures=())
+    if options.get('out'):
+        rundir.check_out(options['out'])
     # A --resume that names nothing resumable is one line now, before anything runs.
     snapshots.check_resume(settings.resume, options.get('out'))
     return Resolution(settings, paper_preset, request, tuple(departures), servers, options)

@@ -81,6 +81,18 @@ def _missing_dirs(out):
     return missing[::-1]
 
 
+def check_out(out, option='--out'):
+    """Raises :class:`RunDirectoryError` when ``out`` cannot become a folder: it, or a folder
+    above it, is a file (``option`` names the option that gave it)."""
+    path = os.path.abspath(out)
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        which = 'it' if path == os.path.abspath(out) else path
+        raise RunDirectoryError('%s %s: %s is a file, not a folder: give a new folder or a '
+                                'run\'s folder' % (option, out, which))
+
+
 def acquire(out, resume=False, overwrite=False):
     """Makes ``out`` this job's run directory (on rank 0 only).
 
@@ -92,6 +104,7 @@ def acquire(out, resume=False, overwrite=False):
             ``out`` holds files of another run and neither ``resume`` nor ``overwrite`` is set.
             Nothing in ``out`` is changed, and what this call made is removed again.
     """
+    check_out(out)
     created = _missing_dirs(out)
     made_lock = False
     f = None

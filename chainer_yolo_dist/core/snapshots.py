@@ -178,6 +178,8 @@ def npz_problem(path):
     """What keeps ``path`` from being read as an ``.npz`` (a zip archive whose directory
     reads), in words, or None. Reads the archive's directory only, not the arrays: a file cut
     short (a killed copy, a full disk) has none."""
+    if not os.path.lexists(path):
+        return 'no such file'
     try:
         size = os.path.getsize(path)
         if size == 0:

@@ -36,6 +36,12 @@ EMPTY_BOX = 'empty_box'
 BOX_OUTSIDE_IMAGE = 'box_outside_image'
 
 
+#: Problems that cost one box of a detection sample under 'skip' (the rest drop the sample).
+BOX_PROBLEMS = (UNKNOWN_CLASS, MALFORMED_BOX, EMPTY_BOX, BOX_OUTSIDE_IMAGE)
+#: How to go on past a bad sample, said with the error.
+SKIP_HINT = '--on-bad-sample skip drops %s, counts it and goes on'
+
+
 class BadSampleError(ValueError):
     """A dataset sample is unusable; the message starts with the offending file."""
 
@@ -67,10 +73,13 @@ class BadSampleReport(object):
         self.n_kept = 0
         self.n_boxes_dropped = 0
 
-    def record(self, kind, file, problem):
-        """Raises :class:`BadSampleError` under 'error'; otherwise counts and keeps the problem."""
+    def record(self, kind, file, problem, hint=None):
+        """Raises :class:`BadSampleError` under 'error', saying how to go on (``hint``, e.g.
+        the class to add, else dropping with ``--on-bad-sample skip``); otherwise counts and
+        keeps the problem."""
         if self.on_bad_sample == 'error':
-            raise BadSampleError('%s: %s' % (file, problem))
+            raise BadSampleError('%s: %s (%s)' % (file, problem, hint or SKIP_HINT % (
+                'the box' if kind in BOX_PROBLEMS else 'the sample')))
         self.counts[kind] = self.counts.get(kind, 0) + 1
         self.problems.append((str(file), problem))
 

@@ -127,7 +127,8 @@ def _parse_objects(xml_path, objects, class_index, height, width, report):
     for k, (name, diff, box) in enumerate(objects):
         if name is None or _canonical(name) not in class_index:
             report.record(V.UNKNOWN_CLASS, xml_path, 'box %d has unknown class name %r'
-                          % (k, name))
+                          % (k, name), hint='add %r to --class-names (vocformat), or '
+                          '--on-bad-sample skip drops such boxes' % name if name else None)
             continue
         if diff is None:
             report.record(V.MALFORMED_BOX, xml_path, 'box %d is malformed (%s)' % (k, box))
@@ -256,30 +257,39 @@ def default_devkit_dir():
 
 
 def require_voc(devkit_dir, parts):
-    """Raises ``FileNotFoundError`` naming every missing file and every path looked at.
+    """Raises ``FileNotFoundError``, in one line, naming what is missing from ``devkit_dir``
+    and how to go on (a parent of VOCdevkit: the subfolder to give instead).
 
     Args:
-        devkit_dir (str): the VOCdevkit directory.
+        devkit_dir (str): the VOCdevkit directory (``--data-dir``).
         parts: ``(year, split)`` pairs needed, e.g. ``[('2007', 'trainval')]``.
     """
-    looked, missing = [], []
+    missing = []
     for year, split in parts:
         base = os.path.join(devkit_dir, 'VOC' + year)
-        for path, is_dir in ((base, True), (os.path.join(base, 'ImageSets', 'Main',
-                                                         split + '.txt'), False),
+        if not os.path.isdir(base):  # its contents are missing too: name the folder once
+            missing.append(base + '/')
+            continue
+        for path, is_dir in ((os.path.join(base, 'ImageSets', 'Main', split + '.txt'), False),
                              (os.path.join(base, 'Annotations'), True),
                              (os.path.join(base, 'JPEGImages'), True)):
-            found = os.path.isdir(path) if is_dir else os.path.isfile(path)
-            looked.append('  %s %s' % ('found  ' if found else 'MISSING', path))
-            if not found:
-                missing.append(path)
-    if missing:
-        raise FileNotFoundError(
-            'Pascal VOC data not found (this project never downloads it). Missing: %s\n'
-            'Paths looked at:\n%s\nPut VOCdevkit (with VOC2007/ and VOC2012/) at %s, pass '
-            'data_dir=<VOCdevkit>, or set CHAINER_DATASET_ROOT so that '
-            '$CHAINER_DATASET_ROOT/%s/VOCdevkit holds it.'
-            % (', '.join(missing), '\n'.join(looked), devkit_dir, CHAINERCV_VOC_DIR))
+            if not (os.path.isdir(path) if is_dir else os.path.isfile(path)):
+                missing.append(path + ('/' if is_dir else ''))
+    missing = sorted(set(missing), key=missing.index)
+    if not missing:
+        return
+    inner = os.path.join(devkit_dir, 'VOCdevkit')
+    if os.path.isdir(inner):
+        how = 'it holds a VOCdevkit folder: give --data-dir %s' % inner
+    elif not os.path.isdir(devkit_dir):
+        how = ('no such folder: give --data-dir VOCDEVKIT (the folder holding VOC2007/ and '
+               'VOC2012/), or set CHAINER_DATASET_ROOT so that $CHAINER_DATASET_ROOT/%s/'
+               'VOCdevkit holds it' % CHAINERCV_VOC_DIR)
+    else:
+        how = ('give --data-dir the VOCdevkit folder holding VOC2007/ and VOC2012/, each with '
+               'ImageSets/Main/, Annotations/ and JPEGImages/')
+    raise FileNotFoundError('Pascal VOC data not found at %s (this project never downloads '
+                            'it): missing %s; %s' % (devkit_dir, ', '.join(missing), how))
 
 
 def image_files(root, split):

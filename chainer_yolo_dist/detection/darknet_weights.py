@@ -17,6 +17,10 @@ variance, then the weights ``(n, c, k, k)`` in C order; without BN: biases, then
 A partial file ``NAME.conv.N`` (``darknet partial``) holds the convolutions among the first
 ``N`` *Darknet layers* (all layer types counted), and nothing else.
 
+Batch normalisation: Darknet's GPU forward computes ``(x - mean) / sqrt(var + 1e-5)`` (its CPU
+path ``(x - mean) / (sqrt(var) + 1e-6)``), ChainerCV's ``Conv2DBNActiv`` ``sqrt(var + 2e-5)``;
+a layer loaded from a Darknet file takes Darknet's :data:`DARKNET_BN_EPS`.
+
 Mapping (the layer order of ChainerCV's ``examples/yolo/darknet2npz.py`` for the
 detectors): :func:`darknet_layout` lists one entry per Darknet cfg layer, so that entry
 ``i`` is Darknet layer ``i``. Detector heads: Darknet's region/yolo layers order each
@@ -53,6 +57,12 @@ DARKNET53_TRUNK_CUTOFF = 74
 #: revision`` = 0, 2, 0), which stores ``seen`` as int64.
 DARKNET_VERSION = (0, 2, 0)
 
+#: The epsilon of Darknet's batch normalisation on GPUs (``normalize_kernel``, also cuDNN's
+#: ``.00001`` in ``forward_batchnorm_layer_gpu``), which its published weights were trained
+#: and are run with; the layers :func:`load_darknet_weights` fills take it, since with a
+#: running variance near 1e-5 the eps is a large part of the divisor.
+DARKNET_BN_EPS = 1e-5
+
 _PARTIAL_SUFFIX = re.compile(r'\.conv\.(\d+)$')
 
 #: One Darknet cfg layer. ``kind`` is the cfg section name (``'convolutional'``,
@@ -76,8 +86,9 @@ def _read_header(path):
                          % (path, size))
     major, minor, revision = (int(v) for v in np.frombuffer(head[:12], '<i4'))
     if not all(0 <= v < 1000 for v in (major, minor, revision)):
-        raise ValueError('%s: not a Darknet weights file (header version %d.%d.%d; Darknet '
-                         'writes 0.1.x or 0.2.x)' % (path, major, minor, revision))
+        raise ValueError('%s: not a Darknet weights file (its header is no version Darknet '
+                         'writes, 0.1.x or 0.2.x)%s' % (path, '' if zipfile.is_zipfile(path)
+                                                        else ', nor an .npz (no zip archive)'))
     if major * 10 + minor >= 2:
         if len(head) < 20:
             raise ValueError('%s: %d bytes, too short for a Darknet %d.%d header (20 bytes)'
@@ -116,10 +127,15 @@ def is_darknet_weights_file(path):
 
     The test does not rely on the name (files get renamed): the file must exist, must not
     be a zip archive (every ``.npz`` is one), and must have a Darknet header (version
-    numbers below 1000, as Darknet's writers produce) followed by whole float32 values.
+    numbers below 1000, as Darknet's writers produce) followed by whole float32 values. A
+    file that is no zip archive but is named as Darknet names its files (``*.weights``,
+    ``*.conv.N``) counts too, so that a damaged one is refused by what is wrong with it as
+    Darknet weights, not as a broken ``.npz``.
     """
     if not os.path.isfile(path) or zipfile.is_zipfile(path):
         return False
+    if partial_cutoff(path) is not None or path.endswith('.weights'):
+        return True
     try:
         _read_header(path)
     except (OSError, ValueError):
@@ -316,6 +332,8 @@ def load_darknet_weights(path, link, n_layers=None, allow_trailing=False):
             else all layers of ``link``.
         allow_trailing (bool): accept values left after those layers (a full file read
             partially, as Darknet's ``load_weights_upto`` does); otherwise an error.
+    The batch normalisations it fills take Darknet's eps, :data:`DARKNET_BN_EPS`.
+
     Returns:
         list of str: names of the loaded layers, in file order (e.g. ``/trunk/0``,
         ``/extractor/3/1``, ``/subnet/2/1``).
@@ -369,6 +387,9 @@ def load_darknet_weights(path, link, n_layers=None, allow_trailing=False):
             % (path, 4 * left, left, len(convs), what))
     for holder, data in plan:
         backend.copyto(_array_of(holder), data)
+    for layer in convs:
+        if layer.batch_normalize:
+            layer.link.bn.eps = DARKNET_BN_EPS   # read by BatchNormalization's forward
     return [layer.name for layer in convs]
 
 

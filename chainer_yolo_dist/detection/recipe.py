@@ -46,10 +46,14 @@ def check(preset, options):
         raise ValueError(
             'preset %s starts from %s weights (%d layers; %s): give --pretrained PATH (a '
             'classifier model.npz of scripts/train_darknet.py, or Darknet\'s own weights such '
-            'as darknet53.conv.74), or --from-scratch to train from random weights'
+            'as %s), or --from-scratch to train from random weights'
             % (preset.name, preset.pretrained, preset.transfer_layers,
-               PRETRAINING_SOURCES.get(preset.pretrained, '')))
+               PRETRAINING_SOURCES.get(preset.pretrained, ''),
+               DARKNET_FILES.get(preset.pretrained, 'darknet53.conv.74')))
 
+
+#: Darknet's own file of each trunk's pretrained layers (what --pretrained may name).
+DARKNET_FILES = {'darknet19': 'darknet19_448.conv.23', 'darknet53': 'darknet53.conv.74'}
 
 #: Where the papers say the detectors' pretraining comes from.
 PRETRAINING_SOURCES = {'darknet19': 'paper 000 sec. 2.2', 'darknet53': 'paper 001 sec. 2.3'}

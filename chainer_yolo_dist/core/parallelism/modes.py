@@ -9,19 +9,21 @@ optimizer class it builds.
 """
 import dataclasses
 
+from chainer_yolo_dist.core.numbers import COUNT, NATURAL
+
 #: The options some mode takes beyond the common ones: dest -> (flag, argparse keywords).
 #: Their defaults are the values every other mode runs with.
 OPTIONS = {
-    'n_servers': ('--servers', dict(type=int, default=1, help='async: parameter-server ranks '
+    'n_servers': ('--servers', dict(type=COUNT, default=1, help='async: parameter-server ranks '
                                     '(the first ones)')),
-    'push_every': ('--push-every', dict(type=int, default=1, help='async: steps whose '
+    'push_every': ('--push-every', dict(type=COUNT, default=1, help='async: steps whose '
                                         'gradients are summed into one push')),
-    'pull_every': ('--pull-every', dict(type=int, default=1, help='async: steps between two '
+    'pull_every': ('--pull-every', dict(type=COUNT, default=1, help='async: steps between two '
                                         'pulls of the parameters')),
-    'max_staleness': ('--max-staleness', dict(type=int, default=None, help='async: a worker '
+    'max_staleness': ('--max-staleness', dict(type=NATURAL, default=None, help='async: a worker '
                                               'waits when more than S versions behind (0: '
-                                              'synchronous; default: no bound)')),
-    'average_every': ('--average-every', dict(type=int, default=4, help='local: steps between '
+                                              'synchronous; default: no bound, a reading)')),
+    'average_every': ('--average-every', dict(type=COUNT, default=4, help='local: steps between '
                                               'two averagings (Darknet: 4)')),
     'average_optimizer_state': ('--average-optimizer-state', dict(
         action='store_true', default=False, help='local: average the momentum too')),
@@ -73,7 +75,8 @@ MODES = {m.name: m for m in (
     Mode('sync', 'gradients averaged every step (ChainerMN, the papers)',
          run_options=('virtual_ranks', 'double_buffering', 'resume'), nccl_gradients=True,
          builder='build_sync'),
-    Mode('async', 'parameter servers (the package\'s reading of paper 003: Downpour)',
+    Mode('async', 'parameter servers after Dean et al.\'s Downpour (the package\'s reading of '
+         'paper 003\'s unspecified asynchronous method)',
          options=('n_servers', 'push_every', 'pull_every', 'max_staleness'),
          run_options=('resume',), serves=True, builder='build_async'),
     Mode('local', 'weights averaged every --average-every steps (Darknet)',
