@@ -1,13 +1,16 @@
 #!/usr/bin/env python
-"""Measured mAP / top-1 of runs beside the papers' published value for the same setting.
+"""Measured mAP / top-1 / FID / frame mAP of runs beside the papers' value for the setting.
 
     python scripts/compare_map.py RUN_DIR [RUN_DIR ...] [--out PREFIX]
 
 Each RUN_DIR is a run directory (with config.json) or a directory of them. Prints a Markdown
 table; with ``--out PREFIX`` also writes it to PREFIX.md and as CSV to PREFIX.csv. A run that
 departs from its paper's setting (other data, iterations, pretraining, k) is marked "not
-comparable" with the reasons, and gets no difference; a run that has not finished (no
-metrics.json) or cannot be read is skipped with a note.
+comparable" with the reasons, and gets no difference. Every system's runs are reported:
+detection mAP and classification top-1 (percent), CycleGAN's Frechet distance, SlowFast's
+frame mAP (percent). What is not a finished run is skipped with a note: a run that has not
+finished (no metrics.json) or cannot be read, a file (the FID extractor's weights), a folder
+holding only ``.lock``, a folder of figures.
 
 Person detectors (preset ``yolov3_person_bdd_2019``, or any detector with ``--table2-row``)
 are also put beside paper 002 Table 2's row: TP, FP, FN, precision, recall, F1 and mAP@0.5

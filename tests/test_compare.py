@@ -92,10 +92,10 @@ def test_markdown_and_csv_render_missing_cells_empty(tmp_path):
     make_run(tmp_path, 'c', 2, metrics={'map': 0.1234})
     rows = compare.comparison_rows(runs.find_runs([str(tmp_path)]))
     md = compare.to_markdown(rows).splitlines()
-    assert md[0].startswith('| run | preset | GPUs | metric | published % | measured %')
-    assert md[2] == ('| a | yolov2_voc_2018 | 16 | mAP | 70.20 | 65.00 | -5.20 '
+    assert md[0].startswith('| run | preset | GPUs | metric | published | measured |')
+    assert md[2] == ('| a | yolov2_voc_2018 | 16 | mAP % | 70.20 | 65.00 | -5.20 '
                      '| paper 000 Table 3 |  |')
-    assert md[3] == '| c |  | 2 | mAP |  | 12.34 |  | no published value |  |'
+    assert md[3] == '| c |  | 2 | mAP % |  | 12.34 |  | no published value |  |'
     table = list(csv.DictReader(compare.to_csv(rows).splitlines()))
     assert table[0]['published_percent'] == '70.2'
     assert table[1]['published_percent'] == '' and table[1]['difference'] == ''
@@ -141,7 +141,7 @@ def test_compare_map_script_prints_and_writes_both_files(tmp_path):
     out = tmp_path / 'out' / 'cmp'
     proc = check(run_python(['scripts/compare_map.py', str(tmp_path / 'k1'),
                              str(tmp_path / 'k16'), '--out', str(out)], timeout=60))
-    assert '| k16 | yolov2_voc_2018 | 16 | mAP | 70.20 | 60.00 | -10.20 |' in proc.stdout
+    assert '| k16 | yolov2_voc_2018 | 16 | mAP % | 70.20 | 60.00 | -10.20 |' in proc.stdout
     assert (tmp_path / 'out' / 'cmp.md').read_text().count('\n') == 4
     rows = list(csv.DictReader((tmp_path / 'out' / 'cmp.csv').read_text().splitlines()))
     assert [(r['run'], r['published_percent']) for r in rows] == [('k1', '69.3'),
@@ -178,3 +178,61 @@ def test_compare_map_script_reports_a_bad_directory(tmp_path):
     proc = run_python(['scripts/compare_map.py', str(tmp_path / 'missing')], timeout=60)
     assert proc.returncode == 2
     assert 'missing: no such directory' in proc.stderr
+
+
+def _add(path, name, text):
+    with open(os.path.join(path, name), 'w') as f:
+        f.write(text)
+
+
+def test_every_system_is_reported_where_it_belongs(tmp_path):
+    make_run(tmp_path, 'gan', 4, preset='cyclegan_synthia2bdd_2019', model='cyclegan_resnet',
+             metrics={'fid': 250.0, 'fid_extractor': 'inception_v3 (w.npz): FID comparable '
+                      'with the literature'})
+    make_run(tmp_path, 'gan_default', 512, preset='cyclegan_synthia2bdd_2019',
+             model='cyclegan_resnet', metrics={'fid': 4.2, 'fid_extractor': 'default '
+                                               'extractor: NOT comparable'})
+    make_run(tmp_path, 'sf', 64, preset='slowfast_ava_2021', model='slowfast_r50',
+             metrics={'map': 0.25, 'n_test_frames': 200})
+    gan, default, sf = compare.comparison_rows(runs.find_runs([str(tmp_path)]))
+    # FID: a distance as it is (paper 002 sec. 4.4 at 4 GPUs: 221.0), lower is better.
+    assert (gan['metric'], gan['published_percent'], gan['measured_percent']) == (
+        'FID', 221.0, 250.0)
+    assert gan['difference'] == pytest.approx(29.0)
+    # The default extractor's distances are no FIDs: beside the paper, never subtracted.
+    assert default['published_percent'] == 270.7 and default['difference'] is None
+    assert 'default extractor, not Inception-v3' in default['departures']
+    # SlowFast: frame mAP in percent beside paper 004 Table 5 at 64 GPUs = 16 nodes.
+    assert (sf['metric'], sf['published_percent']) == ('frame mAP', 24.6)
+    assert sf['measured_percent'] == pytest.approx(25.0)
+    md = compare.to_markdown([gan, sf])
+    assert '| gan | cyclegan_synthia2bdd_2019 | 4 | FID | 221.00 | 250.00 | +29.00 |' in md
+    assert '| sf | slowfast_ava_2021 | 64 | frame mAP % | 24.60 | 25.00 | +0.40 |' in md
+
+
+def test_compare_map_skips_what_is_not_a_finished_run_with_one_note_each(tmp_path):
+    """``compare_map.py runs/*`` after ordinary use: the FID extractor's file, a folder left
+    holding only .lock, a folder of figures, a run that crashed before its log."""
+    make_run(tmp_path, 'done', 1, preset='yolov2_voc_2018', metrics={'map': 0.5})
+    make_run(tmp_path, 'gan', 2, preset='cyclegan_demo', model='cyclegan_resnet',
+             metrics={'fid': 4.2})
+    _add(tmp_path, 'fid_extractor_default.npz', 'weights')
+    (tmp_path / 'locked').mkdir()
+    _add(tmp_path / 'locked', '.lock', 'host 1 0')
+    (tmp_path / 'figures-20260101-000000').mkdir()
+    _add(tmp_path / 'figures-20260101-000000', 'measured_speedup.png', 'png')
+    (tmp_path / 'crashed').mkdir()
+    _add(tmp_path / 'crashed', 'config.json', '{"workers": 2}')
+    entries = sorted(str(p) for p in tmp_path.iterdir())
+    for argv in ([str(tmp_path)], entries):  # runs/ and runs/*: the same report
+        proc = check(run_python(['scripts/compare_map.py'] + argv, timeout=60))
+        assert '| done |' in proc.stdout and '| gan | cyclegan_demo | 2 | FID |' in proc.stdout
+        notes = [line for line in proc.stdout.splitlines() if line.startswith('skipped ')]
+        assert sorted(notes) == sorted([
+            'skipped %s: not finished (no metrics.json)' % (tmp_path / 'crashed'),
+            'skipped %s: a file (the FID feature extractor\'s weights), not a run'
+            % (tmp_path / 'fid_extractor_default.npz'),
+            'skipped %s: a folder of figures, not a run' % (tmp_path / 'figures-20260101-000000'),
+            'skipped %s: holds only .lock (a start that failed, or one still starting), not a '
+            'run' % (tmp_path / 'locked')])
+        assert proc.stderr == ''

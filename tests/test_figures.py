@@ -82,15 +82,20 @@ def test_loss_figure_pairs_one_process_with_each_k(run_dirs):
     voc = [r for r in runs.find_runs([str(run_dirs)]) if r.preset == 'yolov2_voc_2018']
     fig = figures.loss_figure(voc)
     titles, xlabels, ylabels = _texts(fig)
-    # η is the base rate (1e-4 for every k), the peak is k times it (paper 000 sec. 4.1).
-    assert titles == ['(a) 1 node, k = 2, η = 0.0001, peak lr = 0.0002',
-                      '(b) 1 node, k = 4, η = 0.0001, peak lr = 0.0004']
-    assert set(xlabels) == {'Epoch'} and set(ylabels) == {'Loss'}
+    # η is the base rate (1e-4 for every k), the peak is k times it (paper 000 sec. 4.1);
+    # each panel names its run and mode, each curve its run: two runs never read alike.
+    assert titles == ['(a) voc_k2\nsync, 1 node, k = 2, η = 0.0001, peak lr = 0.0002',
+                      '(b) voc_k4\nsync, 1 node, k = 4, η = 0.0001, peak lr = 0.0004']
+    assert set(xlabels) == {'Epoch'} and set(ylabels) == {'Loss (main/loss)'}
     for ax, k in zip(fig.axes, (2, 4)):
         one, many = ax.get_lines()
-        assert one.get_color() == figures.BLUE and one.get_label() == 'voc(1 process)'
+        assert one.get_color() == figures.BLUE and one.get_label() == 'voc_k1 (sync, 1 process)'
         assert many.get_color() == figures.ORANGE
-        assert many.get_label() == 'voc(%d processes)' % k
+        assert many.get_label() == 'voc_k%d (sync, %d processes)' % (k, k)
+    # Each panel its own y scale: the k = 4 curve (slower to fall) is not clipped.
+    for ax in fig.axes:
+        top = max(max(line.get_ydata()) for line in ax.get_lines())
+        assert ax.get_ylim()[1] >= top
 
 
 def test_accuracy_figure_draws_train_and_validation(run_dirs):
@@ -98,7 +103,8 @@ def test_accuracy_figure_draws_train_and_validation(run_dirs):
     fig = figures.accuracy_figure(dn)
     (ax,) = [a for a in fig.axes if a.get_visible()]
     assert [line.get_label() for line in ax.get_lines()] == ['train', 'validation']
-    assert ax.get_ylabel() == 'Accuracy' and 'paper 001 Fig. 3' in fig._suptitle.get_text()
+    assert ax.get_ylabel() == 'Accuracy (fraction)'
+    assert 'paper 001 Fig. 3' in fig._suptitle.get_text()
 
 
 def test_measured_speedup_is_the_ratio_of_epoch_times(run_dirs):
@@ -142,3 +148,53 @@ def test_reproduce_figures_names_a_bad_run_directory(tmp_path):
     proc = run_python(['scripts/reproduce_figures.py', '--no-published', '--runs',
                        str(tmp_path), '--out', str(tmp_path / 'f')], timeout=120)
     assert proc.returncode == 2 and 'no config.json' in proc.stderr
+
+
+def test_reproduce_figures_skips_what_is_not_a_run_and_writes_into_the_current_directory(
+        tmp_path):
+    """``reproduce_figures.py --runs runs/*`` after ordinary use: the FID extractor's file, a
+    folder holding only .lock, an earlier figures folder and a run that crashed before its
+    first log entry are noted and skipped; the figures go to ./runs/figures-<time>, as the
+    training scripts' runs go to ./runs."""
+    root = tmp_path / 'runs'
+    make_run(root, 'k1', 1, preset='yolov2_voc_2018', metrics={'map': 0.5})
+    make_run(root, 'k2', 2, preset='yolov2_voc_2018', metrics={'map': 0.5})
+    (root / 'fid_extractor_default.npz').write_bytes(b'weights')
+    (root / 'locked').mkdir()
+    (root / 'locked' / '.lock').write_text('host 1 0')
+    (root / 'figures-20260101-000000').mkdir()
+    (root / 'figures-20260101-000000' / 'measured_speedup.png').write_bytes(b'png')
+    (root / 'crashed').mkdir()
+    (root / 'crashed' / 'config.json').write_text('{"workers": 2}')
+    before = set(os.listdir(root))
+    proc = check(run_python([os.path.join(REPO, 'scripts', 'reproduce_figures.py'),
+                             '--no-published', '--runs'] + sorted(str(p) for p in root.iterdir()),
+                            timeout=120, cwd=str(tmp_path)))
+    notes = sorted(line for line in proc.stderr.splitlines() if line.startswith('note: '))
+    assert notes == sorted([
+        'note: skipped %s: a file (the FID feature extractor\'s weights), not a run'
+        % (root / 'fid_extractor_default.npz'),
+        'note: skipped %s: holds only .lock (a start that failed, or one still starting), '
+        'not a run' % (root / 'locked'),
+        'note: skipped %s: a folder of figures, not a run' % (root / 'figures-20260101-000000'),
+        'note: %s: no log (the run stopped before its first log entry), left out'
+        % (root / 'crashed')])
+    (made,) = set(os.listdir(root)) - before
+    assert made.startswith('figures-')
+    assert sorted(os.listdir(root / made)) == ['measured_loss_yolov2_voc_2018.png',
+                                               'measured_speedup.png']
+    assert proc.stdout.split() == [os.path.join('runs', made, name) for name in
+                                   ('measured_loss_yolov2_voc_2018.png',
+                                    'measured_speedup.png')]
+
+
+def test_a_failed_reproduce_figures_leaves_no_folder(tmp_path):
+    path = make_run(tmp_path / 'runs', 'k1', 1, preset='yolov2_voc_2018')
+    with open(os.path.join(path, 'log'), 'w') as f:  # a log value that is not a number
+        f.write('[{"epoch": 0, "iteration": 5, "main/loss": "nan?"}]')
+    out = tmp_path / 'figs'
+    proc = run_python(['scripts/reproduce_figures.py', '--runs', path, '--out', str(out)],
+                      timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith('reproduce_figures.py: error: ')
+    assert len(proc.stderr.splitlines()) == 1
+    assert sorted(os.listdir(tmp_path)) == ['runs']  # neither figs nor a temporary folder

@@ -3,6 +3,7 @@ compare_map.py beside the published row; the person-detector and CycleGAN preset
 import json
 import os
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -52,6 +53,18 @@ def test_counts_at_the_score_threshold_beside_the_map(stray, fp):
     assert c['score_thresh'] == 0.25 and c['iou_thresh'] == 0.5
     assert result['map'] == pytest.approx(1.0)
     json.dumps(result)  # metrics.json can hold it
+
+
+def test_a_class_without_ground_truth_gives_a_null_ap_and_no_warning():
+    """After a short run every class may lack ground truth in the evaluated images: its AP is
+    NaN by definition (null in metrics.json, with the reason), and ChainerCV's 0 / 0 is no
+    RuntimeWarning in the run's output."""
+    data = [(img, bbox, label, np.ones(len(label), bool)) for img, bbox, label in _dataset()]
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', RuntimeWarning)
+        result = evaluate_detection(_Oracle([d[:3] for d in data], 0.3), data, batchsize=2,
+                                    class_names=['disc'])
+    assert result['ap'] == {'disc': None} and 'no ground-truth box' in result['ap_null']
 
 
 @pytest.mark.slow  # 40 test images through a detector

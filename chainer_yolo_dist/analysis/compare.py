@@ -11,10 +11,16 @@ preset                        published table (column)
 ``yolov3_voc_2019``           paper 001 Table 2 (``map_yolov3_percent``)
 ``darknet53_imagenet_2019``   paper 001 top-1 (sec. 5.2.1)
 ``darknet19_imagenet_2019``   paper 001 top-1 (sec. 5.2.2, 64 GPUs only)
+``cyclegan_synthia2bdd_2019`` paper 002 FID at 200 epochs (sec. 4.4)
+``slowfast_ava_2021``         paper 004 Table 5 frame mAP (without the repeat
+                              sampler; nodes = GPUs / 4)
 ============================  ============================================
 
-Any other preset, or a GPU count the paper did not print, has no published value. Measured
-``map`` / ``top1`` in ``metrics.json`` are fractions and are shown in percent.
+Any other preset, or a GPU count the paper did not print, has no published value. Every
+system's runs are reported: ``map`` (detection mAP, or SlowFast's frame mAP) and ``top1``
+(classification) in ``metrics.json`` are fractions, shown in percent; ``fid`` (CycleGAN) is a
+distance, shown as it is (lower is better). A CycleGAN run measured with the package's
+default extractor instead of Inception-v3 is not comparable with a published FID.
 """
 import csv
 import io
@@ -34,8 +40,16 @@ SOURCES = {
                                 'top-1', 'paper 001 sec. 5.2.1'),
     'darknet19_imagenet_2019': ('p001_imagenet_top1', 'top1_percent', {'model': 'darknet19'},
                                 'top-1', 'paper 001 sec. 5.2.2'),
+    'cyclegan_synthia2bdd_2019': ('p002_scaling_fid', 'fid', {}, 'FID', 'paper 002 sec. 4.4'),
+    'slowfast_ava_2021': ('p004_table5_ava_map', 'map_without_repeat_sampler', {},
+                          'frame mAP', 'paper 004 Table 5'),
 }
+#: Tables whose rows are nodes of 4 GPUs (paper 004's ABCI layout), not GPUs.
+BY_NODES = ('p004_table5_ava_map',)
+#: Metrics in percent (from fractions); the others (FID) are shown as they are.
+PERCENT = ('mAP', 'top-1', 'frame mAP')
 NO_VALUE = 'no published value'
+#: A row's fields (and the CSV's columns); ``*_percent`` hold the FID itself for metric FID.
 COLUMNS = ('run', 'preset', 'gpus', 'metric', 'published_percent', 'measured_percent',
            'difference', 'source', 'departures')
 
@@ -50,7 +64,13 @@ def published_value(preset, gpus):
     if preset not in SOURCES:
         return None, NO_VALUE
     name, column, where, _, source = SOURCES[preset]
-    values = published.column(name, column, gpus=gpus, **where)
+    if name in BY_NODES:
+        if gpus % 4:
+            return None, NO_VALUE
+        where = dict(where, nodes=gpus // 4)
+    else:
+        where = dict(where, gpus=gpus)
+    values = published.column(name, column, **where)
     if not values or values[0] is None:
         return None, NO_VALUE
     return values[0], source
@@ -60,26 +80,37 @@ def measured_value(run):
     """The run's final accuracy in percent and its metric name.
 
     Returns:
-        (value, metric): value in percent, from ``map`` (metric ``'mAP'``) or ``top1``
-        (metric ``'top-1'``) of ``metrics.json``; ``(None, metric)`` when the run has no
-        metrics yet, the metric then being the one its preset is published with.
+        (value, metric): from ``metrics.json``: ``fid`` as it is (metric ``'FID'``,
+        CycleGAN), else in percent ``map`` (metric ``'frame mAP'`` for a SlowFast run,
+        ``'mAP'`` for a detector) or ``top1`` (metric ``'top-1'``); ``(None, metric)`` when
+        the run has no metrics yet, the metric then being the one its preset is published
+        with.
 
     Raises:
-        ValueError: the value is not a fraction in [0, 1], naming the file.
+        ValueError: the value is not a fraction in [0, 1] (or a FID not a finite number
+            >= 0), or no metric is present, naming the file.
     """
     metrics = run.metrics
+    where = os.path.join(run.path, 'metrics.json')
     if metrics is None:
         metric = SOURCES[run.preset][3] if run.preset in SOURCES else ''
         return None, metric
-    for key, metric in (('map', 'mAP'), ('top1', 'top-1')):
+    if metrics.get('fid') is not None:
+        value = float(metrics['fid'])
+        if not 0.0 <= value < float('inf'):
+            raise ValueError('%s: "fid" = %r is not a distance >= 0' % (where, value))
+        return value, 'FID'
+    # SlowFast's metrics.json holds its frame count; its models are slowfast_* and slow_*.
+    slowfast = 'n_test_frames' in metrics or str(run.recipe.get('model', '')).startswith(
+        'slow')
+    for key, metric in (('map', 'frame mAP' if slowfast else 'mAP'), ('top1', 'top-1')):
         if metrics.get(key) is not None:
             value = float(metrics[key])
             if not 0.0 <= value <= 1.0:
                 raise ValueError('%s: %r = %r is not a fraction in [0, 1]'
                                  % (os.path.join(run.path, 'metrics.json'), key, value))
             return 100.0 * value, metric
-    raise ValueError('%s: neither "map" nor "top1" present'
-                     % os.path.join(run.path, 'metrics.json'))
+    raise ValueError('%s: none of "map", "top1", "fid" present' % where)
 
 
 def comparison_rows(runs):
@@ -94,11 +125,10 @@ def comparison_rows(runs):
         if run.preset in SOURCES and SOURCES[run.preset][3] != metric:
             # A run measured with another metric than the paper's is not comparable.
             pub, source = None, NO_VALUE
-        departures = '; '.join(d for d in run.config.get('departures', [])
-                               if not d.startswith('communicator '))
-        if run.config.get('iterations'):
-            departures = '; '.join(filter(None, [departures, 'stopped after %d iterations'
-                                                 % run.config['iterations']]))
+        departures = _departures(run)
+        if metric == 'FID' and 'inception' not in _extractor(run).lower():
+            departures = '; '.join(filter(None, [
+                departures, 'Frechet distance with the default extractor, not Inception-v3']))
         comparable = pub is not None and not departures
         diff = measured - pub if comparable and measured is not None else None
         rows.append({'run': run.name, 'preset': run.preset or '', 'gpus': run.comm_size,
@@ -108,13 +138,31 @@ def comparison_rows(runs):
     return rows
 
 
+def _departures(run):
+    """The run's departures from its paper's setting (config.json), joined by '; '."""
+    departures = '; '.join(d for d in run.config.get('departures', [])
+                           if not d.startswith('communicator '))
+    if run.config.get('iterations'):
+        departures = '; '.join(filter(None, [departures, 'stopped after %d iterations'
+                                             % run.config['iterations']]))
+    return departures
+
+
+def _extractor(run):
+    return str((run.metrics or {}).get('fid_extractor') or run.config.get('fid_extractor')
+               or '')
+
+
 def to_markdown(rows):
-    """Rows as a Markdown table (numbers to 2 decimals, empty where missing)."""
-    header = ('run', 'preset', 'GPUs', 'metric', 'published %', 'measured %',
-              'difference (pts)', 'source', 'setting')
+    """Rows as a Markdown table (numbers to 2 decimals, empty where missing); the metric
+    cell names the unit: percent for accuracies, the FID as it is."""
+    header = ('run', 'preset', 'GPUs', 'metric', 'published', 'measured',
+              'difference', 'source', 'setting')
     lines = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
     for row in rows:
         cells = [_cell(row[c], signed=(c == 'difference')) for c in COLUMNS]
+        if row['metric'] in PERCENT:
+            cells[COLUMNS.index('metric')] += ' %'
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
@@ -176,11 +224,7 @@ def table2_rows(runs, row=None):
             out.append(dict({c: pub[c] for c in TABLE2_COLUMNS},
                             source='paper 002 Table 2 (%s)' % row_id,
                             description=pub['description'], setting=''))
-        departures = '; '.join(d for d in run.config.get('departures', [])
-                               if not d.startswith('communicator '))
-        if run.config.get('iterations'):
-            departures = '; '.join(filter(None, [departures, 'stopped after %d iterations'
-                                                 % run.config['iterations']]))
+        departures = _departures(run)
         measured = {c: counts[c] for c in TABLE2_COLUMNS if c in counts}
         measured['map_percent'] = 100.0 * float(run.metrics['map'])
         out.append(dict(measured, source='run %s' % run.name,

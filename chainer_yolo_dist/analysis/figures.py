@@ -7,10 +7,13 @@ and "Loss" (paper 000 Figs. 2, 3), number of GPUs against the speed-up over one 
 Fig. 4, paper 001 Figs. 5, 7). As in the papers, the one-GPU (one-process) curve is blue and the
 k-GPU curve orange; training accuracy blue and validation orange (paper 001 Fig. 3).
 """
+import contextlib
 import math
 import os
 import re
+import shutil
 import string
+import tempfile
 
 from matplotlib.figure import Figure
 
@@ -19,6 +22,7 @@ from chainer_yolo_dist.analysis import runs as runs_lib
 from chainer_yolo_dist.analysis.cost import cost
 from chainer_yolo_dist.analysis.scaling_system_figures import (p002_speedup_model,
                                                                p004_scaling_model)
+from chainer_yolo_dist.core import plotting
 from chainer_yolo_dist.core.atomic import save_figure
 
 BLUE = 'tab:blue'
@@ -250,13 +254,14 @@ def draw_published(out_dir, dpi=100):
 # ---- measured runs -------------------------------------------------------------------------
 
 def _panels(n, width=5.5, height=3.8):
-    """``n`` panels of one figure, sharing their y axis so that they compare at a glance."""
+    """``n`` panels of one figure, each with its own y scale (a scale shared between panels
+    clips or flattens the curves of runs that differ)."""
     ncols = min(n, 2)
     nrows = math.ceil(n / ncols)
     fig = Figure(figsize=(width * ncols, height * nrows + 0.5), layout='constrained')
-    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[n:]:
-        ax.set_visible(False)
+        ax.remove()
     return fig, axes[:n]
 
 
@@ -271,41 +276,62 @@ def _processes(k):
     return '%d process%s' % (k, '' if k == 1 else 'es')
 
 
-def loss_figure(runs, key='main/loss'):
+def _mode(run):
+    """The run's parallelism mode (config.json; runs from before the modes were sync)."""
+    return run.config.get('parallelism') or 'sync'
+
+
+def _label(run):
+    """A curve's legend entry: the run's name, mode and k."""
+    return '%s (%s, %s)' % (run.name, _mode(run), _processes(run.comm_size))
+
+
+def loss_key(run):
+    """The loss a run logs: ``main/loss``, or CycleGAN's generator loss ``gen/loss``; None if
+    its log holds neither."""
+    for key in LOSS_KEYS:
+        if any(e.get(key) is not None for e in run.log):
+            return key
+    return None
+
+
+#: The logged losses drawn, in order of preference (detection, classification, SlowFast;
+#: CycleGAN's generators).
+LOSS_KEYS = ('main/loss', 'gen/loss')
+
+
+def loss_figure(runs, key=None):
     """Loss against epoch, the 1-process run beside each k-process run, one panel per k,
-    as paper 000 Figs. 2 and 3.
+    as paper 000 Figs. 2 and 3. Each panel's title names its run, mode and k, each curve's
+    legend its run; each panel has its own y scale.
 
     Args:
         runs: :class:`~chainer_yolo_dist.analysis.runs.Run` of one preset (or model and
             dataset); the 1-process run is the baseline of every panel.
-        key: the logged value to plot.
+        key: the logged value to plot (default: :func:`loss_key` of each run).
 
     Raises:
-        ValueError: no runs, or a run's log lacks ``key`` (naming it).
+        ValueError: no runs, or a run's log lacks the key (naming it).
     """
     if not runs:
         raise ValueError('loss_figure needs at least one run')
     base, others = _by_size(runs)
     panels = others or [base]
     fig, axes = _panels(len(panels))
-    data = runs[0].dataset or runs[0].group
     for letter, ax, run in zip(string.ascii_lowercase, axes, panels):
-        if base is not None:
-            x, y = runs_lib.log_series(base, key)
-            ax.plot(x, y, color=BLUE, label='%s(%s)' % (data, _processes(1)))
+        drawn = [(base, BLUE)] if base is not None else []
         if run is not base:
-            x, y = runs_lib.log_series(run, key)
-            ax.plot(x, y, color=ORANGE, label='%s(%s)' % (data, _processes(run.comm_size)))
+            drawn.append((run, ORANGE))
+        for member, color in drawn:
+            x, y = runs_lib.log_series(member, key or loss_key(member) or LOSS_KEYS[0])
+            ax.plot(x, y, color=color, label=_label(member))
         # η is the base rate (the single-worker rate), never the peak.
-        ax.set_title('(%s) %d node%s, k = %d, η = %g, peak lr = %g'
-                     % (letter, run.nodes, '' if run.nodes == 1 else 's', run.comm_size,
-                        run.config.get('eta', float('nan')), run.peak_lr), fontsize=9)
-        ax.set_xlabel('Epoch')
-        ax.set_ylabel('Loss')
-        ax.set_ylim(bottom=0)
+        title = '(%s) %s\n%s, %d node%s, k = %d, η = %g, peak lr = %g' % (
+            letter, run.name, _mode(run), run.nodes, '' if run.nodes == 1 else 's',
+            run.comm_size, run.config.get('eta', float('nan')), run.peak_lr)
+        plotting.finish(ax, title, 'Epoch', 'Loss (%s)' % (key or loss_key(run)))
         ax.set_xlim(left=0)
-        ax.legend(loc='upper right', fontsize=8)
-        ax.grid(alpha=0.3)
+        ax.legend(loc='best', fontsize=8)
     if base is not None and others:
         what = '1 process (blue) beside k processes (orange)'
     else:  # no 1-process run to compare with: say so rather than promise its curve
@@ -317,7 +343,8 @@ def loss_figure(runs, key='main/loss'):
 
 def accuracy_figure(runs):
     """Training (blue) and validation (orange) accuracy against epoch, one panel per run
-    sorted by process count, as paper 001 Fig. 3.
+    sorted by process count, as paper 001 Fig. 3. Validation points sit at the epoch of their
+    log entry: the training scripts log a validation at the update it was computed after.
 
     Raises:
         ValueError: no runs, or a run has no ``main/accuracy`` in its log.
@@ -332,14 +359,12 @@ def accuracy_figure(runs):
         if any(e.get('validation/main/accuracy') is not None for e in run.log):
             x, y = runs_lib.log_series(run, 'validation/main/accuracy')
             ax.plot(x, y, color=ORANGE, label='validation')
-        ax.set_title('(%s) k = %d, batch size %s' % (letter, run.comm_size,
-                                                     run.global_batchsize))
-        ax.set_xlabel('Epoch')
-        ax.set_ylabel('Accuracy')
+        plotting.finish(ax, '(%s) %s\n%s, k = %d, batch size %s'
+                        % (letter, run.name, _mode(run), run.comm_size, run.global_batchsize),
+                        'Epoch', 'Accuracy (fraction)')
         ax.set_ylim(0, 1)
         ax.set_xlim(left=0)
-        ax.legend(loc='lower right', fontsize=8)
-        ax.grid(alpha=0.3)
+        ax.legend(loc='best', fontsize=8)
     fig.suptitle('%s: accuracy against epoch, as paper 001 Fig. 3\n'
                  'training (blue) and validation (orange)' % ordered[0].group, fontsize=10)
     return fig
@@ -411,24 +436,36 @@ def _safe(name):
 def draw_measured(runs, out_dir, dpi=100):
     """Draws the measured-run figures into ``out_dir``.
 
-    Per group of runs (same preset, else same model and dataset): ``measured_loss_GROUP.png``,
-    ``measured_accuracy_GROUP.png`` for classification runs (``main/accuracy`` logged) and
-    ``measured_fid_GROUP.png`` for CycleGAN runs (``fid`` logged: paper 002 Fig. 6's form,
+    Per group of runs (same preset, else same model and dataset): ``measured_loss_GROUP.png``
+    (``main/loss``, or CycleGAN's ``gen/loss``), ``measured_accuracy_GROUP.png`` for
+    classification runs (``main/accuracy`` logged) and ``measured_fid_GROUP.png`` for CycleGAN
+    runs (``fid`` logged: paper 002 Fig. 6's form,
     :func:`~chainer_yolo_dist.analysis.fid_figure.fid_against_epoch`); for all groups with a
-    1-process run: ``measured_speedup.png``.
+    1-process run: ``measured_speedup.png``. A run with no log yet (stopped before its first
+    log entry) is left out with a note.
 
     Returns:
-        (paths written, notes on figures skipped and why).
+        (paths written, notes on runs and figures skipped and why).
     """
     paths, notes = [], []
-    for group, members in sorted(_by_group(runs).items()):
-        if any(e.get('main/loss') is not None for r in members for e in r.log):
-            paths.append(save(loss_figure(members),
+    logged = []
+    for run in runs:
+        if run.log:
+            logged.append(run)
+        else:
+            notes.append('%s: no log (the run stopped before its first log entry), left out'
+                         % run.path)
+    for group, members in sorted(_by_group(logged).items()):
+        with_loss = [r for r in members if loss_key(r)]
+        if with_loss:
+            paths.append(save(loss_figure(with_loss),
                               os.path.join(out_dir, 'measured_loss_%s.png' % _safe(group)), dpi))
         else:
-            notes.append('%s: no main/loss logged, no loss figure' % group)
-        if any(e.get('main/accuracy') is not None for r in members for e in r.log):
-            paths.append(save(accuracy_figure(members),
+            notes.append('%s: no loss logged, no loss figure' % group)
+        with_accuracy = [r for r in members
+                         if any(e.get('main/accuracy') is not None for e in r.log)]
+        if with_accuracy:
+            paths.append(save(accuracy_figure(with_accuracy),
                               os.path.join(out_dir, 'measured_accuracy_%s.png'
                                            % _safe(group)), dpi))
         with_fid = [r for r in members if fid_figure.has_fid(r)]
@@ -436,9 +473,28 @@ def draw_measured(runs, out_dir, dpi=100):
             paths.append(save(fid_figure.fid_against_epoch(with_fid),
                               os.path.join(out_dir, 'measured_fid_%s.png' % _safe(group)), dpi))
     try:
-        fig = measured_speedup_figure(runs)
+        fig = measured_speedup_figure(logged)
     except ValueError as e:
         notes.append('no speed-up figure: %s' % e)
     else:
         paths.append(save(fig, os.path.join(out_dir, 'measured_speedup.png'), dpi))
     return paths, notes
+
+
+@contextlib.contextmanager
+def staged_folder(out):
+    """Yields the folder to write ``out``'s files into: ``out`` itself if it exists (files
+    are replaced one by one, atomically), else a hidden sibling renamed to ``out`` when the
+    block ends and removed if it fails, so that a failed call leaves no folder behind."""
+    if os.path.isdir(out):
+        yield out
+        return
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.%s.' % os.path.basename(os.path.abspath(out)), dir=parent)
+    try:
+        yield tmp
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -39,9 +39,10 @@ def accuracy_figure(pairs, target):
     ncols = max(1, min(3, len(ks)))
     nrows = max(1, math.ceil(len(ks) / ncols))
     fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows + 0.4), layout='constrained')
-    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
+    # Each panel labels its own y axis (the limits are the same: accuracy from 0 to 1).
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[len(ks):]:
-        ax.set_visible(False)
+        ax.remove()
     for ax, k in zip(axes, ks):
         for entry, run in pairs:
             if run is None or entry['workers'] != k:
@@ -50,12 +51,12 @@ def accuracy_figure(pairs, target):
             ax.plot(seconds, top1, 'o-', ms=3, color=_color(entry['variant']),
                     label='%s (%s)' % (entry['variant'], entry['how']))
         ax.axhline(target, label='target %g' % target, **IDEAL)
-        ax.set_title('k = %d' % k, fontsize=10)
+        ax.set_title('k = %d worker%s' % (k, '' if k == 1 else 's'), fontsize=10)
         ax.set_xlabel('wall time of the training loop [s]')
         ax.set_ylabel('validation top-1')
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc='lower right')
+        ax.legend(fontsize=7, loc='best')
     if not ks:
         axes[0].text(0.5, 0.5, 'no run left a log', transform=axes[0].transAxes, ha='center')
     fig.suptitle('Validation accuracy against wall time, per mode', fontsize=11)

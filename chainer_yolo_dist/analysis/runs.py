@@ -117,10 +117,14 @@ def find_runs(paths, skipped=None):
     subdirectories are runs (e.g. ``results/runs``), taken in sorted order.
 
     Args:
-        skipped (list or None): if given, a run directory that cannot be read (invalid JSON,
-            wrong shape) is left out and ``(path, reason)`` appended here instead of raising.
+        skipped (list or None): if given, what is not a readable run is left out and
+            ``(path, reason)`` appended here instead of raising: a run directory that cannot
+            be read (invalid JSON, wrong shape), and any other path given or entry of a
+            directory of runs (a file, a folder holding only ``.lock``, a folder of figures;
+            see :func:`why_not_a_run`), so that ``runs/*`` reads as ``runs/`` does.
     Raises:
-        FileNotFoundError: a path is neither, naming it.
+        FileNotFoundError: a path does not exist; with ``skipped`` None, a path is neither a
+            run nor a directory of runs; with ``skipped`` given, no path holds a run.
     """
     runs = []
 
@@ -132,20 +136,56 @@ def find_runs(paths, skipped=None):
                 raise
             skipped.append((path, str(e)))
 
-    for path in paths:
-        if os.path.isfile(os.path.join(path, 'config.json')):
-            add(path)
-            continue
-        if not os.path.isdir(path):
-            raise FileNotFoundError('%s: no such directory' % path)
-        subdirs = sorted(os.path.join(path, d) for d in os.listdir(path))
-        found = [d for d in subdirs if os.path.isfile(os.path.join(d, 'config.json'))]
-        for d in found:
-            add(d)
-        if not found:
+    def not_a_run(path):
+        if skipped is None:
             raise FileNotFoundError('%s: neither a run directory nor a directory of runs '
                                     '(no config.json in it or its subdirectories)' % path)
+        skipped.append((path, why_not_a_run(path)))
+
+    for path in paths:
+        if not os.path.exists(path):
+            raise FileNotFoundError('%s: no such directory' % path)
+        if is_run(path):
+            add(path)
+            continue
+        entries = sorted(os.path.join(path, d) for d in os.listdir(path)
+                         if not d.startswith('.')) if os.path.isdir(path) else []
+        found = [d for d in entries if is_run(d)]
+        if not found:
+            not_a_run(path)
+            continue
+        for d in entries:
+            if d in found:
+                add(d)
+            elif skipped is not None:
+                skipped.append((d, why_not_a_run(d)))
+    if not runs and skipped:
+        raise FileNotFoundError('no run among %s: %s' % (
+            ', '.join(paths), '; '.join('%s: %s' % s for s in skipped[:3])
+            + ('; ...' if len(skipped) > 3 else '')))
     return runs
+
+
+def is_run(path):
+    """Whether ``path`` is a run directory (holds ``config.json``)."""
+    return os.path.isfile(os.path.join(path, 'config.json'))
+
+
+def why_not_a_run(path):
+    """A few words on what ``path`` (no run directory) is, for the note that skips it."""
+    name = os.path.basename(os.path.normpath(path))
+    if not os.path.isdir(path):
+        if name.startswith('fid_extractor') and name.endswith('.npz'):
+            return 'a file (the FID feature extractor\'s weights), not a run'
+        return 'a file, not a run'
+    entries = os.listdir(path)
+    if not entries:
+        return 'an empty folder (no config.json), not a run'
+    if entries == ['.lock']:
+        return 'holds only .lock (a start that failed, or one still starting), not a run'
+    if all(e.endswith('.png') for e in entries):
+        return 'a folder of figures, not a run'
+    return 'no config.json in it or its subdirectories'
 
 
 def log_series(run, key):

@@ -1,9 +1,11 @@
 """The scaling study's figures (study.py runs the study, study_report.py reads it).
 
 - ``study_loss.png``: paper 000 Figs. 2/3, loss against epoch, one panel per run with k > 1,
-  the 1-worker run in blue beside the k-worker run in orange, every panel on the same y axis.
-  The papers' axis is linear from 0 to 2; the CPU model's loss starts hundreds of times above
-  where it ends, so the axis here is logarithmic (the curves are means over quarter epochs).
+  the 1-worker run in blue beside the k-worker run in orange, each panel on its own y axis
+  (a diverged run's losses beyond the axis are marked at its top edge, not allowed to flatten
+  the rest). The papers' axis is linear from 0 to 2; the CPU model's loss starts hundreds of
+  times above where it ends, so the axis here is logarithmic (the curves are means over
+  quarter epochs).
 - ``study_map.png``: paper 000 Table 3 / paper 001 Table 2 as a figure: final mAP against k
   and against the global batch's share of the training set, with the papers' 7% (000) and
   9% (001) lines, and the published VOC points on a second y axis (another dataset).
@@ -20,7 +22,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from chainer_yolo_dist.analysis import published
 from chainer_yolo_dist.analysis.figures import BLUE, IDEAL, ORANGE, save
 from chainer_yolo_dist.analysis.study_data import binned_loss
-from chainer_yolo_dist.core import presets
+from chainer_yolo_dist.core import plotting, presets
 
 #: The papers' limits on the global batch as a share of the training set.
 LIMITS = ((7.0, 'paper 000: 7%'), (9.0, 'paper 001: 9%'))
@@ -48,24 +50,33 @@ def _curve(run):
 
 
 def loss_figure(pairs):
-    """Paper 000 Figs. 2/3 from ``pairs`` of (study.json entry, Run)."""
+    """Paper 000 Figs. 2/3 from ``pairs`` of (study.json entry, Run). Each panel has its own
+    y scale, set by its curves; a diverged run's losses past ten times the panel's other
+    values are left outside the axis, marked at its top edge, so that the divergence does not
+    flatten the curves it would share a scale with."""
     base = next((r for e, r in pairs if e['workers'] == 1), None)
     panels = [(e, r) for e, r in pairs if r is not base] or pairs
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig = Figure(figsize=(4.6 * ncols, 3.5 * nrows + 0.6), layout='constrained')
-    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True).ravel()
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[len(panels):]:
-        ax.set_visible(False)
+        ax.remove()
     for letter, ax, (entry, run) in zip(string.ascii_lowercase, axes, panels):
+        values = []
         if base is not None:
-            ax.plot(*_curve(base), color=BLUE, linewidth=1.2, label='1 worker')
+            x, y = _curve(base)
+            ax.plot(x, y, color=BLUE, linewidth=1.2, label='1 worker')
+            values += y
+        diverged = None
         if run is not base:
             x, y = _curve(run)
             ax.plot(x, y, color=ORANGE, linewidth=1.2, label='%d workers' % entry['workers'])
             if entry.get('diverged_at') and x:
-                ax.plot(x[-1], y[-1], 'x', color='tab:red', markersize=9,
-                        label='diverged at iteration %d' % entry['diverged_at'])
+                diverged = (x, y)
+            else:
+                values += y
+        _log_scale(ax, values, diverged, entry)
         share = run.recipe.get('batch_fraction')
         title = '(%s) k = %d%s' % (letter, entry['workers'],
                                    '' if entry['variant'] == 'linear rule, warmup'
@@ -73,23 +84,42 @@ def loss_figure(pairs):
         detail = 'batch %s%s, peak lr %.3g' % (
             run.global_batchsize, '' if share is None else ' (%.1f%%)' % (100 * share),
             run.peak_lr)
-        ax.set_title('%s\n%s' % (title, detail), fontsize=9)
-        ax.set_yscale('log')
-        # Ticks at 1, 2 and 5 of each decade, written plainly (10, 20, 50, ...).
-        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: '%g' % v))
-        ax.yaxis.set_minor_formatter(NullFormatter())
+        plotting.finish(ax, '%s\n%s' % (title, detail), 'Epoch', 'Loss (log scale)')
         ax.set_xlim(left=0)
         ax.grid(alpha=0.3, which='both')
-        ax.legend(loc='upper right', fontsize=8)
-    for ax in axes[:len(panels)]:
-        ax.xaxis.set_tick_params(labelbottom=True)  # also above a hidden panel
-        ax.set_xlabel('Epoch')
-        ax.set_ylabel('Loss (log scale)')
+        ax.legend(loc='best', fontsize=8)
     fig.suptitle('Loss against epoch, as paper 000 Figs. 2 and 3: 1 worker (blue) beside k '
-                 'workers (orange)\nmean over quarter epochs; the same y axis in every panel',
+                 'workers (orange)\nmean over quarter epochs; each panel its own y scale',
                  fontsize=10)
     return fig
+
+
+def _log_scale(ax, values, diverged, entry):
+    """A log y axis spanning ``values`` (and the diverged curve up to ten times their top),
+    with ticks labelled plainly (10, 20, 50, ...; every integer multiple within a decade);
+    a diverged curve's last point marked at the top edge when it lies beyond."""
+    finite = [v for v in values if v > 0 and math.isfinite(v)]
+    if diverged is not None:
+        x, y = diverged
+        cap = 10 * max(finite) if finite else float('inf')
+        finite += [v for v in y if 0 < v <= cap and math.isfinite(v)]
+    ax.set_yscale('log')
+    if finite:
+        lo, hi = min(finite), max(finite)
+        ax.set_ylim(lo / 1.3, hi * 1.3)
+    lo, hi = ax.get_ylim()
+    subs = (1, 2, 5) if hi / lo > 10 else tuple(range(1, 10))
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: '%g' % v))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    if diverged is not None:
+        x, y = diverged
+        beyond = not (math.isfinite(y[-1]) and y[-1] <= hi)
+        ax.plot(x[-1], min(y[-1], hi) if math.isfinite(y[-1]) else hi, 'x', color='tab:red',
+                markersize=9, clip_on=False,
+                label='diverged at iteration %d%s' % (entry['diverged_at'],
+                                                      ' (loss beyond the axis)' if beyond
+                                                      else ''))
 
 
 def _published_points():
@@ -218,7 +248,11 @@ def speedup_figure(rows):
         ax.set_xlim(0.5, top + 0.5)
         ax.set_xlabel('real MPI ranks (one core each)')
         ax.set_ylabel(ylabel)
-        ax.set_ylim(0, (top + 0.3) if key == 'speedup' else 115)
+        # Up to the highest point drawn (a model above the ideal is not cut off).
+        drawn = [v for line in ax.get_lines() for v in line.get_ydata()
+                 if math.isfinite(v)]
+        ax.set_ylim(0, max([(top + 0.3) if key == 'speedup' else 115]
+                           + [1.08 * v for v in drawn]))
         ax.grid(alpha=0.3)
         ax.legend(loc='lower right' if key == 'speedup' else 'lower left', fontsize=8)
     left.set_title('Speed-up (images/s over the 1-worker run)', fontsize=10)

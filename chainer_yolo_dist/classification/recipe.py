@@ -89,7 +89,7 @@ def train(settings, comm, dataset, log=print):
     if settings.eval_interval:
         trainer.extend(evaluator, trigger=(settings.eval_interval, 'epoch'), name='validation')
         columns += ['validation/main/loss', 'validation/main/accuracy', 'validation/main/top5']
-    title = '%s, k = %d, lr = %g' % (preset.model, settings.workers, preset.peak_lr)
+    title = reporting.run_title(settings)
     reporting.add_rank0_reports(trainer, settings, comm, columns, plots=[
         extensions.PlotReport(['main/loss', 'validation/main/loss'], 'epoch',
                               trigger=(1, 'epoch'), filename='loss.png',

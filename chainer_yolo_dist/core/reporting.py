@@ -10,6 +10,7 @@ import sys
 import chainer
 from chainer.training import extensions
 
+from chainer_yolo_dist.core import plotting
 from chainer_yolo_dist.core.updaters import PHASES
 
 
@@ -45,49 +46,81 @@ def aggregate(trainer, comm, keys):
         trainer.extend(Aggregator(comm, key), name='aggregate_' + key.replace('/', '_'))
 
 
-def epoch_axis(iterations_per_epoch, ylabel):
-    """PlotReport postprocess: label the iteration axis in (fractional) epochs."""
+def run_title(settings, what=None):
+    """The title of a run's figures: model (or ``what``), mode, k and peak rate
+    (:func:`~chainer_yolo_dist.core.plotting.run_title`)."""
+    return plotting.run_title(what or settings.preset.model, settings.parallelism,
+                              settings.workers, settings.preset.peak_lr)
+
+
+def epoch_axis(iterations_per_epoch, ylabel, title=None):
+    """PlotReport postprocess: the iteration axis labelled in (fractional) epochs, ticks at
+    round epochs inside the limits (also for a run of a fraction of an epoch), markers on a
+    short series, the y label and a title."""
     def postprocess(figure, axes, summary):
-        from matplotlib.ticker import FuncFormatter, MultipleLocator
-        epochs = axes.get_xlim()[1] / iterations_per_epoch
-        every = max(1, int(round(epochs / 8)))  # whole epochs, about 8 ticks
-        axes.xaxis.set_major_locator(MultipleLocator(every * iterations_per_epoch))
-        axes.xaxis.set_major_formatter(
-            FuncFormatter(lambda x, _: '%g' % round(x / iterations_per_epoch, 2)))
-        axes.set_xlabel('epoch')
-        axes.set_ylabel(ylabel)
+        axes.set_xlim(left=0)  # from the start: one point sits at its epoch, not centred
+        plotting.epoch_ticks(axes, iterations_per_epoch)
+        plotting.finish(axes, title, 'epoch', ylabel)
     return postprocess
 
 
 def loss_plot(keys, settings, iterations_per_epoch):
-    """``loss.png``: the losses ``keys`` (mean over ranks) against the fractional epoch."""
+    """``loss.png``: the losses ``keys`` (mean over ranks) against the fractional epoch,
+    titled with the run (:func:`run_title`)."""
     return extensions.PlotReport(list(keys), 'iteration', filename='loss.png', marker=None,
                                  trigger=(settings.log_interval, 'iteration'),
                                  postprocess=epoch_axis(iterations_per_epoch,
-                                                        'loss (mean over ranks)'))
+                                                        'loss (mean over ranks)',
+                                                        run_title(settings)))
 
 
 def titled(title, ylabel, ylim=None):
-    """PlotReport postprocess: a title, a y label and optionally fixed y limits."""
+    """PlotReport postprocess: a title, a y label, markers on a short series and optionally
+    fixed y limits."""
     def postprocess(figure, axes, summary):
-        axes.set_title(title)
-        axes.set_xlabel('epoch')
-        axes.set_ylabel(ylabel)
+        plotting.finish(axes, title, 'epoch', ylabel)
         if ylim is not None:
             axes.set_ylim(*ylim)
-        axes.grid(alpha=0.3)
     return postprocess
 
 
+class LogTrigger(object):
+    """Fires every ``settings.log_interval`` iterations, after every evaluation (every
+    ``settings.eval_interval`` epochs, as the evaluator's ``IntervalTrigger``) and after the
+    last update, so that a validation is logged at the iteration it was computed after, not at
+    the next multiple of the log interval. Stateless (reads the updater's iteration and
+    epochs), so a resumed run needs nothing from the snapshot."""
+
+    def __init__(self, settings):
+        self.every = settings.log_interval
+        self.eval_every = settings.eval_interval
+        self.stop = settings.stop_trigger
+
+    def __call__(self, trainer):
+        updater = trainer.updater
+        if updater.iteration % self.every == 0:
+            return True
+        now, before = updater.epoch_detail, updater.previous_epoch_detail
+        if before is None:
+            return False
+        if self.eval_every and before // self.eval_every != now // self.eval_every:
+            return True
+        length, unit = self.stop
+        if unit == 'iteration':
+            return updater.iteration == length
+        return before < length <= now
+
+
 def add_rank0_reports(trainer, settings, comm, columns, plots=(), make_trigger=None):
-    """On rank 0: ``log`` every ``settings.log_interval`` iterations (or when the trigger
+    """On rank 0: ``log`` every ``settings.log_interval`` iterations, after each evaluation and
+    after the last update (:class:`LogTrigger`; or when the trigger
     ``make_trigger()`` returns fires), the printed table of ``columns`` (with the elapsed time),
     the given ``PlotReport`` extensions, and a progress bar where someone watches a terminal.
     ``make_trigger`` is called once per extension: Chainer's ``IntervalTrigger`` keeps the
     iteration it last saw, so one instance shared by two extensions fires for the first only."""
     if comm.rank != 0:
         return
-    make_trigger = make_trigger or (lambda: (settings.log_interval, 'iteration'))
+    make_trigger = make_trigger or (lambda: LogTrigger(settings))
     trainer.extend(extensions.LogReport(trigger=make_trigger()))
     trainer.extend(extensions.PrintReport(list(columns) + ['elapsed_time'],
                                           out=_PlainOutput()), trigger=make_trigger())

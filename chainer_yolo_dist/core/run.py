@@ -183,7 +183,12 @@ def _plural(n, word):
 def _report_start(settings, data, log):
     preset = settings.preset
     fraction, warning = preset.batch_fraction_check()
-    workers = _plural(settings.ranks, 'process')
+    serving = settings.serving_ranks
+    workers = _plural(settings.ranks - serving, 'process')
+    if serving:  # a parameter server trains nothing: count the workers apart from it
+        training = settings.ranks - serving
+        workers = '%d worker%s + %s' % (training, '' if training == 1 else 's',
+                                        _plural(serving, 'server'))
     if settings.virtual_ranks > 1:
         workers += ' x %d virtual = %d workers' % (settings.virtual_ranks, settings.workers)
     log('%s x batch %d = global batch %d, %.1f%% of %d training examples; eta %g, peak lr %g'
@@ -222,6 +227,9 @@ def build_trainer(settings, comm, updater, chain, model, aggregated_keys, schedu
     trainer = chainer.training.Trainer(updater, settings.stop_trigger, out=settings.out)
     if modes.mode(settings.parallelism).applies_schedule:  # else the servers apply it
         trainer.extend(schedule or LRScheduleExtension(settings.preset.schedule()))
+    else:  # the log's lr: the rate the servers apply
+        from chainer_yolo_dist.core.parallelism import ServerRateReport
+        trainer.extend(ServerRateReport(settings, settings.ranks - settings.serving_ranks))
     reporting.aggregate(trainer, comm, aggregated_keys)
     if settings.profile:  # the updater's time/<phase> of every update, for profile.json
         trainer.extend(reporting.ProfileRecorder(), name=reporting.PROFILE_EXTENSION)
@@ -291,10 +299,12 @@ def main(recipe, options, log=print):
             rundir.release(settings.out, claim.created)
     trained = comm.mpi_comm.allgather(metrics is not None)
     if comm.rank == trained.index(True):
-        log('%s after %d iteration%s, %.1f s, %.1f images/s'
+        rate = metrics.get('images_per_second')
+        # No update timed (a run resumed at its end): no rate rather than "0.0 images/s".
+        log('%s after %d iteration%s, %.1f s, %s'
             % (recipe.summary(metrics), metrics['iterations'],
                '' if metrics['iterations'] == 1 else 's', metrics['elapsed_seconds'],
-               metrics['images_per_second']))
+               '%.3g images/s' % rate if rate else 'images/s n/a'))
     return 0
 
 

@@ -98,10 +98,26 @@ def inception_extractor(weights, batchsize=16):
     return InceptionFeatures(InceptionV3(weights=weights), batchsize)
 
 
-def default_extractor(path, log=print):
+#: The default extractor's file in the package's cache folder.
+DEFAULT_EXTRACTOR_NAME = 'fid_extractor_default.npz'
+
+
+def extractor_path(path=None):
+    """``path``, or the default extractor's file in the package's cache folder
+    (:func:`~chainer_yolo_dist.datasets.image_checks.cache_dir`: ``$CHAINER_YOLO_DIST_CACHE``,
+    ``$XDG_CACHE_HOME/chainer_yolo_dist`` or ``~/.cache/chainer_yolo_dist``): one file for
+    every run of the user, outside any run folder."""
+    from chainer_yolo_dist.datasets.image_checks import cache_dir
+    return path or os.path.join(cache_dir(), DEFAULT_EXTRACTOR_NAME)
+
+
+def default_extractor(path=None, log=print):
     """The download-free default extractor (:func:`features.build_default_extractor`) from
-    ``path``; trained there first (about 2.5 minutes on two CPU cores) if the file is absent."""
+    ``path`` (default :func:`extractor_path`); trained there first (about 2.5 minutes on two
+    CPU cores) if the file is absent, written atomically (a second run never reads half a
+    file)."""
     from chainer_yolo_dist.cyclegan import features
+    path = extractor_path(path)
     if not os.path.isfile(path):
         log('training the default feature extractor into %s (once; reused by later runs)'
             % path)
@@ -278,7 +294,8 @@ def grid_image(rows):
 
 
 class SampleGrid(chainer.training.Extension):
-    """Writes ``samples/iter_<N>.png``: rows A, A->B, A->B->A of ``images_a`` (rank 0 only)."""
+    """Writes ``samples/iter_<N>.png``: rows A, A->B, A->B->A of ``images_a``, labelled
+    (:func:`sample_sheet_figure`; rank 0 only)."""
 
     priority = chainer.training.PRIORITY_READER
     name = 'sample_grid'
@@ -288,11 +305,36 @@ class SampleGrid(chainer.training.Extension):
         self.folder = os.path.join(out, 'samples')
 
     def __call__(self, trainer):
-        import PIL.Image
         fake_b = translate(self.gen_ab, self.images_a)
         back = translate(self.gen_ba, fake_b)
         os.makedirs(self.folder, exist_ok=True)
-        path = os.path.join(self.folder, 'iter_%07d.png' % trainer.updater.iteration)
-        with atomic.atomic_path(path) as tmp:
-            PIL.Image.fromarray(grid_image([self.images_a, fake_b, back])).save(tmp,
-                                                                                format='PNG')
+        iteration = trainer.updater.iteration
+        path = os.path.join(self.folder, 'iter_%07d.png' % iteration)
+        atomic.save_figure(sample_sheet_figure(
+            [self.images_a, fake_b, back], SAMPLE_ROWS,
+            'CycleGAN samples after update %d\n(test images of domain A)' % iteration), path)
+
+
+#: The rows of a sample sheet, top to bottom.
+SAMPLE_ROWS = ('A (real)', 'A->B (gen_ab)', 'A->B->A (gen_ba)')
+
+
+def sample_sheet_figure(rows, labels, title=''):
+    """Rows of ``(n, 3, H, W)`` images in [-1, 1] as one picture, each row labelled (y tick
+    labels ``labels``) and each column numbered; a Matplotlib ``Figure`` at one screen pixel
+    per image pixel (at 100 dpi) plus the margins."""
+    from matplotlib.figure import Figure
+    picture = grid_image(rows)
+    height, width = picture.shape[:2]
+    side_h, side_w = height // len(rows), width // len(rows[0])
+    fig = Figure(figsize=(width / 100. + 1.6, height / 100. + 0.8), layout='constrained')
+    ax = fig.subplots()
+    ax.imshow(picture, interpolation='nearest')
+    ax.set_yticks([(i + 0.5) * side_h for i in range(len(rows))])
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_xticks([(j + 0.5) * side_w for j in range(len(rows[0]))])
+    ax.set_xticklabels([str(j + 1) for j in range(len(rows[0]))], fontsize=7)
+    ax.set_xlabel('test image', fontsize=8)
+    ax.set_ylabel('row', fontsize=8)
+    ax.set_title(title, fontsize=8)
+    return fig

@@ -18,7 +18,8 @@ from chainer.training import extensions
 from chainer_yolo_dist.core import iterators, optimizers, reporting, run
 from chainer_yolo_dist.core.sampling import stream_seed
 from chainer_yolo_dist.core.schedules import MultiOptimizerSchedule
-from chainer_yolo_dist.core.snapshots import add_rank_snapshots, record_config, resume
+from chainer_yolo_dist.core.snapshots import (add_rank_snapshots, npz_problem, record_config,
+                                              resume)
 from chainer_yolo_dist.cyclegan import data, evaluation
 from chainer_yolo_dist.cyclegan.networks import default_n_blocks
 from chainer_yolo_dist.cyclegan.parts import (LossTrace, RankState, initial_networks,
@@ -44,11 +45,21 @@ def check(preset, options):
         raise ValueError('the generators need an input size divisible by 4, got %d'
                          % preset.insize)
     refuse_double_buffering(options.get('double_buffering'))  # before any data is read
+    # The extractor's weights are read only at the first Frechet distance, after training
+    # has begun: a file that cannot be read is refused now (an absent --fid-extractor is
+    # trained there, so only one that exists is read).
+    for option, path in (('--fid-weights', options.get('fid_weights')),
+                         ('--fid-extractor', options.get('fid_extractor'))):
+        if path and (option == '--fid-weights' or os.path.lexists(path)):
+            problem = 'no such file' if not os.path.isfile(path) else npz_problem(path)
+            if problem:
+                raise ValueError('%s %s: %s' % (option, path, problem))
 
 
 def defaults(preset, options):
-    """The paper's networks on image folders (ngf = ndf = 64, Zhu's block count for the size,
-    paper 002 appendix A.1.1); the narrow demo networks on the synthetic domains."""
+    """The paper's networks on image folders (ngf = ndf = 64, Zhu's block count for the size:
+    the defaults of Zhu et al.'s implementation, which paper 002 sec. 3.1 follows); the narrow
+    demo networks on the synthetic domains."""
     # The data are cropped to the preset's input size.
     if preset.dataset == 'folders':
         return {'ngf': 64, 'ndf': 64, 'n_blocks': default_n_blocks(preset.insize),
@@ -103,7 +114,8 @@ def train(settings, comm, dataset, log=print):
         extensions.PlotReport(list(LOSS_KEYS), 'iteration', filename='loss.png', marker=None,
                               trigger=(settings.log_interval, 'iteration'),
                               postprocess=reporting.epoch_axis(
-                                  per_epoch, 'loss (mean over ranks)'))])
+                                  per_epoch, 'loss (mean over ranks)',
+                                  reporting.run_title(settings, 'CycleGAN')))])
     resume(trainer, settings, comm, log, rank_state=RankState(updater))
     record_config(settings, comm, draws_per_epoch=draws, iterations_per_epoch=per_epoch,
                   fid_extractor=_extractor_name(settings),
@@ -132,7 +144,7 @@ def _extractor_name(settings):
     if settings.fid_weights:
         return 'inception_v3 (%s): FID comparable with the literature' % settings.fid_weights
     return ('default extractor, Darknet-19/8 on synthetic shapes (%s): NOT comparable with '
-            'published FIDs' % settings.fid_extractor)
+            'published FIDs' % evaluation.extractor_path(settings.fid_extractor))
 
 
 def _every_and_at_end(period, settings, unit='epoch'):

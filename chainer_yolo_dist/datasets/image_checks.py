@@ -48,11 +48,18 @@ def path_keys(paths):
     return np.fromiter((path_key(os.path.abspath(p)) for p in paths), np.uint64, len(paths))
 
 
+def cache_dir():
+    """The package's cache folder: ``$CHAINER_YOLO_DIST_CACHE``, else
+    ``$XDG_CACHE_HOME/chainer_yolo_dist``, else ``~/.cache/chainer_yolo_dist``."""
+    return os.environ.get('CHAINER_YOLO_DIST_CACHE') or os.path.join(
+        os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache'),
+        'chainer_yolo_dist')
+
+
 def default_cache_path(data_root):
-    """Where the image checks of the data under ``data_root`` are remembered:
-    ``$CHAINER_YOLO_DIST_CACHE`` or ``~/.cache/chainer_yolo_dist``, one file per data root."""
-    base = os.environ.get('CHAINER_YOLO_DIST_CACHE') or os.path.join(
-        os.path.expanduser('~'), '.cache', 'chainer_yolo_dist')
+    """Where the image checks of the data under ``data_root`` are remembered: in
+    :func:`cache_dir`, one file per data root."""
+    base = cache_dir()
     digest = hashlib.sha1(os.path.abspath(data_root).encode()).hexdigest()[:16]
     return os.path.join(base, 'image_checks-%s.npz' % digest)
 

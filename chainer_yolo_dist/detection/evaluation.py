@@ -7,6 +7,7 @@ process gets for the same model. Every rank must hold the same model (parameters
 normalisation statistics: see :func:`chainer_yolo_dist.core.persistents.mean_persistents`).
 """
 import os
+import warnings
 
 import chainer
 import numpy as np
@@ -85,8 +86,13 @@ def _evaluate(model, dataset, comm, batchsize, use_07_metric, class_names, rank0
                                                  list(pred_scores))
         gt_bboxes, gt_labels = list(gt_bboxes), list(gt_labels)
         gt_difficults = list(gt_difficults) if gt_difficults is not None else None
-        result = eval_detection_voc(pred_bboxes, pred_labels, pred_scores, gt_bboxes,
-                                    gt_labels, gt_difficults, use_07_metric=use_07_metric)
+        # The recall and AP of a class with no ground-truth box in the evaluated images are
+        # NaN by definition (0 / 0 in ChainerCV, reported below as null with the reason);
+        # after a short run every class may be one: no RuntimeWarning for what is expected.
+        with np.errstate(divide='ignore', invalid='ignore'), warnings.catch_warnings():
+            warnings.filterwarnings('ignore', 'Mean of empty slice', RuntimeWarning)
+            result = eval_detection_voc(pred_bboxes, pred_labels, pred_scores, gt_bboxes,
+                                        gt_labels, gt_difficults, use_07_metric=use_07_metric)
         counts = detection_counts(pred_bboxes, pred_labels, pred_scores, gt_bboxes, gt_labels,
                                   gt_difficults, score_thresh=score_thresh)
         counts['per_class'] = {k: v.tolist() for k, v in counts['per_class'].items()}
@@ -170,15 +176,27 @@ def evaluate_saved_model(path, request, model_name, comm, insize, batchsize=8,
 def detector_prefix(path):
     """Where the detector's arrays start in ``path``: ``''`` in a ``model.npz``,
     ``'updater/model:main/model/'`` in a trainer snapshot; ValueError naming the file for a
-    classifier or anything else."""
-    with np.load(path) as f:
-        keys = f.files
+    classifier or anything else (saying what it is and which script evaluates it)."""
+    from chainer_yolo_dist.core.snapshots import npz_problem
+    problem = None if not os.path.isfile(path) else npz_problem(path)
+    if not os.path.isfile(path) or problem:
+        raise ValueError('%s: %s' % (path, problem and 'not a readable .npz file: ' + problem
+                                     or 'no such file'))
+    try:
+        with np.load(path) as f:
+            keys = f.files
+    except (OSError, ValueError) as e:
+        raise ValueError('%s: not a readable .npz file (%s)' % (path, e)) from e
     prefix = next((p for p in ('', 'updater/model:main/model/') if
                    any(k.startswith(p + 'extractor/') for k in keys)), None)
     if prefix is None:
+        if any('slow/conv1/' in k for k in keys):
+            raise ValueError('%s: this is a SlowFast model, not a detector: train_slowfast.py '
+                             'evaluates it (frame mAP, in its run\'s metrics.json)' % path)
         if any(k.startswith(p + 'trunk/') for p in ('', 'updater/model:main/predictor/')
                for k in keys):
-            raise ValueError('%s: this is a classifier, not a detector' % path)
+            raise ValueError('%s: this is a classifier, not a detector: evaluate it with '
+                             'scripts/eval_darknet.py' % path)
         raise ValueError('%s: neither a model.npz nor a train_yolo.py trainer snapshot '
                          '(no extractor/ arrays)' % path)
     return prefix

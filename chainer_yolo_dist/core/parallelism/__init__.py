@@ -1,8 +1,8 @@
 """The data-parallel modes a recipe offers (``--parallelism``), one package.
 
 * ``sync``: ChainerMN's multi-node optimizer, gradients averaged every step (papers 000-002).
-* ``async``: parameter servers (:mod:`.parameter_server`: Downpour SGD, the package's reading
-  of paper 003's unspecified asynchronous method).
+* ``async``: parameter servers (:mod:`.parameter_server`), the package's reading of paper 003's
+  unspecified asynchronous method after Dean et al.'s Downpour SGD (the paper's reference [2]).
 * ``local``: each worker steps alone, weights averaged every H steps (Darknet's multi-GPU
   training, H = 4; :mod:`.local_sgd`).
 * ``stale``: synchronous averaging applied one step late, overlapping the reduction
@@ -209,22 +209,47 @@ def serve_run(par, settings, log=print):
     of every worker's gradient, the synchronous case, at the k-worker rate. The schedule runs
     in epochs of examples consumed.
     """
-    import dataclasses
     import os
     from chainer_yolo_dist.core.atomic import write_json
-    workers = par.world.size - par.n_servers
-    together = settings.max_staleness == 0
-    preset = settings.preset if together else dataclasses.replace(settings.preset, n_gpus=1)
-    schedule = preset.schedule()
-    examples = settings.batchsize * settings.push_every * (workers if together else 1)
+    preset, rate = server_schedule(settings, par.world.size - par.n_servers)
 
     def on_update(optimizer, version):
-        optimizer.lr = schedule(version * examples / preset.n_train)
+        optimizer.lr = rate(version)
 
     stats = serve(par, optimizer_settings(settings, preset), settings.max_staleness,
                   on_update, lambda: _server_resume_state(par, settings, log)).as_dict()
     write_json(os.path.join(settings.out, 'parallelism_server%d.json' % par.world.rank), stats)
     return None
+
+
+def server_schedule(settings, workers):
+    """The servers' rate of ``async`` (:func:`serve_run`'s reading): ``(preset, rate)``, the
+    preset the rate follows (at k = 1, or at k = ``workers`` with ``--max-staleness 0``) and
+    ``rate(version)``, the learning rate of the server's update ``version``."""
+    import dataclasses
+    together = settings.max_staleness == 0
+    preset = settings.preset if together else dataclasses.replace(settings.preset, n_gpus=1)
+    schedule = preset.schedule()
+    examples = settings.batchsize * settings.push_every * (workers if together else 1)
+    return preset, lambda version: schedule(version * examples / preset.n_train)
+
+
+class ServerRateReport(chainer.training.Extension):
+    """A worker of ``async``: reports ``lr``, the rate the servers applied to the parameters
+    it last pulled (their newest version it knows of, :func:`server_schedule`), so that the
+    log's ``lr`` column is filled as in the other modes, where the trainer sets the rate."""
+
+    trigger = 1, 'iteration'
+    priority = chainer.training.PRIORITY_WRITER  # before LogReport reads the observation
+    name = 'server_rate'
+
+    def __init__(self, settings, workers):
+        self.rate = server_schedule(settings, workers)[1]
+
+    def __call__(self, trainer):
+        versions = getattr(trainer.updater.get_optimizer('main'), '_versions', None)
+        if versions:
+            chainer.reporter.report({'lr': self.rate(max(versions))})
 
 
 def _server_resume_state(par, settings, log):
