@@ -30,8 +30,9 @@ from chainer_yolo_dist.analysis.scaling import ABCI, ring_allreduce_seconds
 from chainer_yolo_dist.core import presets
 
 PRESET = 'cyclegan_synthia2bdd_2019'
-#: The paper's networks (paper 002 appendix A.1.1, Zhu's defaults): ngf, ndf, residual blocks,
-#: image side.
+#: The paper's networks (Zhu et al.'s implementation's defaults, which paper 002 sec. 3.1
+#: follows; its appendix A.1.1 names only two generators and two discriminators): ngf, ndf,
+#: residual blocks, image side.
 PAPER_NETWORKS = (64, 64, 9, 256)
 #: Facts counted from the real networks (``count_facts``; ``tests/test_scaling_cyclegan.py``
 #: recounts them) and cached because the generator's count at 256 px takes half a minute:

@@ -218,7 +218,7 @@ def _check(compute, gpus):
 
 
 #: Paper 003's published ratio (``results/published/headline_numbers.csv``): images per second
-#: of 48 GPUs over one GPU, "over 30x" (paper 003 Results and discussion).
+#: of 48 GPUs over one GPU, "over 30x" (paper 003 Overview).
 PAPER003_QUANTITY = 'images per second of 48 GPUs over 1 GPU (lower bound)'
 
 

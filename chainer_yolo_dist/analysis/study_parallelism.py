@@ -1,7 +1,8 @@
 """The data-parallelism study: the four modes (and LARS) trained side by side at several k.
 
-Issue 14 / paper 003: paper 003 chose asynchronous data parallelism (parameter servers,
-Downpour) over synchronous SGD "on the hypothesis that a short update cycle matters most";
+Issue 14 / paper 003: paper 003 chose asynchronous data parallelism (its method unspecified;
+the package reads it as parameter servers after Dean et al.'s Downpour) over synchronous SGD
+"on the hypothesis that a short update cycle matters most";
 this study measures, at CPU scale on the synthetic classification crops, what each mode of
 ``scripts/train_darknet.py --parallelism`` gives: images per second, wall time to a target
 validation accuracy, the final top-1, the staleness of the applied gradients, the bytes each

@@ -1,6 +1,6 @@
 """Paper 003's ImageNet classifier: a CNN with 11 convolution layers (a reading).
 
-Paper 003 (Results and discussion) says only that the network it trained on 48 GPUs "has 11
+Paper 003 (Overview) says only that the network it trained on 48 GPUs "has 11
 convolution layers"; it gives no widths, kernels, normalisation or classifier. The reading
 here is a design of that period (2015) with exactly 11 convolutions and nothing else with
 weights:

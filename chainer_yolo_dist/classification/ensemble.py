@@ -1,6 +1,6 @@
 """Ensemble classification: the mean of several models' softmax, scored top-1 and top-5.
 
-Paper 003 (Overview, Results) reports 13.89% top-5 error on ILSVRC2012 for an *ensemble* of
+Paper 003 (Overview) reports 13.89% top-5 error on the ILSVRC2012 test set for an *ensemble* of
 models trained with its asynchronous method, without saying how the members were combined;
 the reading here is the usual one of that period (Krizhevsky et al. 2012, Simonyan & Zisserman
 2015): average the members' class probabilities and rank the classes by that average.

@@ -69,7 +69,8 @@ def build_optimizer(link, lr, momentum=0.9, weight_decay=0.0, lars=False,
 
 def adam(settings, factor=1.0):
     """Adam with the preset's rate times ``factor`` as ``alpha`` and its ``momentum`` read as
-    Adam's first-moment decay ``beta1`` (paper 002 appendix A.1.2: alpha 2e-4, beta1 0.5), with
+    Adam's first-moment decay ``beta1`` (paper 002 appendix A.1.2: Adam, alpha 2e-4; beta1 0.5 is
+    Zhu et al.'s implementation's, which paper 002 sec. 3.1 follows), with
     the preset's weight decay if any. The schedule extension sets ``alpha`` before the first
     update. Returns ``(optimizer, hooks)``; give each network its own.
     """

@@ -2,8 +2,8 @@
 
 The discriminator is shown, for each new fake, with probability 0.5 the new fake and with
 probability 0.5 an older fake from a pool of 50, which then takes the new one's place; until the
-pool is full every fake is stored and returned as is (Zhu's ``util/image_pool.py``, pool size 50,
-paper 002 appendix A.1 follows Zhu's settings).
+pool is full every fake is stored and returned as is (Zhu's ``util/image_pool.py``, pool size 50;
+paper 002 does not mention the pool: sec. 3.1 follows Zhu et al.'s implementation).
 
 The pool draws from its own seeded ``numpy.random.RandomState`` (never the global one) and
 :meth:`ImagePool.serialize` saves the stored images and that generator's state, so a resumed run

@@ -1,10 +1,12 @@
-"""CycleGAN's objective as Zhu et al.'s code computes it (paper 002 appendix A.1).
+"""CycleGAN's objective as Zhu et al.'s code computes it (paper 002 appendix A.1 names the three
+terms and their weights; the loss forms are Zhu et al.'s implementation's, which it follows).
 
 Naming: ``gen_ab`` maps domain A to B (Zhu's ``netG_A``), ``gen_ba`` maps B to A (``netG_B``);
 ``dis_b`` tells real B from ``gen_ab``'s output (Zhu's ``netD_A``), ``dis_a`` real A from
 ``gen_ba``'s output (``netD_B``).
 
-- Adversarial term: least squares (LSGAN, Zhu's default ``gan_mode='lsgan'``): the mean
+- Adversarial term: least squares (LSGAN, Zhu's default ``gan_mode='lsgan'``, not stated in
+  paper 002): the mean
   squared difference between a discriminator's patch scores and the target 1 (real) or 0 (fake).
 - Cycle consistency: ``lambda_cycle * (|G_ba(G_ab(a)) - a|_1 + |G_ab(G_ba(b)) - b|_1)``, each a
   mean over pixels, ``lambda_cycle = 10`` (paper 002 A.1.2).

@@ -1,4 +1,5 @@
-"""CycleGAN's networks (Zhu et al. 2017, the models paper 002 sec. 3 and appendix A.1 trains).
+"""CycleGAN's networks (Zhu et al. 2017; paper 002 appendix A.1.1 names two generators and two
+discriminators, and sec. 3.1 follows Zhu et al.'s implementation, whose layouts these are).
 
 - :class:`ResnetGenerator`: Johnson et al.'s residual generator as Zhu's ``ResnetGenerator``:
   c7s1-64, d128, d256, ``n_blocks`` residual blocks (9 at 256 px, 6 at 128 px), u128, u64,

@@ -54,7 +54,8 @@ class CycleGANData:
 @dataclasses.dataclass(frozen=True)
 class CycleGANSettings(RunSettings):
     """:class:`~chainer_yolo_dist.core.settings.RunSettings` plus the networks' widths and depth
-    (``ngf`` / ``ndf`` 64 and 9 blocks at 256 px are the paper's, appendix A.1.1), the
+    (``ngf`` / ``ndf`` 64 and 9 blocks at 256 px are the defaults of Zhu et al.'s implementation,
+    which paper 002 sec. 3.1 follows; the paper prints none of them), the
     discriminators' rate rule, the loss weights, the history pool, how each rank draws its
     examples, and what is written during training (FID, sample grids)."""
 

@@ -7,8 +7,10 @@ network has its own optimizer; with ChainerMN multi-node optimizers every update
 network's gradients over all ranks (paper 002 sec. 3.2: Horovod's ``DistributedOptimizer``
 there), so ranks that start equal stay equal while each trains on its own images.
 
-Learning rates (paper 002 appendix A.1.2, Zhu et al.'s schedule): Adam, alpha 2e-4, beta1 0.5,
-constant for 100 epochs then linearly to 0 over 100 more (:func:`linear_decay`); the process
+Learning rates (paper 002 appendix A.1.2, Zhu et al.'s schedule): Adam, alpha 2e-4, constant
+for 100 epochs then linearly over 100 more (:func:`linear_decay`); beta1 0.5 and the decay
+reaching 0 are Zhu et al.'s implementation's (paper 002 sec. 3.1 follows it), not printed in
+the paper; the process
 count does not scale it (paper 002 sec. 3.2). The discriminators' rate: see
 :func:`discriminator_lr`.
 """
@@ -22,7 +24,8 @@ from chainer_yolo_dist.core import finite
 from chainer_yolo_dist.cyclegan import data, losses
 from chainer_yolo_dist.cyclegan.image_pool import POOL_SIZE, ImagePool
 
-#: Paper 002 appendix A.1.2 (Zhu et al.): Adam step size and first-moment decay.
+#: Adam step size (paper 002 appendix A.1.2) and first-moment decay (Zhu et al.'s
+#: implementation, which paper 002 sec. 3.1 follows).
 ADAM_ALPHA = 2e-4
 ADAM_BETA1 = 0.5
 #: Paper 002 appendix A.1.2: epochs at the initial rate, then epochs of linear decay.

@@ -16,7 +16,10 @@ Precision = TP / (TP + FP), recall = TP / (TP + FN), F1 their harmonic mean (0 w
 denominator is 0). Reading: the paper does not state its score threshold. Its columns are the
 ones AlexeyAB's darknet ``detector map`` prints (TP, FP, FN, precision, recall, F1 at its
 ``-thresh``, default 0.25), so 0.25 is the default here (:data:`DEFAULT_SCORE_THRESH`); that
-tool's own matching code is not reproduced, so small differences from it are possible.
+tool's own matching code is not reproduced, so small differences from it are possible. Its mAP
+for custom data is the area under the whole precision/recall curve, while the package reports
+the VOC2007 11-point AP: beside Table 2 the counts follow the premise, the mAP does not
+(docs/cyclegan.md).
 
 Boxes are ChainerCV's ``(y_min, x_min, y_max, x_max)``; IoU is :func:`chainercv.utils.bbox_iou`.
 """

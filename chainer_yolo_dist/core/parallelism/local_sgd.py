@@ -1,6 +1,7 @@
 """Periodic weight averaging ("local SGD"): each worker steps alone, weights averaged every H.
 
-Darknet's multi-GPU training (the YOLO papers' own code; paper 000/001 train with it) steps
+Darknet's multi-GPU training (Redmon's code for YOLO; papers 000/001 trained with ChainerMN's
+synchronous AllReduce instead, so this is an alternative to their method, not theirs) steps
 each GPU's network independently and averages the weights, biases and batch-normalisation
 scales every 4 batches (``train_networks(..., interval=4)`` -> ``sync_nets``), not the momentum
 and not the running statistics: :data:`DARKNET_PERIOD` with the defaults below. Averaging every

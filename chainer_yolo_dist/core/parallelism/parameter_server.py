@@ -1,9 +1,13 @@
-"""Asynchronous data parallel with parameter servers over MPI (paper 003, Downpour SGD).
+"""Asynchronous data parallel with parameter servers over MPI (the package's reading of paper 003).
 
-Paper 003 (Overview) trained with its own asynchronous data-parallel program: workers compute
-gradients on possibly stale weights and the updates are summed over the interconnect without
-a global barrier, after Dean et al. 2012 (Downpour SGD, its reference [2]). This module is that
-scheme over mpi4py, for CPU or GPU workers (the messages are host arrays).
+Paper 003 (Overview) trained with its own asynchronous data-parallel program and says only that
+the data is processed in parallel on many GPUs with the parameters' update quantities summed
+over the interconnect, gradients coming from possibly old weights; it names no parameter
+server, sharding, push or pull period or staleness bound, and cites Dean et al. 2012 (its
+reference [2]) as an example of asynchronous data parallelism. This module is the package's
+reading of that unspecified method: parameter servers as in Dean et al.'s Downpour SGD, over
+mpi4py, for CPU or GPU workers (the messages are host arrays). Server-free readings (peers
+adding each other's updates, a sum applied late) fit the words too (docs/parallelism.md).
 
 How the world splits: ranks ``0 .. n_servers - 1`` of the communicator are **servers**, the
 others **workers**. The flat parameter vector (:mod:`.flat`) is cut into
@@ -29,8 +33,8 @@ pushes it leads by at most ``S + 1`` pushes (``ServerStats.max_clock_gap``).
 With ``S = 0`` the servers go further: they wait for every running worker's gradient of the
 current version and apply their **mean** once (one version per round), and the acknowledgement
 carries the new parameters when the push asked for them; with ``push_every = pull_every = 1``
-this is synchronous SGD, update for update (tested in float64). ``S = None`` is Downpour: no
-bound, no acknowledgements.
+this is synchronous SGD, update for update (tested in float64). ``S = None`` is Downpour's
+way (no bound, no acknowledgements), the default reading.
 
 Ending: each worker sends ``done`` after its last push; a server ends when every worker is done,
 then the final parameters are broadcast to every rank (:meth:`ParameterServerOptimizer.finalize`
