@@ -42,6 +42,20 @@ def run_mpi(n, args, timeout, env=None, cwd=REPO):
                           timeout=timeout)
 
 
+def assert_continued_exactly(whole, continued):
+    """The ``model.npz`` of a run stopped and continued equals that of the run never stopped:
+    the weights bitwise; the batch-norm statistics within float32 rounding (they are averaged
+    over the ranks before every snapshot, and the stopped run wrote one more)."""
+    import numpy as np
+    with np.load(str(whole)) as a, np.load(str(continued)) as b:
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            if key.endswith(('/avg_mean', '/avg_var')):
+                np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-7, err_msg=key)
+            else:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
 def check(proc):
     """Asserts a CompletedProcess succeeded, showing its output if not."""
     assert proc.returncode == 0, (
