@@ -101,7 +101,6 @@ def train(settings, comm, dataset, log=print):
             initialisation += '; paper 004 sec. 3.3 starts from %s weights' % preset.pretrained
     if comm.rank == 0:
         log('initialisation: %s' % initialisation)
-        log('evaluation boxes: %s' % dataset.test.boxes)
     # Every parameter exists, drawn on the host from the seeded generator, before the move (a
     # lazily shaped one would otherwise be drawn on the GPU, from CuPy's generator).
     models.materialise_parameters(detector)
@@ -120,6 +119,8 @@ def train(settings, comm, dataset, log=print):
     # run draws the uninterrupted run's masks, GPUs with cuDNN included.
     trainer.extend(ForwardRandomness(settings.seed, comm.rank))
     evaluator = ActionEvaluator(detector, dataset.test, comm, settings.eval_batchsize)
+    if comm.rank == 0:
+        log('evaluation boxes: %s' % dataset.test.boxes)
     columns = ['epoch', 'iteration', 'lr', 'main/loss']
     if settings.profile:
         columns += ['time/data', 'time/step']
