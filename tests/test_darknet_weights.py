@@ -496,3 +496,26 @@ def test_loaded_layers_normalise_with_darknets_eps(tmp_path, nets):
                  * a['gamma'].reshape(shape) + a['beta'].reshape(shape))
     chainercv = np.where(chainercv > 0, chainercv, 0.1 * chainercv)
     assert not np.allclose(out[:, :4], chainercv[:, :4], rtol=1e-2, atol=1e-4)
+
+
+def test_darknets_eps_survives_model_npz_and_evaluation_loads(tmp_path, nets):
+    # A run trained with Darknet's eps must be evaluated with it: model.npz carries the eps
+    # of the layers a Darknet file filled, and eval_yolo's load gives it back.
+    from chainer_yolo_dist.detection.evaluation import _load_model
+    spec = darknet19_trunk_spec('/extractor')
+    path = write_darknet_file(tmp_path / 'darknet19_448.conv.23', spec, 3, (0, 2, 0), 0)
+    model = nets('yolov2')
+    load_darknet_trunk(str(path), model)
+    saved = str(tmp_path / 'model.npz')
+    chainer.serializers.save_npz(saved, model)
+    fresh = _NETS['yolov2']()
+    assert {fresh.extractor[i].bn.eps for i in range(22)} == {2e-5}
+    _load_model(saved, fresh)
+    assert {fresh.extractor[i].bn.eps for i in range(18)} == {1e-5}
+    assert {fresh.extractor[i].bn.eps for i in (18, 19, 20, 21)} == {2e-5}
+    # A model.npz written before (no eps entries) loads as it did.
+    plain = str(tmp_path / 'plain.npz')
+    chainer.serializers.save_npz(plain, _NETS['yolov2']())
+    again = _NETS['yolov2']()
+    _load_model(plain, again)
+    assert {again.extractor[i].bn.eps for i in range(22)} == {2e-5}

@@ -5,6 +5,7 @@ the detector's ``--pretrained`` and the classifier's own fine-tuning stage read 
 """
 from chainer_yolo_dist.classification.darknet import DARKNET19_CONVS
 from chainer_yolo_dist.classification.models import CLASSIFIERS
+from chainer_yolo_dist.core import bn_eps
 
 #: Convolutions of a Darknet-19 trunk (all but the class convolution).
 N_DARKNET19_TRUNK = sum(DARKNET19_CONVS)
@@ -158,5 +159,6 @@ def load_classifier(path, classifier=None):
                          '%d classes): give the same --model, --channels-scale and classes'
                          % (path, info.description, type(classifier).__name__,
                             classifier.channels_scale, classifier.n_class))
+    bn_eps.restore_eps(path, classifier, info.prefix)  # Darknet's, where a Darknet file began
     chainer.serializers.load_npz(path, classifier, path=info.prefix)
     return classifier, info

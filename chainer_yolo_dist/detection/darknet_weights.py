@@ -45,6 +45,7 @@ from chainer_yolo_dist.classification.darknet import DARKNET19_POOL_AFTER
 from chainer_yolo_dist.classification.darknet import DARKNET53_BLOCKS
 from chainer_yolo_dist.classification.darknet import Darknet19
 from chainer_yolo_dist.classification.darknet import Darknet53
+from chainer_yolo_dist.core import bn_eps
 from chainer_yolo_dist.core.atomic import atomic_path
 
 #: Darknet layers of the pretrained trunk in Darknet's own partial files: the first 23
@@ -389,7 +390,8 @@ def load_darknet_weights(path, link, n_layers=None, allow_trailing=False):
         backend.copyto(_array_of(holder), data)
     for layer in convs:
         if layer.batch_normalize:
-            layer.link.bn.eps = DARKNET_BN_EPS   # read by BatchNormalization's forward
+            # Read by BatchNormalization's forward; carried in model.npz and snapshots.
+            bn_eps.set_eps(layer.link.bn, DARKNET_BN_EPS)
     return [layer.name for layer in convs]
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from chainercv.evaluations import eval_detection_voc
 from chainercv.utils import apply_to_iterator
 
+from chainer_yolo_dist.core import bn_eps
 from chainer_yolo_dist.core.persistents import mean_persistents
 from chainer_yolo_dist.detection.counts import DEFAULT_SCORE_THRESH, detection_counts
 
@@ -203,8 +204,12 @@ def detector_prefix(path):
 
 
 def _load_model(path, model):
-    """Loads ``model.npz`` or the model inside a trainer snapshot; names the file on error."""
-    chainer.serializers.load_npz(path, model, path=detector_prefix(path))
+    """Loads ``model.npz`` or the model inside a trainer snapshot (with the batch-norm
+    epsilons it carries: Darknet's, where a Darknet file initialised the run); names the file
+    on error."""
+    prefix = detector_prefix(path)
+    bn_eps.restore_eps(path, model, prefix)
+    chainer.serializers.load_npz(path, model, path=prefix)
 
 
 def saved_run_request(options):
