@@ -17,6 +17,7 @@ import sys
 
 from chainer_yolo_dist.analysis import figures, runs
 from chainer_yolo_dist.core import cli
+from chainer_yolo_dist.core.atomic import staged_folder
 
 
 def main(argv=None):
@@ -25,12 +26,10 @@ def main(argv=None):
     parser.add_argument('--out', help='output directory (default: a new runs/figures-<time> '
                         'in the current directory, as the training scripts write their runs; '
                         'results/figures holds the committed published figures)')
-    parser.add_argument('--dpi', type=int, default=100)
+    parser.add_argument('--dpi', type=cli.COUNT, default=100)
     parser.add_argument('--no-published', action='store_true',
                         help='draw only the measured-run figures')
     args = parser.parse_args(argv)
-    if args.dpi < 1:
-        parser.error('--dpi must be >= 1, got %d' % args.dpi)
     found, skipped = [], []
     if args.runs:
         try:  # what is not a run (runs/* holds files, lock-only folders, figures) is noted
@@ -46,7 +45,7 @@ def main(argv=None):
                     % out)
     written, notes = [], []
     try:
-        with figures.staged_folder(out) as folder:
+        with staged_folder(out) as folder:
             if not args.no_published:
                 written += figures.draw_published(folder, args.dpi)
             if found:

@@ -7,13 +7,10 @@ and "Loss" (paper 000 Figs. 2, 3), number of GPUs against the speed-up over one 
 Fig. 4, paper 001 Figs. 5, 7). As in the papers, the one-GPU (one-process) curve is blue and the
 k-GPU curve orange; training accuracy blue and validation orange (paper 001 Fig. 3).
 """
-import contextlib
 import math
 import os
 import re
-import shutil
 import string
-import tempfile
 
 from matplotlib.figure import Figure
 
@@ -479,22 +476,3 @@ def draw_measured(runs, out_dir, dpi=100):
     else:
         paths.append(save(fig, os.path.join(out_dir, 'measured_speedup.png'), dpi))
     return paths, notes
-
-
-@contextlib.contextmanager
-def staged_folder(out):
-    """Yields the folder to write ``out``'s files into: ``out`` itself if it exists (files
-    are replaced one by one, atomically), else a hidden sibling renamed to ``out`` when the
-    block ends and removed if it fails, so that a failed call leaves no folder behind."""
-    if os.path.isdir(out):
-        yield out
-        return
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.%s.' % os.path.basename(os.path.abspath(out)), dir=parent)
-    try:
-        yield tmp
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -8,6 +8,7 @@ it never corrupts the winner's file.
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -80,3 +81,23 @@ def save_npz(path, obj):
     with atomic_path(path) as tmp:
         chainer.serializers.save_npz(tmp, obj)
     return path
+
+
+@contextlib.contextmanager
+def staged_folder(out):
+    """Yields the folder to write ``out``'s files into: ``out`` itself if it exists (files
+    are replaced one by one, atomically), else a hidden sibling renamed to ``out`` when the
+    block ends and removed if it fails, so that a failed call leaves no folder behind."""
+    if os.path.isdir(out):
+        yield out
+        return
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='%s%s.' % (TMP_PREFIX, os.path.basename(os.path.abspath(out))),
+                           dir=parent)
+    try:
+        yield tmp
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
