@@ -15,8 +15,8 @@ Tested in-process: nothing here imports MPI, touches a GPU or reads data.
 import collections
 import contextlib
 import dataclasses
-import re
 import os
+import re
 
 from chainer_yolo_dist.core import devices, presets, rundir, snapshots
 from chainer_yolo_dist.core.parallelism import modes
@@ -166,15 +166,15 @@ def resolve(system, options, world_size, node=CPU_NODE):
     on_gpu = node.gpus > 0 and communicator != 'naive'
     cudnn = cudnn_departure(preset, on_gpu, node.cudnn)
     departures += [cudnn] if cudnn else []
-    workers, why = loader_workers(options, 0 if on_gpu else -1, preset.loader_workers,
-                                  cores_per_rank(node, world_size, on_gpu))
+    loaderjob, why = loader_workers(options, 0 if on_gpu else -1, preset.loader_workers,
+                                    cores_per_rank(node, world_size, on_gpu))
     departures += [why] if why else []
     request = pick(system.data_cls, options, dataset=preset.dataset, n_class=preset.n_class,
                    seed=options['seed'])
     settings = pick(
         system.settings_cls, options, preset=preset, data=request, ranks=world_size, nodes=1,
         virtual_ranks=virtual_ranks, device=-1,
-        loaderjob=workers, communicator=communicator,
+        loaderjob=loaderjob, communicator=communicator,
         allreduce_grad_dtype=grad_dtype, out=options.get('out') or '', progress=False,
         departures=())
     if options.get('out'):
