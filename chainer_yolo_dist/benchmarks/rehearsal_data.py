@@ -251,6 +251,10 @@ def build_imagenet(root, n_train=IMAGENET_TRAIN, n_val=IMAGENET_VAL, n_class=IMA
         image += per_val
     with Pool(workers or os.cpu_count() or 1) as pool:
         lines = pool.map(_link_class, tasks, chunksize=8)
+        # Ended by their queue, not by the SIGTERM of Pool.terminate, which the workers of a
+        # training process's forkserver ignore (core.mpi.start_forkserver).
+        pool.close()
+        pool.join()
     lists = {}
     for split, chunk in (('train', lines[:n_class]), ('val', lines[n_class:])):
         lists[split] = os.path.join(root, split + '.txt')

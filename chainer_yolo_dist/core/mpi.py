@@ -21,13 +21,16 @@ import traceback
 import numpy as np
 
 
-def start_forkserver(ignore_signals=('SIGTERM', 'SIGINT', 'SIGUSR1')):
+def start_forkserver(ignore_signals=()):
     """Starts the forkserver used by ``MultiprocessIterator``'s workers, before MPI.
 
-    The forkserver and every loader worker it forks ignore ``ignore_signals`` (the run's stop
-    signals): a scheduler signals every process of the job at its time limit, and the rank,
-    not its helpers, decides when to stop; a worker that died of the signal would end the
-    job before the snapshot. Workers still end with their rank (their queues close).
+    A training run (``core.cli.run``) passes its stop signals as ``ignore_signals``: the
+    forkserver and every loader worker it forks ignore them, since a scheduler signals every
+    process of the job at its time limit, and the rank, not its helpers, decides when to stop
+    (a worker that died of the signal would end the job before the snapshot). Workers still
+    end with their rank: ``MultiprocessIterator`` closes and joins its pool. A
+    ``multiprocessing.Pool`` in such a process must be closed and joined too, not only
+    terminated: ``Pool.terminate`` ends live workers with SIGTERM, which they ignore.
     """
     if sys.platform.startswith('linux'):
         try:
